@@ -1,0 +1,353 @@
+"""``AutoML``: the scikit-learn estimator that runs the whole job.
+
+data → (meta-features → neighbours → warm start) → search → final model → run directory.
+The command line calls exactly this code (``AutoML.fit_dataset`` and ``AutoML.save``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from . import metrics as metrics_mod
+from .data import Dataset, prepare_dataset
+from .errors import AutoMLError, UsageError
+from .evaluate import EvalContext, make_folds
+from .model import TabularModel
+from .progress import Reporter
+from .rundir import write_run_dir
+from .search import SearchResult, TrialRecord, run_search
+from .space import load_space
+from .worker import EvaluationFailed, EvaluationTimeout, Worker
+
+DEFAULT_TIME_BUDGET = 60.0
+DEFAULT_MAX_SEARCH_ROWS = 20_000
+WRITE_RESERVE_SECONDS = 1.0
+
+
+def grace_seconds(time_budget: float) -> float:
+    """How far past the budget a fit may end: max(5 s, 10 %)."""
+    return max(5.0, 0.1 * time_budget)
+
+
+class AutoML(BaseEstimator):
+    """Search scikit-learn pipelines for a tabular dataset and fit the best one.
+
+    Parameters
+    ----------
+    task : {"binary", "multiclass", "classification", "regression"}, optional
+        Inferred from the target when omitted (rule in :mod:`automl_meta.data`).
+    metric : str, optional
+        accuracy, balanced_accuracy, roc_auc, log_loss, f1_macro (classification);
+        r2, rmse, mae (regression). Default: accuracy / r2.
+    time_budget : float, optional
+        Wall-clock seconds for the whole fit (search, final refit). The fit ends within
+        ``time_budget + max(5, 10 %)``. Default 60 s when ``n_trials`` is not given either.
+    n_trials : int, optional
+        Stop after this many trials.
+    seed : int
+        Seeds the CV split, the sampler and the models.
+    n_jobs : int
+        Trials evaluated in parallel (one worker process each).
+    warm_start_configs : list of dict, optional
+        Configurations evaluated first, before TPE (the warm-start seam; each dict is a
+        flat configuration, optionally with an ``"_origin"`` key saying where it came from).
+    max_search_rows : int
+        Above this many rows the search runs on a stratified subsample; the final model is
+        fitted on all rows.
+    memory_limit : float, optional
+        Memory limit per worker process in GiB; a trial exceeding it fails.
+    storage : str, optional
+        Optuna storage URL for the study (in memory by default).
+    space : str, optional
+        Search-space YAML (the shipped ``configs/space.yaml`` by default).
+    verbose : int
+        0 silent; 1 progress bar on stderr.
+
+    Attributes
+    ----------
+    model_ : TabularModel
+        The fitted final pipeline.
+    search_ : SearchResult
+        Every trial of the search.
+    leaderboard_ : DataFrame
+        One row per trial.
+    classes_ : ndarray
+        Class labels (classification).
+    """
+
+    def __init__(self, task: str | None = None, metric: str | None = None,
+                 time_budget: float | None = None, n_trials: int | None = None, seed: int = 0,
+                 n_jobs: int = 1, warm_start_configs: list[dict] | None = None,
+                 max_search_rows: int = DEFAULT_MAX_SEARCH_ROWS,
+                 memory_limit: float | None = None, storage: str | None = None,
+                 space: str | None = None, verbose: int = 0):
+        self.task = task
+        self.metric = metric
+        self.time_budget = time_budget
+        self.n_trials = n_trials
+        self.seed = seed
+        self.n_jobs = n_jobs
+        self.warm_start_configs = warm_start_configs
+        self.max_search_rows = max_search_rows
+        self.memory_limit = memory_limit
+        self.storage = storage
+        self.space = space
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ sklearn interface
+    def fit(self, X: Any, y: Any) -> AutoML:
+        """Search and fit on features ``X`` (DataFrame or array) and target ``y``."""
+        started = time.monotonic()
+        X = _as_frame(X)
+        y = pd.Series(np.asarray(y).ravel() if not isinstance(y, pd.Series) else y.to_numpy())
+        if len(y) != len(X):
+            raise UsageError(f"X has {len(X)} rows but y has {len(y)}")
+        target = "target"
+        while target in X.columns:
+            target = f"_{target}"
+        df = X.reset_index(drop=True).copy()
+        df[target] = y.to_numpy()
+        dataset = prepare_dataset(df, target, self.task)
+        return self.fit_dataset(dataset, started=started)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted labels or values."""
+        return self.model_.predict(self._frame_for_predict(X))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (columns follow ``classes_``)."""
+        return self.model_.predict_proba(self._frame_for_predict(X))
+
+    def score(self, X: Any, y: Any) -> float:
+        """The search metric on ``(X, y)``, sign-flipped for losses so greater is better."""
+        X = self._frame_for_predict(X)
+        value = score_model(self.model_, X, pd.Series(np.asarray(y).ravel()), self.metric_.name)
+        return value if self.metric_.greater_is_better else -value
+
+    def _frame_for_predict(self, X: Any) -> pd.DataFrame:
+        if not hasattr(self, "model_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("AutoML is not fitted yet; call fit first")
+        X = _as_frame(X)
+        if X.shape[1] != self.n_features_in_ and all(str(c).startswith("x") for c in X.columns):
+            raise ValueError(f"X has {X.shape[1]} features, but AutoML is expecting "
+                             f"{self.n_features_in_} features as input")
+        return X
+
+    # ------------------------------------------------------------------ the job
+    def fit_dataset(self, dataset: Dataset, *, started: float | None = None,
+                    reporter: Reporter | None = None) -> AutoML:
+        """Run search and final fit on a prepared :class:`~automl_meta.data.Dataset`.
+
+        ``started`` (a ``time.monotonic()`` value) is when the job began, so that time spent
+        reading the data counts against ``time_budget``.
+        """
+        started = time.monotonic() if started is None else started
+        reporter = reporter or _default_reporter(self.verbose)
+        space = load_space(self.space)
+        metric = metrics_mod.get_metric(self.metric, dataset.task)
+        budget = self.time_budget
+        if budget is None and self.n_trials is None:
+            budget = DEFAULT_TIME_BUDGET
+        if budget is not None and budget <= 0:
+            raise UsageError("--time-budget must be positive")
+        if self.n_trials is not None and self.n_trials < 1:
+            raise UsageError("--n-trials must be at least 1")
+        deadline = started + budget if budget else None
+        self.metric_ = metric
+        self.dataset_ = dataset
+        classes = dataset.classes
+        if classes is not None:
+            lookup = {c: i for i, c in enumerate(classes)}
+            y_codes = dataset.y.map(lookup).to_numpy(dtype=int)
+        else:
+            y_codes = dataset.y.to_numpy(dtype=float)
+        n_classes = len(classes) if classes else 0
+        search_idx = _search_rows(y_codes, dataset.task, self.max_search_rows, self.seed)
+        X_search = dataset.X.iloc[search_idx].reset_index(drop=True)
+        y_search = y_codes[search_idx]
+        folds = make_folds(y_search, dataset.task, self.seed)
+        ctx = EvalContext(X_search, y_search, dataset.task, dataset.schema, n_classes,
+                          metric.name, folds, space, self.seed)
+        full_ctx = ctx if len(search_idx) == len(y_codes) else EvalContext(
+            dataset.X, y_codes, dataset.task, dataset.schema, n_classes, metric.name, folds,
+            space, self.seed)
+        refit_worker = Worker(full_ctx, self.memory_limit)
+        refit_worker.start()  # imports scikit-learn in parallel with the search
+        enqueue = []
+        for cfg in self.warm_start_configs or []:
+            cfg = dict(cfg)
+            origin = str(cfg.pop("_origin", "warm"))
+            reason = space.check_config(cfg, dataset.task)
+            if reason is None:
+                enqueue.append((cfg, origin))
+        reporter.start(self.n_trials, None if deadline is None else deadline - time.monotonic(),
+                       metric.name)
+        try:
+            search = run_search(
+                ctx, n_trials=self.n_trials,
+                deadline=None if deadline is None else deadline - WRITE_RESERVE_SECONDS,
+                seed=self.seed, n_jobs=self.n_jobs, enqueue=enqueue, storage=self.storage,
+                memory_limit_gb=self.memory_limit, refit_rows=len(y_codes),
+                on_trial=reporter.trial)
+            reporter.phase("refit")
+            grace = grace_seconds(budget) if budget else None
+            model, refit_info = self._refit(search, refit_worker, dataset, space, deadline,
+                                            grace)
+        finally:
+            refit_worker.close()
+            reporter.stop()
+        self.search_ = search
+        self.model_ = model
+        self.refit_ = refit_info
+        self.leaderboard_ = pd.DataFrame([r.to_row() for r in search.records])
+        self.classes_ = np.asarray(classes, dtype=object) if classes is not None else None
+        self.n_features_in_ = dataset.X.shape[1] + len(dataset.schema.dropped)
+        self.search_rows_ = len(search_idx)
+        self.time_budget_ = budget
+        self.fit_seconds_ = time.monotonic() - started
+        return self
+
+    def _refit(self, search: SearchResult, worker: Worker, dataset: Dataset, space: Any,
+               deadline: float | None, grace: float | None) -> tuple[TabularModel, dict]:
+        """Fit the best configuration on all rows; fall back to faster ones if time runs out."""
+        candidates: list[tuple[dict, str, TrialRecord | None]] = []
+        ranked = search.ranked()
+        if ranked:
+            candidates.append((ranked[0].config, "best trial", ranked[0]))
+            for r in sorted(ranked[1:5], key=lambda r: r.fit_seconds):
+                candidates.append((r.config, "fallback: faster top-5 trial", r))
+        for family in ("hgb", "linear"):
+            if family in space.family_names(dataset.task, dataset.n_rows):
+                candidates.append((space.default_config(family, dataset.task),
+                                   f"fallback: {family} defaults (no trial succeeded)"
+                                   if not ranked else f"fallback: {family} defaults", None))
+        errors = []
+        for i, (config, why, record) in enumerate(candidates):
+            if deadline is None:
+                timeout = None
+            else:
+                # the best gets most of the remaining grace; later candidates what is left
+                share = 0.6 if i == 0 else 0.85
+                timeout = deadline + share * grace - time.monotonic()
+                if timeout <= 0.2:
+                    errors.append(f"{config['family']}: no time left")
+                    continue
+            try:
+                out = worker.run(("fit", config), timeout)
+            except (EvaluationTimeout, EvaluationFailed) as exc:
+                errors.append(f"{config['family']}: {exc}")
+                continue
+            model = TabularModel(out["pipeline"], dataset.schema, dataset.task,
+                                 dataset.target, dataset.classes, config)
+            info = {"config": config, "reason": why, "fit_seconds": out["fit_seconds"],
+                    "trial": record.number if record else None,
+                    "cv_score": record.score if record else None, "skipped": errors}
+            return model, info
+        raise AutoMLError("no configuration could be fitted on all rows within the budget: "
+                          + "; ".join(errors))
+
+    # ------------------------------------------------------------------ outputs
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able summary of the fit (what ``fit --json`` prints)."""
+        ds, search = self.dataset_, self.search_
+        best = search.best
+        states = pd.Series([r.state for r in search.records]).value_counts().to_dict()
+        origins = pd.Series([r.origin for r in search.records]).value_counts().to_dict()
+        return {
+            "task": ds.task, "target": ds.target, "metric": self.metric_.name,
+            "greater_is_better": self.metric_.greater_is_better,
+            "rows": ds.n_rows_read, "rows_used": ds.n_rows,
+            "rows_dropped_missing_target": ds.n_dropped_missing_target,
+            "search_rows": self.search_rows_, "n_folds": search.n_folds,
+            "columns": {k: len(ds.schema.of_kind(k)) for k in
+                        ("numeric", "categorical", "boolean", "datetime")},
+            "dropped_columns": ds.schema.dropped, "notes": ds.notes,
+            "classes": [str(c) for c in ds.classes] if ds.classes else None,
+            "trials": {"total": len(search.records), "by_state": states, "by_origin": origins},
+            "stop_reason": search.stop_reason,
+            "best": None if best is None else {
+                "trial": best.number, "family": best.family, "cv_score": best.score,
+                "cv_std": float(np.std(best.fold_scores)), "config": best.config,
+                "origin": best.origin},
+            "final_model": {k: v for k, v in self.refit_.items() if k != "skipped"}
+            | {"skipped": self.refit_["skipped"]},
+            "time_budget": self.time_budget_, "elapsed_seconds": round(self.fit_seconds_, 2),
+        }
+
+    def manifest(self, data_file: str | None = None) -> dict[str, Any]:
+        """The run directory's manifest (without the model checksum, added when saving)."""
+        ds = self.dataset_
+        return {
+            "format": 1, "status": "complete", "created": pd.Timestamp.now("UTC").isoformat(),
+            "target": ds.target, "task": ds.task, "metric": self.metric_.name,
+            "greater_is_better": self.metric_.greater_is_better,
+            "classes": [c if isinstance(c, (int, str)) else str(c) for c in ds.classes]
+            if ds.classes else None,
+            "feature_schema": ds.schema.to_dict(), "seed": self.seed,
+            "time_budget": self.time_budget_, "n_trials": self.n_trials,
+            "search_space_version": load_space(self.space).version,
+            "data": {"file": data_file or ds.name, "sha256": ds.sha256, "rows": ds.n_rows},
+            "final_config": self.model_.config,
+        }
+
+    def save(self, path: str | Path, *, overwrite: bool = False,
+             data_file: str | None = None) -> Path:
+        """Write the run directory (model, manifest, leaderboard, report)."""
+        report = self.summary()
+        report["leaderboard_top"] = [r.to_row() for r in self.search_.ranked()[:10]]
+        return write_run_dir(path, self.model_, self.manifest(data_file), self.leaderboard_,
+                             report, overwrite=overwrite)
+
+
+def score_model(model: TabularModel, X: pd.DataFrame, y: pd.Series, metric_name: str) -> float:
+    """Score a fitted model on labelled data with the named metric."""
+    metric = metrics_mod.get_metric(metric_name, model.task)
+    if model.task == "regression":
+        y_true = pd.to_numeric(y, errors="coerce").to_numpy(dtype=float)
+        if np.isnan(y_true).any():
+            raise UsageError("the target column has missing or non-numeric values")
+        return metrics_mod.compute(metric, y_true, model.predict(X), None)
+    codes = model.encode_labels(y)
+    if (codes < 0).any():
+        unseen = sorted({str(v) for v, c in zip(y, codes, strict=False) if c < 0})[:5]
+        raise UsageError(f"the target has labels the model never saw: {', '.join(unseen)}")
+    pred = model.encode_labels(pd.Series(model.predict(X)))
+    proba = model.predict_proba(X) if metric.needs_proba else None
+    return metrics_mod.compute(metric, codes, pred, proba, len(model.classes))
+
+
+def _as_frame(X: Any) -> pd.DataFrame:
+    if isinstance(X, pd.DataFrame):
+        return X
+    arr = np.asarray(X)
+    if arr.ndim != 2:
+        raise ValueError(f"Expected 2D array, got {arr.ndim}D array instead")
+    return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
+
+
+def _search_rows(y: np.ndarray, task: str, cap: int, seed: int) -> np.ndarray:
+    """Row indices the search uses: all, or a (stratified) subsample of ``cap`` rows."""
+    n = len(y)
+    if n <= cap:
+        return np.arange(n)
+    from sklearn.model_selection import train_test_split
+
+    strat = y if task != "regression" and np.bincount(y.astype(int)).min() >= 2 else None
+    idx, _ = train_test_split(np.arange(n), train_size=cap, random_state=seed, stratify=strat)
+    return np.sort(idx)
+
+
+def _default_reporter(verbose: int) -> Reporter:
+    if verbose:
+        from .progress import RichReporter
+
+        return RichReporter()
+    return Reporter()

@@ -1,0 +1,279 @@
+"""The ``automl-meta`` command line: parses arguments, calls the library, prints.
+
+Exit codes: 0 ok · 1 quality gate failed (``evaluate --fail-under``) · 2 bad input or usage
+(one line on stderr) · 3 internal error · 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .errors import AutoMLError
+
+app = typer.Typer(
+    name="automl-meta",
+    help="AutoML for tabular data, warm-started from searches on similar datasets.\n\n"
+         "Typical use: `automl-meta fit data.csv --target y --output run/`, then "
+         "`automl-meta predict run/ new.csv` and `automl-meta evaluate run/ test.csv`.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    rich_markup_mode=None)
+
+
+class GateFailed(Exception):
+    """``evaluate --fail-under`` threshold not met (exit 1)."""
+
+
+def _emit_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"automl-meta {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option(
+        "--version", callback=_version_callback, is_eager=True,
+        help="Print the version and exit.")] = False) -> None:
+    """AutoML for tabular data, warm-started from searches on similar datasets."""
+
+
+# ------------------------------------------------------------------------------------- fit
+@app.command()
+def fit(
+    data: Annotated[Path, typer.Argument(help="CSV, TSV, Parquet or ARFF file (optionally .gz).")],
+    target: Annotated[str, typer.Option("--target", "-t", help="Column to predict.")],
+    task: Annotated[str | None, typer.Option(
+        help="binary, multiclass, classification or regression (inferred if omitted).")] = None,
+    time_budget: Annotated[float | None, typer.Option(
+        help="Wall-clock seconds for the whole command; it ends within budget + "
+             "max(5 s, 10 %). Default 60 when --n-trials is not given.")] = None,
+    n_trials: Annotated[int | None, typer.Option(help="Stop after this many trials.")] = None,
+    metric: Annotated[str | None, typer.Option(
+        help="accuracy, balanced_accuracy, roc_auc, log_loss, f1_macro (classification); "
+             "r2, rmse, mae (regression). Default: accuracy / r2.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Run directory to create (default: runs/<data>-<time>).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for CV split, sampler and models.")] = 0,
+    n_jobs: Annotated[int, typer.Option(help="Trials evaluated in parallel.")] = 1,
+    memory_limit: Annotated[float | None, typer.Option(
+        help="Memory limit per trial worker, in GiB; a trial exceeding it fails.")] = None,
+    storage: Annotated[str | None, typer.Option(
+        help="Optuna storage URL for the study (in memory by default).")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace the output directory if it exists.")] = False,
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON document on stdout and nothing else there.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary.")] = False,
+) -> None:
+    """Search pipelines for DATA and fit the best one on all rows; write a run directory.
+
+    The run directory holds model.joblib, manifest.json (versions, schema, checksum),
+    leaderboard.csv (every trial) and report.json.
+    """
+    started = time.monotonic()
+    from .automl import AutoML
+    from .data import load_dataset
+    from .rundir import check_output_dir
+
+    if output is None:
+        output = Path("runs") / f"{_stem(data)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_output_dir(output, overwrite)
+    dataset = load_dataset(data, target, task)
+    automl = AutoML(task=dataset.task, metric=metric, time_budget=time_budget,
+                    n_trials=n_trials, seed=seed, n_jobs=n_jobs, memory_limit=memory_limit,
+                    storage=storage)
+    reporter = None
+    if not quiet and not json_out or (json_out and not quiet and sys.stderr.isatty()):
+        from .progress import RichReporter
+
+        reporter = RichReporter()
+    if reporter is not None:
+        for note in dataset.notes:
+            reporter.console.print(f"[yellow]note:[/yellow] {note}")
+    automl.fit_dataset(dataset, started=started, reporter=reporter)
+    run_dir = automl.save(output, overwrite=overwrite, data_file=str(data))
+    summary = automl.summary() | {"run_dir": str(run_dir),
+                                  "elapsed_seconds": round(time.monotonic() - started, 2)}
+    if json_out:
+        _emit_json(summary)
+    elif not quiet:
+        _print_fit_summary(summary)
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".gz", ".csv", ".tsv", ".arff", ".parquet", ".pq", ".txt"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return name or "data"
+
+
+def _print_fit_summary(s: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="automl-meta fit", show_header=False, title_justify="left")
+    best = s["best"]
+    trials = s["trials"]["by_state"]
+    table.add_row("task", f"{s['task']} (target {s['target']!r})")
+    table.add_row("rows", f"{s['rows_used']} used of {s['rows']} read"
+                  + (f", search on {s['search_rows']}" if s["search_rows"] < s["rows_used"]
+                     else ""))
+    if best:
+        table.add_row("best model", f"{best['family']} (trial {best['trial']}, "
+                                    f"{best['origin']})")
+        table.add_row(f"CV {s['metric']}", f"{best['cv_score']:.4f} ± {best['cv_std']:.4f} "
+                                            f"over {s['n_folds']} folds")
+    else:
+        table.add_row("best model", "no trial completed")
+    table.add_row("final model", f"{s['final_model']['config']['family']} — "
+                                 f"{s['final_model']['reason']}")
+    table.add_row("trials", ", ".join(f"{v} {k.lower()}" for k, v in trials.items())
+                  + f" (stopped by {s['stop_reason']})")
+    table.add_row("time", f"{s['elapsed_seconds']} s"
+                  + (f" of a {s['time_budget']:g} s budget" if s["time_budget"] else ""))
+    table.add_row("run directory", s["run_dir"])
+    console.print(table)
+
+
+# --------------------------------------------------------------------------------- predict
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory written by fit.")],
+    data: Annotated[Path, typer.Argument(help="Rows to predict (any supported format).")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="CSV file to write (default: stdout).")] = None,
+    proba: Annotated[bool, typer.Option(
+        help="Add one probability column per class (classification).")] = False,
+) -> None:
+    """Predict DATA with a fitted run directory; writes CSV with a column named like the
+    target (plus `proba_<class>` columns with --proba).
+
+    The model's SHA-256 is checked against the manifest before the model is loaded.
+    Columns may come in any order; extra columns are ignored; missing ones are an error.
+    """
+    import pandas as pd
+
+    from .data import read_table
+    from .rundir import load_run
+
+    manifest, model = load_run(run_dir)
+    df = read_table(data)
+    pred = model.predict(df)
+    out = pd.DataFrame({manifest["target"]: pred})
+    if proba:
+        p = model.predict_proba(df)
+        for i, c in enumerate(model.classes):
+            out[f"proba_{c}"] = p[:, i]
+    if output is None:
+        out.to_csv(sys.stdout, index=False)
+    else:
+        out.to_csv(output, index=False)
+        print(f"wrote {len(out)} predictions to {output}", file=sys.stderr)
+
+
+# -------------------------------------------------------------------------------- evaluate
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory written by fit.")],
+    data: Annotated[Path, typer.Argument(help="Labelled rows to score.")],
+    target: Annotated[str | None, typer.Option(
+        "--target", "-t", help="Target column (default: the one the model was fitted on).")
+    ] = None,
+    metric: Annotated[str | None, typer.Option(
+        help="Metric to report and gate on (default: the fit's metric).")] = None,
+    fail_under: Annotated[float | None, typer.Option(
+        help="Exit 1 when the score is worse than this: below it for scores (accuracy, r2, "
+             "…), above it for errors (log_loss, rmse, mae).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Score a fitted model on labelled DATA; with --fail-under, gate a CI job on it."""
+    from .automl import score_model
+    from .data import closest_column, read_table
+    from .errors import UsageError
+    from .metrics import get_metric
+    from .rundir import load_run
+
+    manifest, model = load_run(run_dir)
+    target = target or manifest["target"]
+    df = read_table(data)
+    if target not in df.columns:
+        hint = closest_column(target, list(df.columns))
+        raise UsageError(f"target column {target!r} not found in {data}"
+                         + (f"; did you mean {hint!r}?" if hint else ""))
+    df = df[df[target].notna()]
+    if df.empty:
+        raise UsageError(f"{data}: no rows with a target value")
+    m = get_metric(metric or manifest["metric"], model.task)
+    score = score_model(model, df, df[target], m.name)
+    passed = None
+    if fail_under is not None:
+        passed = score >= fail_under if m.greater_is_better else score <= fail_under
+    doc = {"metric": m.name, "score": score, "rows": len(df), "greater_is_better":
+           m.greater_is_better, "threshold": fail_under, "passed": passed,
+           "run_dir": str(run_dir), "data": str(data)}
+    if json_out:
+        _emit_json(doc)
+    else:
+        line = f"{m.name}: {score:.6f} on {len(df)} rows"
+        if passed is not None:
+            line += f" — {'PASS' if passed else 'FAIL'} (threshold {fail_under:g})"
+        typer.echo(line)
+    if passed is False:
+        raise GateFailed(f"{m.name} {score:.6f} is worse than the threshold {fail_under:g}")
+
+
+# ------------------------------------------------------------------------------------ main
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; maps errors to exit codes (see module docstring)."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+        return _exit(result if isinstance(result, int) else 0)
+    except GateFailed as exc:
+        print(f"quality gate failed: {exc}", file=sys.stderr)
+        return _exit(1)
+    except AutoMLError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return _exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return _exit(130)
+    except typer.Exit as exc:
+        return _exit(exc.exit_code)
+    except Exception as exc:  # click usage errors and the unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.Abort):
+            print("interrupted", file=sys.stderr)
+            return _exit(130)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return _exit(2)
+        if os.environ.get("AUTOML_META_DEBUG"):
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} "
+              "(set AUTOML_META_DEBUG=1 for a traceback)", file=sys.stderr)
+        return _exit(3)
+
+
+def _exit(code: int) -> int:
+    sys.stdout.flush()
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

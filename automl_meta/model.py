@@ -1,0 +1,67 @@
+"""The fitted model: a pipeline plus what is needed to use it on new raw data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .data import Schema
+from .errors import UsageError
+
+
+class TabularModel:
+    """A fitted pipeline with its feature schema and class labels.
+
+    ``predict`` and ``predict_proba`` take a raw DataFrame (as read from a file): columns
+    in any order, extra columns ignored, missing ones reported by name.
+    """
+
+    def __init__(self, pipeline: Any, schema: Schema, task: str, target: str,
+                 classes: list[Any] | None, config: dict[str, Any]):
+        self.pipeline = pipeline
+        self.schema = schema
+        self.task = task
+        self.target = target
+        self.classes = classes
+        self.config = config
+
+    def check_columns(self, X: pd.DataFrame) -> None:
+        """Raise :class:`UsageError` naming the schema columns ``X`` lacks."""
+        missing = [c for c in self.schema.names if c not in X.columns]
+        if missing:
+            shown = ", ".join(repr(c) for c in missing[:10])
+            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+            raise UsageError(f"the data lacks {len(missing)} column(s) the model needs: "
+                             f"{shown}{more}")
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Predicted labels (classification) or values (regression)."""
+        self.check_columns(X)
+        pred = self.pipeline.predict(X)
+        if self.classes is None:
+            return np.asarray(pred, dtype=float)
+        return np.asarray(self.classes, dtype=object)[np.asarray(pred, dtype=int)]
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Class probabilities, one column per entry of ``classes`` (classification only)."""
+        if self.classes is None:
+            raise UsageError("probabilities exist only for classification models")
+        self.check_columns(X)
+        raw = self.pipeline.predict_proba(X)
+        out = np.zeros((len(X), len(self.classes)))
+        out[:, np.asarray(self.pipeline.classes_, dtype=int)] = raw
+        return out
+
+    def encode_labels(self, y: pd.Series) -> np.ndarray:
+        """Map labels to class codes; labels never seen in training get -1."""
+        lookup = {label_key(c): i for i, c in enumerate(self.classes)}
+        return np.array([lookup.get(label_key(v), -1) for v in y], dtype=int)
+
+
+def label_key(value: Any) -> str:
+    """A class label as text, so that ``1``, ``1.0`` and ``"1"`` match."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()

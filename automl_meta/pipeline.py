@@ -1,0 +1,270 @@
+"""Turn a configuration into a scikit-learn pipeline for a given feature schema.
+
+The pipeline takes the raw feature DataFrame (columns in any order, extra columns ignored):
+
+1. :class:`FeaturePreparer` selects the schema's columns, coerces their dtypes and expands
+   datetimes into numeric parts;
+2. a ``ColumnTransformer`` prepares numeric and categorical columns the way the family
+   needs (imputation, scaling, one-hot / ordinal / target encoding by cardinality);
+3. the family's estimator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import ElasticNet, LogisticRegression, Ridge
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import (
+    OneHotEncoder,
+    OrdinalEncoder,
+    QuantileTransformer,
+    RobustScaler,
+    StandardScaler,
+    TargetEncoder,
+)
+from sklearn.svm import SVC, SVR
+
+from .data import Schema, coerce_features
+from .space import SearchSpace
+
+KNOWN_FAMILIES = ("hgb", "rf", "et", "linear", "svm", "knn", "mlp")
+DATETIME_PARTS = ("year", "month", "day", "dayofweek", "hour", "epoch_days")
+MISSING = "__missing__"
+
+
+class FeaturePreparer(TransformerMixin, BaseEstimator):
+    """Select the schema's columns, coerce dtypes and expand datetimes.
+
+    Parameters
+    ----------
+    schema : dict
+        ``Schema.to_dict()`` of the training data.
+
+    Output: a DataFrame whose numeric columns (numeric, boolean, datetime parts) are float and
+    whose categorical columns are strings with missing values as ``"__missing__"``.
+    """
+
+    def __init__(self, schema: dict | None = None):
+        self.schema = schema
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> FeaturePreparer:
+        self.schema_ = Schema.from_dict(self.schema)
+        self.numeric_out_, self.categorical_out_ = output_columns(self.schema_)
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        X = coerce_features(X, self.schema_)
+        out: dict[str, Any] = {}
+        for col in self.schema_.columns:
+            s = X[col.name]
+            if col.kind == "datetime":
+                dt = s
+                out[f"{col.name}__year"] = dt.dt.year.astype(float)
+                out[f"{col.name}__month"] = dt.dt.month.astype(float)
+                out[f"{col.name}__day"] = dt.dt.day.astype(float)
+                out[f"{col.name}__dayofweek"] = dt.dt.dayofweek.astype(float)
+                out[f"{col.name}__hour"] = dt.dt.hour.astype(float)
+                epoch = (dt - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
+                out[f"{col.name}__epoch_days"] = epoch.astype(float)
+            elif col.kind == "categorical":
+                out[col.name] = s.where(s.notna(), MISSING).astype(object)
+            else:
+                out[col.name] = s.astype(float)
+        return pd.DataFrame(out, index=X.index)
+
+
+def output_columns(schema: Schema) -> tuple[list[str], list[str]]:
+    """Numeric and categorical column names that :class:`FeaturePreparer` produces."""
+    numeric: list[str] = []
+    categorical: list[str] = []
+    for col in schema.columns:
+        if col.kind == "datetime":
+            numeric.extend(f"{col.name}__{part}" for part in DATETIME_PARTS)
+        elif col.kind == "categorical":
+            categorical.append(col.name)
+        else:
+            numeric.append(col.name)
+    return numeric, categorical
+
+
+def _scaler(name: str, n_rows: int) -> Any:
+    if name == "robust":
+        return RobustScaler()
+    if name == "quantile":
+        return QuantileTransformer(n_quantiles=max(10, min(1000, n_rows)),
+                                   output_distribution="normal", subsample=100_000)
+    return StandardScaler()
+
+
+def _params(config: Mapping[str, Any]) -> dict[str, Any]:
+    family = config["family"]
+    prefix = f"{family}."
+    return {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}
+
+
+def estimate_n_inputs(schema: Schema, space: SearchSpace, family: str, n_classes: int) -> int:
+    """How many columns the model will see after preprocessing (before fitting)."""
+    fam = space.families[family]
+    numeric, categorical = output_columns(schema)
+    card = {c.name: max(c.n_unique, 1) for c in schema.columns}
+    n = len(numeric)
+    for c in categorical:
+        if fam.categorical == "native":
+            n += 1
+        elif card[c] <= space.onehot_max_cardinality:
+            n += card[c] + 1
+        elif fam.categorical == "onehot_target" and n_classes > 2:
+            n += n_classes
+        else:
+            n += 1
+    return max(n, 1)
+
+
+def build_pipeline(config: Mapping[str, Any], schema: Schema, task: str, space: SearchSpace,
+                   *, n_rows: int, n_classes: int = 0, random_state: int = 0,
+                   final: bool = False) -> Pipeline:
+    """Build the (unfitted) pipeline for ``config``.
+
+    Parameters
+    ----------
+    config : dict
+        ``{"family": NAME, "NAME.param": value, ...}``.
+    schema : Schema
+        The training data's feature schema (column kinds and cardinalities).
+    task : {"binary", "multiclass", "regression"}
+    space : SearchSpace
+    n_rows : int
+        Training rows (bounds k for k-NN, sizes quantile scaling).
+    n_classes : int
+        Number of classes (classification).
+    random_state : int
+    final : bool
+        The final model: SVMs also fit probability estimates so ``predict_proba`` works.
+    """
+    family = config["family"]
+    fam = space.families[family]
+    p = _params(config)
+    numeric, categorical = output_columns(schema)
+    card = {c.name: max(c.n_unique, 1) for c in schema.columns}
+    low = [c for c in categorical if card[c] <= space.onehot_max_cardinality]
+    high = [c for c in categorical if card[c] > space.onehot_max_cardinality]
+    is_clf = task != "regression"
+
+    transformers: list[tuple[str, Any, list[str]]] = []
+    categorical_mask: list[bool] = []
+    if fam.categorical == "native":
+        if numeric:
+            transformers.append(("num", "passthrough", numeric))
+            categorical_mask += [False] * len(numeric)
+        native = [c for c in categorical if card[c] <= space.native_max_categories]
+        too_many = [c for c in categorical if card[c] > space.native_max_categories]
+        if native:
+            transformers.append(("cat", OrdinalEncoder(
+                handle_unknown="use_encoded_value", unknown_value=np.nan,
+                encoded_missing_value=np.nan, max_categories=space.native_max_categories),
+                native))
+            categorical_mask += [True] * len(native)
+        if too_many:
+            transformers.append(("cat_target", TargetEncoder(random_state=random_state),
+                                 too_many))
+            width = n_classes if (is_clf and n_classes > 2) else 1
+            categorical_mask += [False] * (width * len(too_many))
+    else:
+        num_steps: list[tuple[str, Any]] = []
+        if numeric:
+            num_steps.append(("impute", SimpleImputer(strategy=p.get("impute", "median"),
+                                                      keep_empty_features=True)))
+            if fam.scale:
+                num_steps.append(("scale", _scaler(p.get("scaler", "standard"), n_rows)))
+            transformers.append(("num", Pipeline(num_steps), numeric))
+        if low:
+            transformers.append(("cat_onehot", OneHotEncoder(
+                handle_unknown="ignore", sparse_output=False, dtype=np.float64), low))
+        if high:
+            if fam.categorical == "onehot_target":
+                enc = Pipeline([("target", TargetEncoder(random_state=random_state)),
+                                ("scale", StandardScaler())])
+            else:
+                enc = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
+                                     encoded_missing_value=-1)
+            transformers.append(("cat_high", enc, high))
+
+    prep = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
+    n_inputs = estimate_n_inputs(schema, space, family, n_classes)
+    model = _estimator(family, p, task, n_rows=n_rows, n_inputs=n_inputs,
+                       random_state=random_state, final=final,
+                       categorical_mask=categorical_mask if any(categorical_mask) else None)
+    return Pipeline([("prepare", FeaturePreparer(schema.to_dict())), ("preprocess", prep),
+                     ("model", model)])
+
+
+def _estimator(family: str, p: dict[str, Any], task: str, *, n_rows: int, n_inputs: int,
+               random_state: int, final: bool, categorical_mask: list[bool] | None) -> Any:
+    clf = task != "regression"
+    if family == "hgb":
+        cls = HistGradientBoostingClassifier if clf else HistGradientBoostingRegressor
+        return cls(learning_rate=p["learning_rate"], max_iter=int(p["max_iter"]),
+                   max_leaf_nodes=int(p["max_leaf_nodes"]),
+                   min_samples_leaf=int(p["min_samples_leaf"]),
+                   l2_regularization=p["l2_regularization"], max_features=p["max_features"],
+                   categorical_features=categorical_mask, random_state=random_state)
+    if family in ("rf", "et"):
+        if family == "rf":
+            cls = RandomForestClassifier if clf else RandomForestRegressor
+        else:
+            cls = ExtraTreesClassifier if clf else ExtraTreesRegressor
+        kw = dict(n_estimators=int(p["n_estimators"]), max_features=p["max_features"],
+                  min_samples_leaf=int(p["min_samples_leaf"]),
+                  min_samples_split=int(p["min_samples_split"]), bootstrap=bool(p["bootstrap"]),
+                  n_jobs=1, random_state=random_state)
+        if clf:
+            kw["criterion"] = p["criterion"]
+        return cls(**kw)
+    if family == "linear":
+        if clf:
+            return LogisticRegression(C=p["C"], class_weight=_class_weight(p), max_iter=2000)
+        if p["penalty"] == "elasticnet":
+            return ElasticNet(alpha=p["alpha"], l1_ratio=p["l1_ratio"], max_iter=5000,
+                              random_state=random_state)
+        return Ridge(alpha=p["alpha"])
+    if family == "svm":
+        gamma = p["gamma_scale"] / n_inputs
+        if clf:
+            return SVC(C=p["C"], gamma=gamma, class_weight=_class_weight(p), probability=final,
+                       random_state=random_state, cache_size=500)
+        return TransformedTargetRegressor(
+            SVR(C=p["C"], gamma=gamma, epsilon=p["epsilon"], cache_size=500),
+            transformer=StandardScaler())
+    if family == "knn":
+        k = int(min(p["n_neighbors"], max(1, int(n_rows * 0.6))))
+        cls = KNeighborsClassifier if clf else KNeighborsRegressor
+        return cls(n_neighbors=k, weights=p["weights"], p=int(p["p"]))
+    if family == "mlp":
+        kw = dict(hidden_layer_sizes=(int(p["width"]),) * int(p["depth"]), alpha=p["alpha"],
+                  learning_rate_init=p["learning_rate_init"], max_iter=200,
+                  early_stopping=n_rows >= 1000, random_state=random_state)
+        if clf:
+            return MLPClassifier(**kw)
+        return TransformedTargetRegressor(MLPRegressor(**kw), transformer=StandardScaler())
+    raise ValueError(f"unknown family {family!r}")
+
+
+def _class_weight(p: Mapping[str, Any]) -> str | None:
+    return None if p.get("class_weight", "none") == "none" else p["class_weight"]

@@ -1,0 +1,71 @@
+"""Progress shown on stderr while searching (rich), or nothing at all."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+
+
+class Reporter:
+    """Receives progress events. The base class ignores them (quiet mode)."""
+
+    def start(self, n_trials: int | None, time_budget: float | None, metric: str) -> None:
+        """The search begins."""
+
+    def trial(self, record: Any, result: Any) -> None:
+        """A trial ended."""
+
+    def phase(self, text: str) -> None:
+        """A new phase (reading, refitting, writing)."""
+
+    def stop(self) -> None:
+        """The search is over (called once, also on errors)."""
+
+
+class RichReporter(Reporter):
+    """A progress bar on stderr: trials done, best score so far, time left."""
+
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self.progress: Progress | None = None
+        self.task_id: Any = None
+        self.deadline: float | None = None
+        self.metric = ""
+
+    def start(self, n_trials: int | None, time_budget: float | None, metric: str) -> None:
+        self.metric = metric
+        self.deadline = time.monotonic() + time_budget if time_budget else None
+        self.progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"),
+                                 BarColumn(), TextColumn("{task.fields[status]}"),
+                                 console=self.console, transient=True)
+        self.progress.start()
+        self.task_id = self.progress.add_task("search", total=n_trials,
+                                              status=self._status(None, 0))
+
+    def _status(self, best: float | None, done: int) -> str:
+        parts = [f"{done} trials"]
+        parts.append(f"best {self.metric} {best:.4f}" if best is not None else "no score yet")
+        if self.deadline is not None:
+            parts.append(f"{max(0.0, self.deadline - time.monotonic()):.0f} s left")
+        return " · ".join(parts)
+
+    def trial(self, record: Any, result: Any) -> None:
+        if self.progress is None:
+            return
+        best = result.best
+        self.progress.update(self.task_id, advance=1, status=self._status(
+            best.score if best else None, len(result.records)))
+
+    def phase(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task_id, description=text)
+        else:
+            self.console.print(f"[dim]{text}…[/dim]")
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None

@@ -1,0 +1,147 @@
+"""The run directory: writing it atomically, reading it back safely.
+
+Layout: ``model.joblib``, ``manifest.json``, ``leaderboard.csv``, ``report.json``. The
+directory is written under a temporary name beside the target and renamed when complete,
+so an interrupted run never leaves a directory that looks finished. ``load_run`` checks the
+model file's SHA-256 against the manifest *before* unpickling it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pandas as pd
+
+from . import __version__
+from .data import file_sha256
+from .errors import ModelIntegrityError, UsageError
+from .model import TabularModel
+
+MODEL_FILE = "model.joblib"
+MANIFEST_FILE = "manifest.json"
+LEADERBOARD_FILE = "leaderboard.csv"
+REPORT_FILE = "report.json"
+
+
+def versions() -> dict[str, str]:
+    """Versions of automl-meta and the libraries a model depends on."""
+    import numpy
+    import optuna
+    import sklearn
+
+    return {"automl_meta": __version__, "python": platform.python_version(),
+            "scikit_learn": sklearn.__version__, "numpy": numpy.__version__,
+            "pandas": pd.__version__, "optuna": optuna.__version__, "joblib": joblib.__version__}
+
+
+def check_output_dir(path: str | Path, overwrite: bool = False) -> Path:
+    """Refuse an existing, non-empty output directory unless ``overwrite``."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"output {path} exists and is not a directory")
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise UsageError(f"output directory {path} already exists and is not empty; "
+                         "choose another --output or pass --overwrite")
+    return path
+
+
+def write_run_dir(path: str | Path, model: TabularModel, manifest: dict[str, Any],
+                  leaderboard: pd.DataFrame, report: dict[str, Any],
+                  overwrite: bool = False) -> Path:
+    """Write a complete run directory at ``path`` (atomically: temp name, then rename)."""
+    path = Path(path).resolve()
+    check_output_dir(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    try:
+        model_path = tmp / MODEL_FILE
+        joblib.dump(model, model_path, compress=3)
+        manifest = dict(manifest)
+        manifest["model_file"] = MODEL_FILE
+        manifest["model_sha256"] = file_sha256(model_path)
+        manifest["versions"] = versions()
+        leaderboard.to_csv(tmp / LEADERBOARD_FILE, index=False)
+        (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2, default=_json_default))
+        # the manifest goes last: its presence marks a complete directory
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=_json_default))
+        if path.exists():
+            if not overwrite and any(path.iterdir()):
+                raise UsageError(f"output directory {path} appeared while fitting; "
+                                 "nothing was overwritten (pass --overwrite to replace it)")
+            backup = path.with_name(f".{path.name}.old-{os.getpid()}")
+            path.rename(backup)
+            tmp.rename(path)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, (np.ndarray,)):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def read_manifest(run_dir: str | Path) -> dict[str, Any]:
+    """The run directory's manifest (a clear error when it is not a run directory)."""
+    run_dir = Path(run_dir)
+    manifest_path = run_dir / MANIFEST_FILE
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: no such run directory")
+    if not manifest_path.exists():
+        raise UsageError(f"{run_dir}: not a complete run directory (no {MANIFEST_FILE})")
+    try:
+        return json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelIntegrityError(f"{manifest_path}: corrupt manifest ({exc})") from None
+
+
+def load_run(run_dir: str | Path) -> tuple[dict[str, Any], TabularModel]:
+    """Load a run directory's manifest and model, verifying the model's SHA-256 first.
+
+    Raises
+    ------
+    ModelIntegrityError
+        When the model file's checksum differs from the manifest's (it is not unpickled).
+    """
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    model_path = run_dir / manifest.get("model_file", MODEL_FILE)
+    if not model_path.exists():
+        raise UsageError(f"{run_dir}: the model file {model_path.name} is missing")
+    expected = manifest.get("model_sha256")
+    actual = file_sha256(model_path)
+    if not expected or actual != expected:
+        raise ModelIntegrityError(
+            f"{model_path}: SHA-256 {actual[:12]}… does not match the manifest's "
+            f"{str(expected)[:12]}…; refusing to load a model file that was changed")
+    model = joblib.load(model_path)
+    if not isinstance(model, TabularModel):
+        raise ModelIntegrityError(f"{model_path}: not an automl-meta model")
+    saved = manifest.get("versions", {}).get("scikit_learn")
+    import sklearn
+
+    if saved and saved != sklearn.__version__:
+        print(f"warning: model was fitted with scikit-learn {saved}, this is "
+              f"{sklearn.__version__}", file=sys.stderr)
+    return manifest, model

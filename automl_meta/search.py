@@ -1,0 +1,257 @@
+"""The Optuna search: enqueued (warm-start) configurations first, then TPE.
+
+Each trial is a K-fold cross-validation; the running mean after each fold is reported as
+an intermediate value, so the percentile pruner can stop hopeless trials early. Evaluations run
+in :class:`~automl_meta.worker.Worker` child processes with a time-out derived from the
+wall-clock deadline, so a slow configuration is stopped (recorded as failed) instead of
+breaking the budget. Failing configurations are recorded and the search goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import queue
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+
+from .evaluate import EvalContext
+from .metrics import METRICS
+from .worker import EvaluationFailed, EvaluationTimeout, Worker
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+logging.getLogger("optuna").setLevel(logging.ERROR)
+
+
+class TrialFailed(Exception):
+    """A configuration failed (error, NaN score, time-out)."""
+
+
+@dataclass
+class TrialRecord:
+    """One row of the leaderboard."""
+
+    number: int
+    state: str  # COMPLETE | PRUNED | FAIL
+    score: float | None
+    config: dict[str, Any]
+    origin: str
+    fold_scores: list[float] = field(default_factory=list)
+    fit_seconds: float = 0.0
+    duration: float = 0.0
+    started: float = 0.0  # seconds since the search started
+    error: str = ""
+
+    @property
+    def family(self) -> str:
+        return str(self.config.get("family", ""))
+
+    def to_row(self) -> dict[str, Any]:
+        """Flat dict for ``leaderboard.csv``."""
+        return {"trial": self.number, "state": self.state, "score": self.score,
+                "score_std": float(np.std(self.fold_scores)) if self.fold_scores else None,
+                "n_folds": len(self.fold_scores), "family": self.family, "origin": self.origin,
+                "fit_seconds": round(self.fit_seconds, 4), "duration": round(self.duration, 4),
+                "started": round(self.started, 3), "error": self.error,
+                "config": json.dumps(self.config, sort_keys=True)}
+
+
+@dataclass
+class SearchResult:
+    """What a search produced."""
+
+    records: list[TrialRecord]
+    metric: str
+    greater_is_better: bool
+    n_folds: int
+    stop_reason: str
+    study_name: str = ""
+
+    @property
+    def completed(self) -> list[TrialRecord]:
+        return [r for r in self.records if r.state == "COMPLETE"]
+
+    @property
+    def best(self) -> TrialRecord | None:
+        done = self.completed
+        if not done:
+            return None
+        sign = 1 if self.greater_is_better else -1
+        return max(done, key=lambda r: (sign * r.score, -r.number))
+
+    def ranked(self) -> list[TrialRecord]:
+        """Completed trials, best first."""
+        sign = -1 if self.greater_is_better else 1
+        return sorted(self.completed, key=lambda r: (sign * r.score, r.number))
+
+
+def _record_from_trial(t: optuna.trial.FrozenTrial, t0: float) -> TrialRecord:
+    attrs = t.user_attrs
+    state = {optuna.trial.TrialState.COMPLETE: "COMPLETE",
+             optuna.trial.TrialState.PRUNED: "PRUNED"}.get(t.state, "FAIL")
+    score = attrs.get("score")
+    config = attrs.get("config") or dict(t.params)
+    started = (t.datetime_start.timestamp() - t0) if t.datetime_start else 0.0
+    duration = (t.duration.total_seconds() if t.duration else 0.0)
+    return TrialRecord(number=t.number, state=state,
+                       score=None if score is None or not math.isfinite(score) else score,
+                       config=config, origin=attrs.get("origin", "tpe"),
+                       fold_scores=list(attrs.get("fold_scores", [])),
+                       fit_seconds=float(attrs.get("fit_seconds", 0.0)), duration=duration,
+                       started=started, error=attrs.get("error", ""))
+
+
+def make_sampler(seed: int, n_jobs: int = 1) -> optuna.samplers.BaseSampler:
+    """The TPE sampler used everywhere (multivariate, grouped for the conditional space)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # multivariate / group are flagged experimental
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                          constant_liar=n_jobs > 1, n_startup_trials=10,
+                                          warn_independent_sampling=False)
+
+
+def run_search(ctx: EvalContext, *, n_trials: int | None = None,
+               deadline: float | None = None, seed: int = 0, n_jobs: int = 1,
+               enqueue: Sequence[tuple[dict[str, Any], str]] = (),
+               families: Sequence[str] | None = None, storage: Any = None,
+               study_name: str | None = None, memory_limit_gb: float | None = None,
+               refit_rows: int | None = None, prune: bool = True,
+               on_trial: Callable[[TrialRecord, SearchResult], None] | None = None,
+               in_process: bool = False) -> SearchResult:
+    """Run the Optuna search on ``ctx``.
+
+    Parameters
+    ----------
+    ctx : EvalContext
+        Data, folds, metric and space.
+    n_trials : int, optional
+        Stop after this many trials (enqueued ones included).
+    deadline : float, optional
+        ``time.monotonic()`` value by which the search must be over, evaluations included.
+    seed : int
+        Seeds the TPE sampler (and the models, through ``ctx.seed``).
+    n_jobs : int
+        Trials evaluated in parallel, each in its own worker process.
+    enqueue : sequence of (config, origin)
+        Configurations evaluated first, in order (the warm start); ``origin`` is recorded.
+    families : sequence of str, optional
+        Families offered (default: all the space offers for the task and data size).
+    storage : str or optuna storage, optional
+        Where the study lives (in memory by default).
+    memory_limit_gb : float, optional
+        Per-worker memory limit.
+    refit_rows : int, optional
+        Rows the final model will be fitted on; when given with ``deadline``, the search
+        stops early enough to leave time for that refit (estimated from the best trial).
+    prune : bool
+        Use the percentile pruner on per-fold intermediate values.
+    on_trial : callable, optional
+        Called after every trial with its record and the result so far.
+    in_process : bool
+        Evaluate without child processes (no time-outs); for debugging only.
+    """
+    if n_trials is None and deadline is None:
+        raise ValueError("give n_trials, a deadline or both")
+    metric = METRICS[ctx.metric]
+    families = list(families or ctx.space.family_names(ctx.task, len(ctx.y)))
+    # Prune only trials in the bottom quarter after two folds: single folds of small
+    # datasets are noisy, and a median rule throws away too many good configurations.
+    pruner = (optuna.pruners.PercentilePruner(75.0, n_startup_trials=5, n_warmup_steps=1)
+              if prune else optuna.pruners.NopPruner())
+    study = optuna.create_study(storage=storage, sampler=make_sampler(seed, n_jobs),
+                                pruner=pruner, study_name=study_name,
+                                direction=metric.direction, load_if_exists=True)
+    for config, origin in enqueue:
+        study.enqueue_trial(dict(config), user_attrs={"origin": origin}, skip_if_exists=True)
+
+    t0_wall = time.time()
+    n_folds = len(ctx.folds)
+    train_rows = len(ctx.folds[0][0])
+    workers: queue.Queue[Worker] = queue.Queue()
+    all_workers = [Worker(ctx, memory_limit_gb, in_process) for _ in range(max(1, n_jobs))]
+    for w in all_workers:
+        workers.put(w)
+    result = SearchResult([], metric.name, metric.greater_is_better, n_folds, "")
+
+    def search_deadline() -> float | None:
+        if deadline is None:
+            return None
+        best = result.best
+        if refit_rows is None or best is None:
+            return deadline
+        est = best.fit_seconds * (refit_rows / max(train_rows, 1)) ** 1.2 * 1.5 + 0.5
+        window = deadline - start_mono
+        return deadline - min(est, 0.4 * window)
+
+    def objective(trial: optuna.Trial) -> float:
+        config = ctx.space.suggest(trial, ctx.task, families)
+        trial.set_user_attr("config", config)
+        trial.set_user_attr("origin", trial.user_attrs.get("origin", "tpe"))
+        worker = workers.get()
+        scores: list[float] = []
+        fit_seconds = 0.0
+        try:
+            for k in range(n_folds):
+                limit = search_deadline()
+                timeout = None if limit is None else limit - time.monotonic()
+                try:
+                    out = worker.run(("fold", config, k), timeout)
+                except EvaluationTimeout as exc:
+                    raise TrialFailed(f"stopped: time budget ({exc})") from None
+                except EvaluationFailed as exc:
+                    raise TrialFailed(str(exc)) from None
+                if not math.isfinite(out["score"]):
+                    raise TrialFailed("score is not a finite number")
+                scores.append(out["score"])
+                fit_seconds += out["fit_seconds"]
+                mean = float(np.mean(scores))
+                trial.set_user_attr("fold_scores", scores)
+                trial.set_user_attr("score", mean)
+                trial.set_user_attr("fit_seconds", fit_seconds / len(scores))
+                trial.report(mean, k)
+                if k < n_folds - 1 and trial.should_prune():
+                    raise optuna.TrialPruned()
+            return float(np.mean(scores))
+        except TrialFailed as exc:
+            trial.set_user_attr("error", str(exc))
+            raise
+        finally:
+            workers.put(worker)
+
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        record = _record_from_trial(trial, t0_wall)
+        result.records.append(record)
+        if on_trial is not None:
+            on_trial(record, result)
+        limit = search_deadline()
+        if limit is not None and limit - time.monotonic() < 0.05:
+            result.stop_reason = "time budget"
+            study.stop()
+
+    start_mono = time.monotonic()
+    done_before = len([t for t in study.trials if t.state.is_finished()])
+    result.records.extend(_record_from_trial(t, t0_wall) for t in study.trials
+                          if t.state.is_finished())
+    remaining = None if n_trials is None else max(0, n_trials - done_before)
+    try:
+        if remaining != 0 and (deadline is None or deadline > time.monotonic()):
+            study.optimize(objective, n_trials=remaining,
+                           timeout=None if deadline is None else
+                           max(0.0, deadline - time.monotonic()),
+                           n_jobs=max(1, n_jobs), catch=(TrialFailed,), callbacks=[callback])
+    finally:
+        for w in all_workers:
+            w.close()
+    if not result.stop_reason:
+        result.stop_reason = "trial count" if n_trials is not None and \
+            len(result.records) >= n_trials else "time budget"
+    result.records.sort(key=lambda r: r.number)
+    result.study_name = study.study_name
+    return result

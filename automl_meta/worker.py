@@ -1,0 +1,237 @@
+"""A child process that evaluates configurations and can be stopped at any moment.
+
+The parent sends the :class:`~automl_meta.evaluate.EvalContext` once, then requests
+(``("fold", config, k)`` or ``("fit", config)``) one at a time and waits for each answer
+with a time-out. A request that overruns its time-out, or a child that dies (segfault,
+out-of-memory kill), costs one failed evaluation and a new child, never the search.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+from .evaluate import EvalContext, evaluate_fold, fit_full
+
+
+class EvaluationTimeout(Exception):
+    """The evaluation did not finish in time; the child was killed."""
+
+
+class EvaluationFailed(Exception):
+    """The configuration raised an error, or the child process died."""
+
+
+def _limit_memory(limit_bytes: int | None) -> None:
+    if not limit_bytes:
+        return
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+    except (ImportError, ValueError, OSError):  # pragma: no cover - platform dependent
+        pass
+
+
+def _child_main(conn: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    try:
+        ctx, memory_limit = conn.recv()
+    except (EOFError, OSError):
+        return
+    _limit_memory(memory_limit)
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return
+        if request is None:
+            return
+        try:
+            if request[0] == "fold":
+                answer = ("ok", evaluate_fold(ctx, request[1], request[2]))
+            elif request[0] == "fit":
+                answer = ("ok", fit_full(ctx, request[1]))
+            else:
+                answer = ("error", f"unknown request {request[0]!r}")
+        except MemoryError:
+            answer = ("error", "MemoryError: exceeded the memory limit")
+        except Exception as exc:  # any failure of a configuration is reported, not fatal
+            last = traceback.extract_tb(exc.__traceback__)[-1:]
+            where = f" at {last[0].name}" if last else ""
+            answer = ("error", f"{type(exc).__name__}: {str(exc)[:300]}{where}")
+        try:
+            conn.send(answer)
+        except Exception as exc:  # e.g. an unpicklable fitted model
+            conn.send(("error", f"cannot return result: {type(exc).__name__}: {exc}"))
+
+
+class Worker:
+    """Evaluates requests in a child process with a time-out per request.
+
+    Parameters
+    ----------
+    ctx : EvalContext
+        The dataset and settings; sent to the child once per child.
+    memory_limit_gb : float, optional
+        Address-space limit of the child; an evaluation that exceeds it fails.
+    in_process : bool
+        Evaluate in this process instead (no time-out, no isolation). For debugging.
+    """
+
+    def __init__(self, ctx: EvalContext, memory_limit_gb: float | None = None,
+                 in_process: bool = False):
+        self.ctx = ctx
+        self.memory_limit = int(memory_limit_gb * 2**30) if memory_limit_gb else None
+        self.in_process = in_process
+        self._proc: subprocess.Popen | None = None
+        self._conn: Connection | None = None
+        self._sender: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the child now (it needs ~1 s to import scikit-learn); idempotent."""
+        if self.in_process or (self._proc is not None and self._proc.poll() is None):
+            return
+        parent_sock, child_sock = socket.socketpair()
+        env = dict(os.environ)
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(var, "1")
+        # A fresh interpreter (not fork / spawn): the caller's __main__ is never re-run and
+        # no lock held by another thread of the parent is inherited.
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from automl_meta.worker import _entry; "
+             "_entry(int(sys.argv[1]))", str(child_sock.fileno())],
+            pass_fds=(child_sock.fileno(),), env=env, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+        child_sock.close()
+        self._conn = Connection(parent_sock.detach())
+        payload = (self.ctx, self.memory_limit)
+        self._sender = threading.Thread(target=self._send_quietly, args=(self._conn, payload),
+                                        daemon=True)
+        self._sender.start()
+
+    @staticmethod
+    def _send_quietly(conn: Connection, payload: Any) -> None:
+        try:
+            conn.send(payload)
+        except (OSError, ValueError):
+            pass  # the child died; the next request notices
+
+    def _alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def run(self, request: tuple, timeout: float | None) -> dict[str, Any]:
+        """Evaluate ``request``; raise :class:`EvaluationTimeout` / :class:`EvaluationFailed`."""
+        if self.in_process:
+            try:
+                if request[0] == "fold":
+                    return evaluate_fold(self.ctx, request[1], request[2])
+                return fit_full(self.ctx, request[1])
+            except Exception as exc:
+                raise EvaluationFailed(f"{type(exc).__name__}: {exc}") from exc
+        with self._lock:
+            if timeout is not None and timeout <= 0:
+                raise EvaluationTimeout("no time left")
+            if not self._alive():
+                self.kill()
+                self.start()
+            self._sender.join()
+            try:
+                self._conn.send(request)
+            except (BrokenPipeError, OSError):
+                self.kill()
+                raise EvaluationFailed("worker process could not receive the request") from None
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                wait = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+                if wait <= 0:
+                    self.kill()
+                    raise EvaluationTimeout(f"stopped after {timeout:.1f} s")
+                if self._conn.poll(wait):
+                    break
+                if not self._alive():
+                    code = self._proc.returncode if self._proc else None
+                    self.kill()
+                    raise EvaluationFailed(_death_reason(code))
+            try:
+                status, payload = self._conn.recv()
+            except (EOFError, OSError):
+                code = self._proc.poll() if self._proc else None
+                self.kill()
+                raise EvaluationFailed(_death_reason(code)) from None
+            if status != "ok":
+                raise EvaluationFailed(payload)
+            return payload
+
+    def kill(self) -> None:
+        """Stop the child now (a new one starts with the next request)."""
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        if proc is not None:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                pass
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        """Ask the child to exit and wait for it briefly."""
+        if self._conn is not None:
+            try:
+                self._conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+            if self._proc is not None:
+                try:
+                    self._proc.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    pass
+        self.kill()
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _entry(fd: int) -> None:
+    """Entry point of the child interpreter (see :meth:`Worker.start`)."""
+    conn = Connection(fd)
+    parent = os.getppid()
+
+    def watch_parent() -> None:  # exit when the parent is gone, even in the middle of a fit
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch_parent, daemon=True).start()
+    try:
+        _child_main(conn)
+    finally:
+        conn.close()
+
+
+def _death_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        hint = " (killed: out of memory?)" if name == "SIGKILL" else ""
+        return f"worker process died with signal {name}{hint}"
+    return f"worker process exited unexpectedly (exit code {code})"
+
