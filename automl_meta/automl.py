@@ -66,6 +66,11 @@ class AutoML(BaseEstimator):
         Optuna storage URL for the study (in memory by default).
     space : str, optional
         Search-space YAML (the shipped ``configs/space.yaml`` by default).
+    isolation : bool
+        Evaluate trials in worker processes (default), which is what lets a slow trial be
+        stopped at the deadline and a memory limit be enforced. ``False`` evaluates in this
+        process: no time-outs (the budget is only checked between folds), for environments
+        that forbid subprocesses.
     verbose : int
         0 silent; 1 progress bar on stderr.
 
@@ -86,7 +91,7 @@ class AutoML(BaseEstimator):
                  n_jobs: int = 1, warm_start_configs: list[dict] | None = None,
                  max_search_rows: int = DEFAULT_MAX_SEARCH_ROWS,
                  memory_limit: float | None = None, storage: str | None = None,
-                 space: str | None = None, verbose: int = 0):
+                 space: str | None = None, isolation: bool = True, verbose: int = 0):
         self.task = task
         self.metric = metric
         self.time_budget = time_budget
@@ -98,6 +103,7 @@ class AutoML(BaseEstimator):
         self.memory_limit = memory_limit
         self.storage = storage
         self.space = space
+        self.isolation = isolation
         self.verbose = verbose
 
     # ------------------------------------------------------------------ sklearn interface
@@ -105,6 +111,9 @@ class AutoML(BaseEstimator):
         """Search and fit on features ``X`` (DataFrame or array) and target ``y``."""
         started = time.monotonic()
         X = _as_frame(X)
+        if X.shape[1] == 0:
+            raise ValueError(f"0 feature(s) (shape=({X.shape[0]}, 0)) while a minimum of 1 is "
+                             "required.")
         y = pd.Series(np.asarray(y).ravel() if not isinstance(y, pd.Series) else y.to_numpy())
         if len(y) != len(X):
             raise UsageError(f"X has {len(X)} rows but y has {len(y)}")
@@ -118,11 +127,21 @@ class AutoML(BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels or values."""
-        return self.model_.predict(self._frame_for_predict(X))
+        X = self._frame_for_predict(X)
+        return self.model_.predict(X)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities (columns follow ``classes_``)."""
-        return self.model_.predict_proba(self._frame_for_predict(X))
+        X = self._frame_for_predict(X)
+        return self.model_.predict_proba(X)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # missing values are imputed / handled natively
+        tags.input_tags.string = True  # text columns become categorical features
+        tags.input_tags.categorical = True
+        tags.non_deterministic = False
+        return tags
 
     def score(self, X: Any, y: Any) -> float:
         """The search metric on ``(X, y)``, sign-flipped for losses so greater is better."""
@@ -179,7 +198,7 @@ class AutoML(BaseEstimator):
         full_ctx = ctx if len(search_idx) == len(y_codes) else EvalContext(
             dataset.X, y_codes, dataset.task, dataset.schema, n_classes, metric.name, folds,
             space, self.seed)
-        refit_worker = Worker(full_ctx, self.memory_limit)
+        refit_worker = Worker(full_ctx, self.memory_limit, in_process=not self.isolation)
         refit_worker.start()  # imports scikit-learn in parallel with the search
         enqueue = []
         for cfg in self.warm_start_configs or []:
@@ -196,7 +215,7 @@ class AutoML(BaseEstimator):
                 deadline=None if deadline is None else deadline - WRITE_RESERVE_SECONDS,
                 seed=self.seed, n_jobs=self.n_jobs, enqueue=enqueue, storage=self.storage,
                 memory_limit_gb=self.memory_limit, refit_rows=len(y_codes),
-                on_trial=reporter.trial)
+                on_trial=reporter.trial, in_process=not self.isolation)
             reporter.phase("refit")
             grace = grace_seconds(budget) if budget else None
             model, refit_info = self._refit(search, refit_worker, dataset, space, deadline,
@@ -316,9 +335,11 @@ def score_model(model: TabularModel, X: pd.DataFrame, y: pd.Series, metric_name:
             raise UsageError("the target column has missing or non-numeric values")
         return metrics_mod.compute(metric, y_true, model.predict(X), None)
     codes = model.encode_labels(y)
-    if (codes < 0).any():
+    if (codes < 0).any() and metric.needs_proba:
         unseen = sorted({str(v) for v, c in zip(y, codes, strict=False) if c < 0})[:5]
-        raise UsageError(f"the target has labels the model never saw: {', '.join(unseen)}")
+        raise UsageError(f"the target has labels the model never saw ({', '.join(unseen)}); "
+                         f"{metric.name} needs a probability for every true class")
+    # labels never seen in training stay as code -1: they count as wrong predictions
     pred = model.encode_labels(pd.Series(model.predict(X)))
     proba = model.predict_proba(X) if metric.needs_proba else None
     return metrics_mod.compute(metric, codes, pred, proba, len(model.classes))
@@ -327,9 +348,17 @@ def score_model(model: TabularModel, X: pd.DataFrame, y: pd.Series, metric_name:
 def _as_frame(X: Any) -> pd.DataFrame:
     if isinstance(X, pd.DataFrame):
         return X
+    import scipy.sparse
+
+    if scipy.sparse.issparse(X):
+        raise TypeError("Sparse data is not supported: pass a dense array or a DataFrame")
     arr = np.asarray(X)
+    if np.iscomplexobj(arr):
+        raise ValueError("Complex data not supported")
     if arr.ndim != 2:
-        raise ValueError(f"Expected 2D array, got {arr.ndim}D array instead")
+        raise ValueError(f"Expected 2D array, got {arr.ndim}D array instead. Reshape your data "
+                         "either using array.reshape(-1, 1) if your data has a single feature "
+                         "or array.reshape(1, -1) if it contains a single sample.")
     return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
 
 

@@ -237,6 +237,171 @@ def evaluate(
         raise GateFailed(f"{m.name} {score:.6f} is worse than the threshold {fail_under:g}")
 
 
+# --------------------------------------------------------------------------- metabase
+@app.command("build-metabase")
+def build_metabase_cmd(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Metabase folder to write.")],
+    source: Annotated[str, typer.Option(help="'dir' (a local folder) or 'openml'.")] = "dir",
+    path: Annotated[Path | None, typer.Argument(
+        help="With --source dir: folder of CSV / Parquet / ARFF(.gz) files, with an optional "
+             "manifest.csv (name, file, task, target, openml_id).")] = None,
+    suite: Annotated[str | None, typer.Option(
+        help="With --source openml: suite name or id (e.g. OpenML-CC18).")] = None,
+    tasks: Annotated[str | None, typer.Option(
+        help="With --source openml: comma-separated task ids.")] = None,
+    only: Annotated[str | None, typer.Option(
+        help="Build only these task ids / names (comma-separated).")] = None,
+    trials_per_task: Annotated[int, typer.Option(help="Trials per task (all stored).")] = 50,
+    time_per_task: Annotated[float | None, typer.Option(
+        help="Wall-clock limit per task, seconds.")] = None,
+    trial_timeout: Annotated[float, typer.Option(
+        help="Wall-clock limit per trial, seconds.")] = 120.0,
+    max_rows: Annotated[int, typer.Option(
+        help="Searches use at most this many rows per task (stratified subsample).")] = 5000,
+    n_jobs: Annotated[int, typer.Option(help="Tasks built in parallel.")] = 1,
+    seed: Annotated[int, typer.Option(help="Base seed (each task derives its own).")] = 0,
+    resume: Annotated[bool, typer.Option(
+        help="Continue a partial build in --output; finished tasks are kept.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Start again over an existing one.")] = False,
+    refresh_metafeatures: Annotated[bool, typer.Option(
+        help="Only recompute tasks.csv's meta-features (results are kept).")] = False,
+    cache_dir: Annotated[Path | None, typer.Option(
+        help="openml client cache folder.")] = None,
+    openml_server: Annotated[str | None, typer.Option(
+        help="openml API URL (e.g. the test server).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Build the meta-knowledge base: a search on every prior task, every trial stored.
+
+    Resumable: killed at any point, run the same command with --resume.
+    """
+    from .build import build_metabase, summarize_failures
+    from .build import refresh_metafeatures as refresh
+    from .errors import UsageError
+
+    if source == "dir":
+        if path is None:
+            raise UsageError("--source dir needs the folder as an argument")
+        from .sources.directory import list_tasks
+
+        specs = list_tasks(path)
+        from .data import file_sha256
+
+        manifest_csv = path / "manifest.csv"
+        source_info: dict[str, Any] = {
+            "type": "dir", "path": str(path),
+            "manifest_sha256": file_sha256(manifest_csv) if manifest_csv.exists() else None}
+    elif source == "openml":
+        from .sources import openml_source
+
+        openml_source.configure(cache_dir, openml_server)
+        if tasks:
+            ids = [int(t) for t in tasks.split(",") if t.strip()]
+        elif suite:
+            ids = openml_source.suite_task_ids(suite)
+        else:
+            raise UsageError("--source openml needs --suite or --tasks")
+        specs = openml_source.list_tasks(ids)
+        source_info = {"type": "openml", "suite": suite, "task_ids": ids,
+                       "server": openml_server}
+    else:
+        raise UsageError(f"unknown --source {source!r}; use dir or openml")
+    if only:
+        wanted = {w.strip() for w in only.split(",")}
+        specs = [s for s in specs if s.task_id in wanted or s.name in wanted]
+        if not specs:
+            raise UsageError(f"--only matched no task: {only}")
+    command = "automl-meta " + " ".join(sys.argv[1:]) if sys.argv else ""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    started = time.monotonic()
+    if refresh_metafeatures:
+        manifest = refresh(specs, output, seed=seed, on_task=None if quiet else (
+            lambda tid, i, n: console.print(f"[{i}/{n}] {tid}")))
+    else:
+        def on_task(outcome: Any, done: int, total: int) -> None:
+            if quiet:
+                return
+            row = outcome.row
+            elapsed = time.monotonic() - started
+            if row["status"] == "ok":
+                line = (f"[{done}/{total}] {row['task_id']}: {row['n_trials']} trials, best "
+                        f"{row['metric']} {row['best_score']:.4f} "
+                        f"({row.get('search_seconds', 0):.0f} s)")
+            else:
+                line = f"[{done}/{total}] {row['task_id']}: FAILED — {row['error']}"
+            console.print(f"{line}  · {elapsed / 60:.1f} min elapsed")
+
+        manifest = build_metabase(
+            specs, output, trials_per_task=trials_per_task, time_per_task=time_per_task,
+            trial_timeout=trial_timeout, max_rows=max_rows, n_jobs=n_jobs, seed=seed,
+            resume=resume, overwrite=overwrite, source=source_info, command=command,
+            on_task=on_task)
+    if not quiet:
+        from .metabase import load_metabase
+
+        mb = load_metabase(output)
+        failures = summarize_failures(mb.tasks)
+        c = manifest["counts"]
+        console.print(f"metabase {output}: {c['tasks']} tasks ok, {c['tasks_failed']} failed, "
+                      f"{c['results']} trials, {c['configs']} configurations "
+                      f"({time.monotonic() - started:.0f} s)")
+        for line in failures:
+            console.print(f"  failed {line}")
+
+
+metabase_app = typer.Typer(help="Inspect a metabase.", no_args_is_help=True)
+app.add_typer(metabase_app, name="metabase")
+
+
+@metabase_app.command("info")
+def metabase_info(
+    path: Annotated[Path | None, typer.Argument(
+        help="Metabase folder (default: the bundled one).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """What a metabase holds: source, counts per task type, search-space version, build date,
+    and whether every file matches its checksum."""
+    from .metabase import read_manifest, verify_files
+    from .resources import bundled_metabase_dir
+    from .space import load_space
+
+    path = path or bundled_metabase_dir()
+    manifest = read_manifest(path)
+    checks = verify_files(path, manifest)
+    space_version = load_space().version
+    doc = {"path": str(path), "status": manifest.get("status"),
+           "source": manifest.get("source"), "command": manifest.get("command"),
+           "created": manifest.get("created"), "updated": manifest.get("updated"),
+           "counts": manifest.get("counts"),
+           "search_space_version": manifest.get("search_space_version"),
+           "search_space_matches": manifest.get("search_space_version") == space_version,
+           "checksums_ok": all(checks.values()), "checksums": checks,
+           "n_metafeatures": len(manifest.get("metafeatures", {}).get("names", []))}
+    if json_out:
+        _emit_json(doc)
+        return
+    c = doc["counts"] or {}
+    src = doc["source"] or {}
+    by_type = ", ".join(f"{k}: {v}" for k, v in (c.get("by_task_type") or {}).items())
+    lines = [
+        f"metabase       {doc['path']}",
+        f"status         {doc['status']}",
+        f"source         {src.get('type')} {src.get('path') or src.get('suite') or ''}",
+        f"tasks          {c.get('tasks')} ok ({by_type}), {c.get('tasks_failed')} failed",
+        f"trials         {c.get('results')} ({c.get('configs')} distinct configurations)",
+        f"meta-features  {doc['n_metafeatures']}",
+        f"search space   {doc['search_space_version']} "
+        f"({'matches' if doc['search_space_matches'] else 'DIFFERS from'} this install's "
+        f"{space_version})",
+        f"built          {doc['created']} (updated {doc['updated']})",
+        "checksums      " + ("OK" if doc["checksums_ok"] else "MISMATCH: " + ", ".join(
+            k for k, v in checks.items() if not v)),
+    ]
+    typer.echo("\n".join(lines))
+
+
 # ------------------------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; maps errors to exit codes (see module docstring)."""

@@ -551,8 +551,8 @@ def prepare_dataset(df: pd.DataFrame, target: str, task: str | None = None,
             y = y.astype(np.int64)
         counts = y.value_counts()
         if len(counts) < 2:
-            raise UsageError(f"target {target!r} has a single class ({counts.index[0]!r}); "
-                             "a classifier needs at least two")
+            raise UsageError(f"target {target!r} has a single class ({counts.index[0]!r}): "
+                             "only one class found, a classifier needs at least two")
         if task == "binary" and len(counts) > 2:
             raise UsageError(f"--task binary but target {target!r} has {len(counts)} classes; "
                              "use --task multiclass")

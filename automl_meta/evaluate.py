@@ -71,7 +71,7 @@ def _full_proba(model: Any, X: pd.DataFrame, n_classes: int) -> np.ndarray:
 
 def _decision_proba(model: Any, X: pd.DataFrame, n_classes: int) -> np.ndarray:
     """Scores usable for ranking (AUC) when the model has no predict_proba (SVC)."""
-    if hasattr(model, "predict_proba") and getattr(model[-1], "probability", True):
+    if hasattr(model[-1], "predict_proba"):
         return _full_proba(model, X, n_classes)
     dec = model.decision_function(X)
     seen = np.asarray(model.classes_, dtype=int)

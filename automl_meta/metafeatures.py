@@ -44,19 +44,25 @@ attribute, target included; ``Stdv`` is the sample standard deviation).
 
 Class (classification only): ``NumberOfClasses`` (observed classes), ``Majority/MinorityClass
 Size`` and ``…Percentage`` (observed classes only), ``AutoCorrelation`` (share of consecutive
-rows with the same label: ``(n - 1 - changes) / (n - 1)``; it depends on row order).
+rows with the same label: ``(n - 1 - changes) / (n - 1)``; it depends on row order). OpenML
+also reports ``AutoCorrelation`` for numeric targets, but its formula then telescopes to
+``(n - 1 - (y_first - y_last)) / (n - 1)``, which means nothing, so it is left out for
+regression; OpenML's ``NumberOfClasses = 0`` for regression is left out too.
 
 Statistical (all tasks): for every numeric attribute, over its non-missing values, the mean,
 the sample standard deviation (n - 1), the bias-corrected sample skewness
 ``n / ((n-1)(n-2)) · Σ((x - mean)/s)³`` and the bias-corrected sample excess kurtosis
 ``n(n+1) / ((n-1)(n-2)(n-3)) · Σ((x - mean)/s)⁴ - 3(n-1)² / ((n-2)(n-3))`` — the formulas of
-Apache Commons Math's ``DescriptiveStatistics`` which OpenML uses (not Weka's, and not the
-population formulas; matched to 1e-9 on OpenML's numbers). As in Commons Math, skewness needs
-3 values and kurtosis 4, and both are 0 for a column whose variance is below 1e-19. Each of the
-four lists is summarised as ``Mean/Min/Max/Quartile1/Quartile2/Quartile3`` + ``Means``,
-``StdDev``, ``Kurtosis``, ``Skewness`` + ``OfNumericAtts``; quartiles use Commons Math's
-default percentile estimator (position ``p(n + 1)``, i.e. numpy's ``method="weibull"``). No
-numeric attribute → all None.
+Apache Commons Math's ``DescriptiveStatistics`` which OpenML uses (the population formulas
+g1 / g2 do not match OpenML's numbers; these do, to the reference's printed precision).
+Skewness needs 3 non-missing values, kurtosis 4, and both are undefined for a constant column
+(Commons Math computes 0 / 0); as in OpenML, undefined values are left out of the lists (a
+constant column still counts in the means and standard deviations but not in the skewness and
+kurtosis lists; an all-missing column counts in none). Each list is summarised by
+``Mean/Min/Max/Quartile1/Quartile2/Quartile3`` + ``Means|StdDev|Kurtosis|Skewness`` +
+``OfNumericAtts``; quartiles use Commons Math's default percentile estimator (position
+``p(n + 1)``, i.e. numpy's ``method="weibull"``). No numeric attribute → all None. Infinite
+values are treated as missing (ARFF has no infinities), also in the missing-value counts.
 
 Information-theoretic: entropies in bits (log2), **over nominal attributes only**. OpenML does
 *not* discretise numeric attributes: its reference values are missing for every dataset
@@ -84,35 +90,51 @@ correlation). Constant features are skipped.
 
 Landmarkers (``landmarkers=True``): cross-validated scores of cheap learners, computed on a
 class-stratified random subsample of at most :data:`LANDMARKER_MAX_ROWS` rows with
-:data:`LANDMARKER_FOLDS`-fold cross-validation (OpenML: 2-fold CV on all rows with Weka), out-of-
-fold predictions pooled before scoring, as Weka's ``Evaluation`` does.
+:data:`LANDMARKER_FOLDS`-fold stratified cross-validation (OpenML: Weka, 2-fold CV on all
+rows), out-of-fold predictions pooled before scoring, as Weka's ``Evaluation`` does.
 
 * Classification: ``DecisionStump``, ``NaiveBayes``, ``kNN1N`` (OpenML's names) and ``LDA``
   (not on OpenML) × ``AUC`` (class-frequency-weighted one-vs-rest ROC AUC, Weka's
   ``weightedAreaUnderROC``), ``ErrRate``, ``Kappa`` (Cohen's).
-* Regression: ``DecisionStumpR2``, ``LinearRegressionR2``, ``kNN1NR2`` (pooled out-of-fold R²).
+* Regression: ``DecisionStumpR2``, ``LinearRegressionR2``, ``kNN1NR2`` (pooled out-of-fold R²,
+  1 - SSE / SST; it can be negative).
 
-The learners are scikit-learn / numpy approximations of Weka's: a depth-1 tree on mean-imputed
-numeric and one-hot nominal features (Weka's DecisionStump also splits one value against the
-rest); naive Bayes with Gaussian numeric and Laplace-smoothed nominal likelihoods, missing
-values ignored and Weka's minimum standard deviation (precision / 6); 1-NN on min–max scaled
-features with nominal mismatches costing 1, as in Weka's IBk; LDA with Ledoit–Wolf shrinkage.
+The learners are small numpy re-implementations in the spirit of Weka's (importing
+scikit-learn would cost more than computing every quality of a 100 000-row table):
+
+* decision stump: the single threshold split minimising the children's entropy
+  (classification, Weka's criterion) or squared error (regression), over mean-imputed numeric
+  and one-hot nominal columns (so a nominal attribute splits one value against the rest, as in
+  Weka); leaves predict class frequencies / means;
+* naive Bayes: Gaussian numeric and Laplace-smoothed nominal likelihoods, missing values
+  ignored, Weka's minimum standard deviation (precision / 6) and Laplace-smoothed priors;
+* 1-NN: Euclidean on min–max scaled numeric columns and one-hot nominal columns scaled so
+  that a mismatch costs 1, as in Weka's IBk;
+* LDA: pooled within-class covariance shrunk with the Ledoit–Wolf formula, on standardised
+  columns;
+* linear regression: ridge (α = 1, intercept free) on standardised columns.
+
 One-hot encoding keeps the :data:`LANDMARKER_MAX_LEVELS` most frequent values of a nominal
-attribute (the rest pooled, missing its own level). Because of the subsample and these
-approximations, landmarkers agree with OpenML's only approximately (see the agreement report).
-With ``landmarkers=False`` their keys are present with value None.
+attribute (the rest pooled, missing its own level); with more than
+:data:`LANDMARKER_MAX_ATTRIBUTES` attributes a random subset of them is used. BLAS runs
+single-threaded during the landmarkers (their matrices are small and the machine shared).
+Because of the subsample and these approximations, landmarkers agree with OpenML's only
+approximately (see the agreement report). With ``landmarkers=False`` their keys are present
+with value None.
 
 Undefined values
 ----------------
-No value is ever NaN or infinite: an undefined quality (no numeric attribute, a kurtosis of
-fewer than 4 values, a kappa with a single predicted class, …) is None. Keys depend only on
+No value is ever NaN or infinite: an undefined quality (moments without a numeric attribute,
+entropies without a nominal one, ``EquivalentNumberOfAtts`` when no attribute carries
+information about the class, a landmarker that cannot be fitted, …) is None. Keys depend only on
 the task (:func:`metafeature_names`); class-only qualities are absent for regression.
 
 Cost
 ----
 Counts, moments, entropies and correlations use all rows, vectorised over columns with numpy
-(numeric columns are processed in blocks to bound memory); landmarkers use the subsample. A
-100 000 × 100 mixed table takes about a second (``benchmarks/metafeature_speed.py``).
+(numeric columns are processed one at a time from a column-major copy, so temporaries stay one
+column long); landmarkers use the subsample. A
+100 000 × 100 mixed table takes well under a second (``benchmarks/metafeature_speed.py``).
 """
 
 from __future__ import annotations
@@ -128,6 +150,7 @@ from .errors import UsageError
 
 __all__ = [
     "LANDMARKER_FOLDS",
+    "LANDMARKER_MAX_ATTRIBUTES",
     "LANDMARKER_MAX_LEVELS",
     "LANDMARKER_MAX_ROWS",
     "TASKS",
@@ -142,8 +165,9 @@ LANDMARKER_MAX_ROWS = 2000
 LANDMARKER_FOLDS = 2
 #: Most frequent values of a nominal attribute one-hot encoded for the landmarkers.
 LANDMARKER_MAX_LEVELS = 10
-_BLOCK = 16  # numeric columns processed together (bounds the temporaries' memory)
-_VAR_EPS = 1e-19  # Commons Math: skewness / kurtosis are 0 below this variance ("10E-20")
+#: Landmarkers use a random subset of the attributes beyond this many.
+LANDMARKER_MAX_ATTRIBUTES = 300
+_VAR_EPS = 1e-19  # variances below this count as zero (correlations)
 
 _AGGS = ("Mean", "Min", "Max", "Quartile1", "Quartile2", "Quartile3")
 _SIMPLE = [
@@ -217,7 +241,10 @@ class _Nominal:
 
 def _nominal_from_values(s: pd.Series) -> _Nominal:
     """Encode a non-categorical column as nominal; declared values sorted by string form."""
-    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    try:
+        codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    except TypeError:  # unhashable values (lists, dicts, …): their text is the value
+        codes, uniques = pd.factorize(s.map(str).where(s.notna(), None), use_na_sentinel=True)
     codes = np.asarray(codes, dtype=np.int64)
     if len(uniques) > 1:
         order = np.argsort(np.array([str(u) for u in uniques], dtype=object), kind="stable")
@@ -232,17 +259,14 @@ def _as_float(s: pd.Series) -> np.ndarray | None:
     dtype = s.dtype
     if pd.api.types.is_bool_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
         return None
-    if pd.api.types.is_datetime64_any_dtype(dtype):
+    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
         if getattr(dtype, "tz", None) is not None:
             s = s.dt.tz_convert("UTC").dt.tz_localize(None)
-        ts = s.astype("datetime64[ns]")
-        out = ts.to_numpy(dtype="datetime64[ns]").astype(np.int64).astype(np.float64) / 1e6
-        out[ts.isna().to_numpy()] = np.nan
-        return out
-    if pd.api.types.is_timedelta64_dtype(dtype):
-        td = s.astype("timedelta64[ns]")
-        out = td.to_numpy(dtype="timedelta64[ns]").astype(np.int64).astype(np.float64) / 1e6
-        out[td.isna().to_numpy()] = np.nan
+        unit = "datetime64[ms]" if pd.api.types.is_datetime64_any_dtype(s.dtype) \
+            else "timedelta64[ms]"
+        stamps = s.to_numpy(dtype=unit)  # milliseconds, as Weka's DATE attributes
+        out = stamps.astype(np.int64).astype(np.float64)
+        out[np.isnat(stamps)] = np.nan
         return out
     if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype):
         try:
@@ -253,7 +277,7 @@ def _as_float(s: pd.Series) -> np.ndarray | None:
 
 
 def _split_columns(X: pd.DataFrame) -> tuple[np.ndarray, list[_Nominal]]:
-    """Numeric block (n × p float64, NaN missing) and the list of nominal attributes."""
+    """Numeric block (n × p float64, column-major, NaN missing) and the nominal attributes."""
     numeric: list[np.ndarray] = []
     nominal: list[_Nominal] = []
     for i in range(X.shape[1]):
@@ -271,12 +295,12 @@ def _split_columns(X: pd.DataFrame) -> tuple[np.ndarray, list[_Nominal]]:
         if values is None:
             nominal.append(_nominal_from_values(s))
         else:
-            inf = np.isinf(values)
-            if inf.any():  # ±inf cannot enter a moment (never write into the caller's data)
-                values = np.where(inf, np.nan, values)
             numeric.append(values)
-    num = (np.column_stack(numeric) if numeric
-           else np.empty((X.shape[0], 0), dtype=np.float64))
+    # column-major: every per-column pass below reads contiguous memory
+    num = np.empty((X.shape[0], len(numeric)), dtype=np.float64, order="F")
+    for j, values in enumerate(numeric):
+        num[:, j] = values
+    num[np.isinf(num)] = np.nan  # ARFF has no infinities: treated as missing (a copy)
     return num, nominal
 
 
@@ -299,43 +323,55 @@ def _summary(prefix_names: list[str], values: list[float] | np.ndarray) -> dict[
 def _moments(block: np.ndarray) -> tuple[np.ndarray, ...]:
     """Per-column count, mean, sample std, skewness, excess kurtosis (Commons Math formulas).
 
-    Missing values (NaN) are left out. Undefined entries are NaN.
+    Missing values (NaN) are left out. Undefined entries are NaN: skewness of fewer than 3
+    values, kurtosis of fewer than 4, and both for a constant column (0 / 0 in Commons Math's
+    ``evaluate``, which OpenML then skips). Columns are processed one at a time (fast on a
+    column-major block; temporaries stay one column long).
     """
-    valid = ~np.isnan(block)
-    n = valid.sum(axis=0).astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(valid, block, 0.0).sum(axis=0) / n
-        d = np.where(valid, block - mean, 0.0)
+    p = block.shape[1]
+    n, mean, m2, m3, m4 = (np.zeros(p) for _ in range(5))
+    for j in range(p):
+        x = block[:, j]
+        missing = np.isnan(x)
+        if missing.any():
+            x = x[~missing]
+        n[j] = x.size
+        if x.size == 0:
+            mean[j] = np.nan
+            continue
+        mu = x.sum() / x.size
+        d = x - mu
+        # Commons Math's Mean adds a correction pass; it makes a constant column's deviations
+        # exactly zero, so its skewness / kurtosis come out undefined as in OpenML
+        correction = d.sum() / x.size
+        mean[j] = mu + correction
+        d -= correction
         d2 = d * d
-        m2 = d2.sum(axis=0)
-        m3 = (d2 * d).sum(axis=0)
-        m4 = (d2 * d2).sum(axis=0)
+        m2[j] = d2.sum()
+        m3[j] = (d2 * d).sum()  # ufuncs, not BLAS: no thread pool to wake on a busy machine
+        m4[j] = (d2 * d2).sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
         var = m2 / (n - 1)
         std = np.where(n > 1, np.sqrt(var), np.where(n == 1, 0.0, np.nan))
         skew = n * m3 / ((n - 1) * (n - 2) * np.sqrt(var) * var)
-        kurt = ((n * (n + 1) * m4 - 3 * m2 * m2 * (n - 1))
-                / ((n - 1) * (n - 2) * (n - 3) * var * var))
-    skew = np.where(n < 3, np.nan, np.where(var < _VAR_EPS, 0.0, skew))
-    kurt = np.where(n < 4, np.nan, np.where(var < _VAR_EPS, 0.0, kurt))
+        kurt = (n * (n + 1) * m4 / ((n - 1) * (n - 2) * (n - 3) * var * var)
+                - 3 * (n - 1) ** 2 / ((n - 2) * (n - 3)))
+    undefined = m2 <= 0
+    skew = np.where((n < 3) | undefined, np.nan, skew)
+    kurt = np.where((n < 4) | undefined, np.nan, kurt)
     return n, mean, std, skew, kurt
-
-
-def _numeric_moments(num: np.ndarray) -> tuple[np.ndarray, ...]:
-    parts = [_moments(num[:, j:j + _BLOCK]) for j in range(0, num.shape[1], _BLOCK)]
-    if not parts:
-        empty = np.empty(0)
-        return empty, empty, empty, empty, empty
-    return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
 
 
 def _statistical(num: np.ndarray, target: np.ndarray | None) -> dict[str, float | None]:
     """The ``…OfNumericAtts`` family over the numeric attributes (and a numeric target)."""
-    if target is not None:
-        num = np.column_stack([num, target])
-    out: dict[str, float | None] = {}
-    if num.shape[1] == 0:
+    if num.shape[1] == 0 and target is None:
         return dict.fromkeys(_STATISTICAL)
-    _, mean, std, skew, kurt = _numeric_moments(num)
+    per_column = _moments(num)
+    if target is not None:  # OpenML loops over all attributes, the numeric target included
+        per_column = tuple(np.concatenate([a, b]) for a, b in zip(
+            per_column, _moments(target.reshape(-1, 1)), strict=True))
+    _, mean, std, skew, kurt = per_column
+    out: dict[str, float | None] = {}
     for kind, values in zip(_STAT_KINDS, (mean, std, kurt, skew), strict=True):
         out.update(_summary([f"{a}{kind}OfNumericAtts" for a in _AGGS], values))
     return out
@@ -372,10 +408,15 @@ def _mutual_informations(nominal: list[_Nominal], y_codes: np.ndarray,
     out = []
     for att in nominal:
         codes, k = _weka_codes(att)
-        table = np.bincount(codes * n_classes + y_codes,
-                            minlength=k * n_classes).reshape(k, n_classes)
-        sizes = table.sum(axis=1)
-        conditional = float((sizes / n * _entropy_bits(table, axis=1)).sum())
+        joint = codes * n_classes + y_codes
+        if k * n_classes <= 4 * n + 1024:  # dense contingency table
+            table = np.bincount(joint, minlength=k * n_classes).reshape(k, n_classes)
+            sizes = table.sum(axis=1)
+            conditional = float((sizes / n * _entropy_bits(table, axis=1)).sum())
+        else:  # many values × many classes: only the occupied cells
+            cells, cell_counts = np.unique(joint, return_counts=True)
+            sizes = np.bincount(codes, minlength=k)[cells // n_classes]
+            conditional = float(-(cell_counts / n * np.log2(cell_counts / sizes)).sum())
         gain = class_entropy - conditional
         out.append(float(np.floor(gain * 1e14 + 0.5) / 1e14))
     return out
@@ -413,22 +454,17 @@ def _feature_target_correlations(num: np.ndarray, nominal: list[_Nominal],
                                  y: np.ndarray) -> list[float]:
     """|Pearson r| of numeric features and correlation ratio η of nominal ones with y."""
     out: list[float] = []
-    for j in range(0, num.shape[1], _BLOCK):
-        block = num[:, j:j + _BLOCK]
-        valid = ~np.isnan(block)
-        n = valid.sum(axis=0).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            yv = np.where(valid, y[:, None], 0.0)
-            xv = np.where(valid, block, 0.0)
-            mx = xv.sum(axis=0) / n
-            my = yv.sum(axis=0) / n
-            dx = np.where(valid, xv - mx, 0.0)
-            dy = np.where(valid, yv - my, 0.0)
-            sxx = (dx * dx).sum(axis=0)
-            syy = (dy * dy).sum(axis=0)
-            r = (dx * dy).sum(axis=0) / np.sqrt(sxx * syy)
-        ok = (n > 1) & (sxx > _VAR_EPS * n) & (syy > _VAR_EPS * n)
-        out.extend(np.clip(np.abs(r[ok]), 0.0, 1.0).tolist())
+    for j in range(num.shape[1]):
+        x = num[:, j]
+        keep = ~np.isnan(x)
+        xx, yy = (x, y) if keep.all() else (x[keep], y[keep])
+        if xx.size < 2:
+            continue
+        dx, dy = xx - xx.mean(), yy - yy.mean()
+        sxx, syy = float((dx * dx).sum()), float((dy * dy).sum())
+        if sxx <= _VAR_EPS * xx.size or syy <= _VAR_EPS * xx.size:
+            continue  # a constant feature (or target on these rows) has no correlation
+        out.append(min(abs(float((dx * dy).sum())) / np.sqrt(sxx * syy), 1.0))
     for att in nominal:
         keep = att.codes >= 0
         codes, yy = att.codes[keep], y[keep]
@@ -471,6 +507,7 @@ class _Design:
     """Landmarker inputs on the subsample."""
 
     raw_num: np.ndarray  # numeric, NaN kept (naive Bayes)
+    raw_nominal: list[tuple[np.ndarray, int]]  # codes (-1 missing), declared values (NB)
     num: np.ndarray  # numeric, mean-imputed, constant columns dropped
     levels: list[np.ndarray]  # per nominal attribute: level codes, 0..L (L = missing)
     n_levels: list[int]
@@ -486,7 +523,18 @@ class _Design:
         return np.hstack(blocks) if blocks else np.empty((n, 0))
 
 
-def _design(num: np.ndarray, nominal: list[_Nominal], idx: np.ndarray) -> _Design:
+def _design(num: np.ndarray, nominal: list[_Nominal], idx: np.ndarray,
+            rng: np.random.Generator) -> _Design:
+    """Landmarker inputs on the subsample rows ``idx``.
+
+    Beyond LANDMARKER_MAX_ATTRIBUTES attributes a random subset of them is used.
+    """
+    p = num.shape[1]
+    if p + len(nominal) > LANDMARKER_MAX_ATTRIBUTES:
+        chosen = np.sort(rng.choice(p + len(nominal), LANDMARKER_MAX_ATTRIBUTES,
+                                    replace=False))
+        nominal = [nominal[i - p] for i in chosen[chosen >= p]]
+        num = num[:, chosen[chosen < p]]
     raw = num[idx]
     keep = ~np.all(np.isnan(raw), axis=0)
     raw = raw[:, keep]
@@ -509,24 +557,156 @@ def _design(num: np.ndarray, nominal: list[_Nominal], idx: np.ndarray) -> _Desig
         mapped = np.where(codes >= 0, lut[np.maximum(codes, 0)], missing_level)
         levels.append(mapped)
         n_levels.append(missing_level + 1)
-    return _Design(raw, filled[:, varying], levels, n_levels)
+    raw_nominal = [(att.codes[idx], att.n_declared) for att in nominal]
+    return _Design(raw, raw_nominal, filled[:, varying], levels, n_levels)
 
 
-def _folds(n: int, y_codes: np.ndarray | None, random_state: int) -> list[tuple[np.ndarray,
-                                                                                 np.ndarray]]:
-    from sklearn.model_selection import KFold, StratifiedKFold
+def _folds(n: int, y_codes: np.ndarray | None,
+           rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled LANDMARKER_FOLDS-fold split, class-stratified when ``y_codes`` is given.
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # a class with fewer members than folds
-        if y_codes is None:
-            cv = KFold(LANDMARKER_FOLDS, shuffle=True, random_state=random_state)
-            return list(cv.split(np.zeros(n)))
-        cv = StratifiedKFold(LANDMARKER_FOLDS, shuffle=True, random_state=random_state)
-        return list(cv.split(np.zeros(n), y_codes))
+    Rows are shuffled, grouped by class, and dealt to the folds in turn, so every class is
+    spread as evenly as its size allows (Weka's stratified cross-validation does the same).
+    """
+    order = rng.permutation(n)
+    if y_codes is not None:
+        order = order[np.argsort(y_codes[order], kind="stable")]
+    fold = np.empty(n, dtype=np.int64)
+    fold[order] = np.arange(n) % LANDMARKER_FOLDS
+    return [(np.flatnonzero(fold != f), np.flatnonzero(fold == f))
+            for f in range(LANDMARKER_FOLDS)]
+
+
+def _xlogx(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    return a * np.log(np.where(a > 0, a, 1.0))
+
+
+class _Stump:
+    """Depth-1 decision tree: the best single threshold split over all columns.
+
+    Classification minimises the children's entropy (Weka's DecisionStump criterion) and
+    predicts the leaf's class frequencies; regression minimises the squared error and predicts
+    the leaf's mean. Without any possible split it predicts the training prior / mean.
+    """
+
+    def __init__(self, n_classes: int) -> None:
+        self.k = n_classes  # 0 for regression
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> _Stump:
+        n, p = x.shape
+        target = np.eye(self.k)[y] if self.k else y.reshape(-1, 1).astype(np.float64)
+        total = target.sum(axis=0)
+        best_score, self.col, self.threshold = np.inf, -1, 0.0
+        if n >= 2:
+            nl = np.arange(1, n, dtype=np.float64)[:, None]
+            nr = n - nl
+            chunk = max(1, 2_000_000 // (n * target.shape[1]))  # bounds the cumulative sums
+            for j0 in range(0, p, chunk):
+                xs = x[:, j0:j0 + chunk]
+                order = np.argsort(xs, axis=0, kind="stable")
+                v = np.take_along_axis(xs, order, axis=0)
+                left = np.cumsum(target[order], axis=0)[:-1]  # (n - 1, columns, outputs)
+                if self.k:
+                    score = (_xlogx(nl) - _xlogx(left).sum(axis=2)
+                             + _xlogx(nr) - _xlogx(total - left).sum(axis=2))
+                else:
+                    sl = left[..., 0]
+                    score = -(sl * sl / nl + (total[0] - sl) ** 2 / nr)
+                score = np.where(v[1:] > v[:-1], score, np.inf)
+                i, c = np.unravel_index(np.argmin(score), score.shape)
+                if score[i, c] < best_score:
+                    best_score, self.col = score[i, c], j0 + c
+                    self.threshold = v[i, c] + (v[i + 1, c] - v[i, c]) / 2
+        if self.col < 0:
+            self.leaves = np.vstack([total / n] * 2)
+        else:
+            go_left = x[:, self.col] <= self.threshold
+            self.leaves = np.vstack([target[go_left].mean(axis=0), target[~go_left].mean(axis=0)])
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class frequencies (n × k) or means (n × 1) of the leaf each row falls in."""
+        if self.col < 0:
+            return np.repeat(self.leaves[:1], len(x), axis=0)
+        return self.leaves[np.where(x[:, self.col] <= self.threshold, 0, 1)]
+
+
+def _nearest(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """Index of each test row's nearest training row (Euclidean; ties: the first)."""
+    d = ((test * test).sum(axis=1)[:, None] - 2.0 * test @ train.T
+         + (train * train).sum(axis=1)[None, :])
+    return d.argmin(axis=1)
+
+
+def _ledoit_wolf(xc: np.ndarray) -> np.ndarray:
+    """Ledoit–Wolf shrunk covariance of centred rows (the formula scikit-learn uses)."""
+    n, p = xc.shape
+    emp = xc.T @ xc / n
+    mu = np.trace(emp) / p
+    x2 = xc * xc
+    beta_ = float((x2.sum(axis=1) ** 2).sum())  # sum of the entries of x2ᵀ x2
+    delta_ = float((emp * emp).sum())
+    beta = (beta_ / n - delta_) / (p * n)
+    delta = (delta_ - 2.0 * mu * np.trace(emp) + p * mu * mu) / p
+    shrinkage = 0.0 if delta <= 0 else min(beta, delta) / delta
+    return (1.0 - shrinkage) * emp + shrinkage * mu * np.eye(p)
+
+
+class _LDA:
+    """Linear discriminant analysis with a Ledoit–Wolf shrunk pooled covariance."""
+
+    def __init__(self, n_classes: int) -> None:
+        self.k = n_classes
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> _LDA:
+        counts = np.bincount(y, minlength=self.k).astype(np.float64)
+        present = counts > 0
+        means = np.zeros((self.k, x.shape[1]))
+        np.add.at(means, y, x)
+        means[present] /= counts[present, None]
+        cov = _ledoit_wolf(x - means[y])
+        coef = np.linalg.lstsq(cov, means.T, rcond=None)[0].T  # (k, p)
+        with np.errstate(divide="ignore"):
+            log_prior = np.log(counts / counts.sum())
+        self.coef = coef
+        self.intercept = np.where(present, -0.5 * (means * coef).sum(axis=1) + log_prior,
+                                  -np.inf)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        scores = x @ self.coef.T + self.intercept
+        scores -= scores.max(axis=1, keepdims=True)
+        p = np.exp(scores)
+        return p / p.sum(axis=1, keepdims=True)
+
+
+def _erfc(x: np.ndarray) -> np.ndarray:
+    """Complementary error function (Numerical Recipes' Chebyshev fit, relative error < 1.2e-7)."""
+    z = np.abs(x)
+    t = 1.0 / (1.0 + 0.5 * z)
+    poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (
+        0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (
+            1.48851587 + t * (-0.82215223 + t * 0.17087277))))))))
+    ans = t * np.exp(poly)
+    return np.where(x >= 0, ans, 2.0 - ans)
+
+
+def _normal_cdf(z: np.ndarray) -> np.ndarray:
+    """Standard normal CDF computed as Weka's ``Statistics.normalProbability`` does."""
+    upper = 0.5 * _erfc(np.abs(z) / np.sqrt(2.0))
+    return np.where(z > 0, 1.0 - upper, upper)
 
 
 class _NaiveBayes:
-    """Weka-style naive Bayes: Gaussian numeric, Laplace nominal, missing values ignored."""
+    """Weka's NaiveBayes (default options), re-implemented.
+
+    Numeric attributes: a normal estimator per class on values rounded to the attribute's
+    precision (mean gap between its distinct training values), population standard deviation
+    floored at precision / 6, and the probability of the precision-wide interval around the
+    rounded value. Nominal attributes and the class prior: Laplace-smoothed frequencies over the
+    declared values. Missing values are ignored; every factor is floored at 1e-75 as in Weka.
+    """
 
     def __init__(self, n_classes: int) -> None:
         self.k = n_classes
@@ -536,42 +716,47 @@ class _NaiveBayes:
         counts = np.bincount(y, minlength=k).astype(np.float64)
         self.log_prior = np.log((counts + 1.0) / (counts.sum() + k))
         x = design.raw_num[rows]
-        precision = np.array([_weka_precision(x[:, j]) for j in range(x.shape[1])])
+        self.precision = np.array([_weka_precision(x[:, j]) for j in range(x.shape[1])])
         valid = ~np.isnan(x)
+        xs = np.where(valid, np.rint(x / self.precision) * self.precision, 0.0)
         onehot_y = np.eye(k)[y]  # (n, k)
-        n_c = onehot_y.T @ valid  # (k, p)
-        xs = np.where(valid, x, 0.0)
+        w = onehot_y.T @ valid  # (k, p)
+        sums = onehot_y.T @ xs
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = (onehot_y.T @ xs) / n_c
-            sq = onehot_y.T @ (xs * xs)
-            var = (sq - n_c * mean * mean) / np.maximum(n_c - 1.0, 1.0)
-        mean = np.where(n_c > 0, mean, 0.0)
-        std = np.sqrt(np.clip(np.nan_to_num(var), 0.0, None))
-        self.mean, self.std = mean, np.maximum(std, precision / 6.0)
+            mean = np.where(w > 0, sums / w, 0.0)
+            std = np.sqrt(np.abs(onehot_y.T @ (xs * xs) - mean * sums) / w)
+        floor = self.precision / 6.0
+        self.mean = mean
+        self.std = np.where((w > 0) & (std > 1e-10), np.maximum(std, floor), floor)
         self.nominal_logp = []
-        for codes, n_lev in zip(design.levels, design.n_levels, strict=True):
+        for codes, n_values in design.raw_nominal:
             c = codes[rows]
-            miss = n_lev - 1
-            table = np.zeros((k, n_lev - 1))
-            keep = c != miss
+            keep = c >= 0
+            table = np.zeros((k, max(n_values, 1)))
             np.add.at(table, (y[keep], c[keep]), 1.0)
             self.nominal_logp.append(np.log((table + 1.0)
-                                            / (table.sum(axis=1, keepdims=True) + n_lev - 1)))
+                                            / (table.sum(axis=1, keepdims=True) + n_values)))
         return self
 
-    def predict_proba(self, design: _Design, rows: np.ndarray) -> np.ndarray:
+    def predict(self, design: _Design, rows: np.ndarray) -> np.ndarray:
         x = design.raw_num[rows]
         logp = np.tile(self.log_prior, (len(rows), 1))
         if x.shape[1]:
-            valid = ~np.isnan(x)
-            z = (np.where(valid, x, 0.0)[:, None, :] - self.mean[None]) / self.std[None]
-            ll = -0.5 * z * z - np.log(self.std)[None]
-            logp += np.where(valid[:, None, :], ll, 0.0).sum(axis=2)
-        for codes, n_lev, table in zip(design.levels, design.n_levels, self.nominal_logp,
-                                       strict=True):
+            half = self.precision / 2.0
+            step = max(1, 1_000_000 // (self.k * x.shape[1]))  # bounds the (rows, k, p) block
+            for r0 in range(0, len(rows), step):
+                xr = x[r0:r0 + step]
+                valid = ~np.isnan(xr)
+                xr = np.where(valid, np.rint(xr / self.precision) * self.precision, 0.0)
+                centred = xr[:, None, :] - self.mean[None]
+                prob = (_normal_cdf((centred + half) / self.std[None])
+                        - _normal_cdf((centred - half) / self.std[None]))
+                ll = np.log(np.maximum(prob, 1e-75))
+                logp[r0:r0 + step] += np.where(valid[:, None, :], ll, 0.0).sum(axis=2)
+        for (codes, _), table in zip(design.raw_nominal, self.nominal_logp, strict=True):
             c = codes[rows]
-            keep = c != n_lev - 1
-            logp[keep] += table[:, c[keep]].T
+            keep = c >= 0
+            logp[keep] += np.maximum(table[:, c[keep]].T, np.log(1e-75))
         logp -= logp.max(axis=1, keepdims=True)
         p = np.exp(logp)
         return p / p.sum(axis=1, keepdims=True)
@@ -585,10 +770,15 @@ def _weka_precision(x: np.ndarray) -> float:
     return float((v[-1] - v[0]) / (v.size - 1))
 
 
+def _average_ranks(s: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their average rank."""
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    return (ends - (counts - 1) / 2.0)[inverse]
+
+
 def _weighted_auc(y: np.ndarray, proba: np.ndarray) -> float | None:
     """Class-frequency-weighted one-vs-rest ROC AUC (Weka's ``weightedAreaUnderROC``)."""
-    from scipy.stats import rankdata
-
     total, weight = 0.0, 0
     n = len(y)
     for c in range(proba.shape[1]):
@@ -596,7 +786,7 @@ def _weighted_auc(y: np.ndarray, proba: np.ndarray) -> float | None:
         n_pos = int(pos.sum())
         if n_pos == 0 or n_pos == n:
             continue
-        ranks = rankdata(proba[:, c])
+        ranks = _average_ranks(proba[:, c])
         auc = (ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * (n - n_pos))
         total += n_pos * auc
         weight += n_pos
@@ -612,11 +802,12 @@ def _kappa(y: np.ndarray, pred: np.ndarray, k: int) -> float | None:
 
 
 def _scaled_for_knn(design: _Design) -> np.ndarray:
+    """Min–max scaled numeric columns; one-hot nominal scaled so a mismatch costs 1 (IBk)."""
     num = design.num
     if num.shape[1]:
         lo, hi = num.min(axis=0), num.max(axis=0)
         num = (num - lo) / np.where(hi > lo, hi - lo, 1.0)
-    return np.hstack([num, design.onehot() / np.sqrt(2.0)])
+    return _nonempty(np.hstack([num, design.onehot() / np.sqrt(2.0)]))
 
 
 def _standardised(design: _Design) -> np.ndarray:
@@ -624,7 +815,7 @@ def _standardised(design: _Design) -> np.ndarray:
     if x.shape[1]:
         sd = x.std(axis=0)
         x = (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-    return x
+    return _nonempty(x)
 
 
 def _nonempty(x: np.ndarray) -> np.ndarray:
@@ -632,24 +823,22 @@ def _nonempty(x: np.ndarray) -> np.ndarray:
     return x if x.shape[1] else np.zeros((x.shape[0], 1))
 
 
-def _oof_proba(make: Callable[[], object], x: np.ndarray, y: np.ndarray, k: int,
-               folds: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    proba = np.zeros((len(y), k))
-    for train, test in folds:
-        model = make()
-        model.fit(x[train], y[train])
-        p = model.predict_proba(x[test])
-        proba[np.ix_(test, np.asarray(model.classes_, dtype=np.int64))] = p
-    return proba
+def _ridge_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
+                   alpha: float = 1.0) -> np.ndarray:
+    """Ridge regression (intercept not penalised) fitted and applied."""
+    mx, my = x_train.mean(axis=0), y_train.mean()
+    xc = x_train - mx
+    gram = xc.T @ xc + alpha * np.eye(x_train.shape[1])
+    coef = np.linalg.lstsq(gram, xc.T @ (y_train - my), rcond=None)[0]
+    return (x_test - mx) @ coef + my
+
+
+FoldFit = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def _classification_landmarkers(num: np.ndarray, nominal: list[_Nominal],
                                 y_codes: np.ndarray,
                                 random_state: int) -> dict[str, float | None]:
-    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
-    from sklearn.neighbors import KNeighborsClassifier
-    from sklearn.tree import DecisionTreeClassifier
-
     out: dict[str, float | None] = dict.fromkeys(_CLASS_LANDMARK_NAMES)
     rng = np.random.default_rng(random_state)
     idx = _subsample(len(y_codes), y_codes, rng)
@@ -657,34 +846,24 @@ def _classification_landmarkers(num: np.ndarray, nominal: list[_Nominal],
     k = int(y.max()) + 1 if len(y) else 0
     if k < 2 or len(y) < 2 * LANDMARKER_FOLDS:
         return out
-    design = _design(num, nominal, idx)
-    folds = _folds(len(y), y, random_state)
+    design = _design(num, nominal, idx, rng)
+    folds = _folds(len(y), y, rng)
     dense = _nonempty(np.hstack([design.num, design.onehot()]))
-
-    def nb_proba() -> np.ndarray:
-        proba = np.zeros((len(y), k))
-        for train, test in folds:
-            proba[test] = _NaiveBayes(k).fit(design, train, y[train]).predict_proba(design, test)
-        return proba
-
-    learners: dict[str, Callable[[], np.ndarray]] = {
-        "DecisionStump": lambda: _oof_proba(
-            lambda: DecisionTreeClassifier(max_depth=1, random_state=random_state),
-            dense, y, k, folds),
-        "NaiveBayes": nb_proba,
-        "kNN1N": lambda: _oof_proba(
-            lambda: KNeighborsClassifier(n_neighbors=1, algorithm="brute"),
-            _nonempty(_scaled_for_knn(design)), y, k, folds),
-        "LDA": lambda: _oof_proba(
-            lambda: LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"),
-            _nonempty(_standardised(design)), y, k, folds),
+    knn_x, lda_x = _scaled_for_knn(design), _standardised(design)
+    eye = np.eye(k)
+    learners: dict[str, FoldFit] = {
+        "DecisionStump": lambda tr, te: _Stump(k).fit(dense[tr], y[tr]).predict(dense[te]),
+        "NaiveBayes": lambda tr, te: _NaiveBayes(k).fit(design, tr, y[tr]).predict(design, te),
+        "kNN1N": lambda tr, te: eye[y[tr][_nearest(knn_x[tr], knn_x[te])]],
+        "LDA": lambda tr, te: _LDA(k).fit(lda_x[tr], y[tr]).predict(lda_x[te]),
     }
-    for name, run in learners.items():
+    for name, fit_predict in learners.items():
+        proba = np.zeros((len(y), k))
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                proba = run()
-        except (ValueError, np.linalg.LinAlgError, FloatingPointError):
+            with np.errstate(all="ignore"):
+                for train, test in folds:
+                    proba[test] = fit_predict(train, test)
+        except (ValueError, np.linalg.LinAlgError):  # e.g. SVD that does not converge
             continue
         if not np.all(np.isfinite(proba)):
             continue
@@ -697,10 +876,6 @@ def _classification_landmarkers(num: np.ndarray, nominal: list[_Nominal],
 
 def _regression_landmarkers(num: np.ndarray, nominal: list[_Nominal], target: np.ndarray,
                             random_state: int) -> dict[str, float | None]:
-    from sklearn.linear_model import Ridge
-    from sklearn.neighbors import KNeighborsRegressor
-    from sklearn.tree import DecisionTreeRegressor
-
     out: dict[str, float | None] = dict.fromkeys(_REGRESSION_LANDMARK_NAMES)
     rng = np.random.default_rng(random_state)
     idx = _subsample(len(target), None, rng)
@@ -710,26 +885,25 @@ def _regression_landmarkers(num: np.ndarray, nominal: list[_Nominal], target: np
     sst = float(((y - y.mean()) ** 2).sum())
     if sst <= _VAR_EPS * len(y):
         return out
-    design = _design(num, nominal, idx)
-    folds = _folds(len(y), None, random_state)
-    std_x = _nonempty(_standardised(design))
-    knn_x = _nonempty(_scaled_for_knn(design))
-    models = {
-        "DecisionStumpR2": (lambda: DecisionTreeRegressor(max_depth=1,
-                                                          random_state=random_state), std_x),
-        "LinearRegressionR2": (lambda: Ridge(alpha=1e-6), std_x),
-        "kNN1NR2": (lambda: KNeighborsRegressor(n_neighbors=1, algorithm="brute"), knn_x),
+    design = _design(num, nominal, idx, rng)
+    folds = _folds(len(y), None, rng)
+    dense = _nonempty(np.hstack([design.num, design.onehot()]))
+    knn_x, lin_x = _scaled_for_knn(design), _standardised(design)
+    learners: dict[str, FoldFit] = {
+        "DecisionStumpR2": lambda tr, te: _Stump(0).fit(dense[tr], y[tr]).predict(dense[te])[:, 0],
+        "LinearRegressionR2": lambda tr, te: _ridge_predict(lin_x[tr], y[tr], lin_x[te]),
+        "kNN1NR2": lambda tr, te: y[tr][_nearest(knn_x[tr], knn_x[te])],
     }
-    for name, (make, x) in models.items():
+    for name, fit_predict in learners.items():
         pred = np.empty(len(y))
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with np.errstate(all="ignore"):
                 for train, test in folds:
-                    pred[test] = make().fit(x[train], y[train]).predict(x[test])
-        except (ValueError, np.linalg.LinAlgError, FloatingPointError):
+                    pred[test] = fit_predict(train, test)
+        except (ValueError, np.linalg.LinAlgError):
             continue
-        out[name] = 1.0 - float(((y - pred) ** 2).sum()) / sst
+        if np.all(np.isfinite(pred)):
+            out[name] = 1.0 - float(((y - pred) ** 2).sum()) / sst
     return out
 
 
@@ -748,7 +922,7 @@ def _pct(part: float, whole: float) -> float | None:
     return part / whole * 100.0 if whole > 0 else None
 
 
-def _encode_target(y: pd.Series, task: str) -> tuple[np.ndarray, int]:
+def _encode_target(y: pd.Series) -> tuple[np.ndarray, int]:
     """Codes of a class label (observed classes, 0..K-1) and its number of declared values."""
     if isinstance(y.dtype, pd.CategoricalDtype):
         declared = len(y.cat.categories)
@@ -806,7 +980,7 @@ def compute_metafeatures(X: pd.DataFrame, y: pd.Series, task: str, *, random_sta
     # --- the target as an attribute
     classification = task != "regression"
     if classification:
-        y_codes, y_declared = _encode_target(y, task)
+        y_codes, y_declared = _encode_target(y)
         n_classes = int(y_codes.max()) + 1 if n else 0
         target_num = None
     else:
@@ -822,8 +996,9 @@ def compute_metafeatures(X: pd.DataFrame, y: pd.Series, task: str, *, random_sta
     n_symbolic = len(nominal) + (1 if classification else 0)
     n_binary = sum(att.n_declared == 2 for att in nominal) + int(classification
                                                                 and y_declared == 2)
-    missing_rows = np.isnan(num).any(axis=1) if num.shape[1] else np.zeros(n, dtype=bool)
-    n_missing = int(np.isnan(num).sum())
+    missing_cells = np.isnan(num)
+    missing_rows = missing_cells.any(axis=1)
+    n_missing = int(missing_cells.sum())
     for att in nominal:
         miss = att.codes < 0
         n_missing += int(miss.sum())
@@ -881,9 +1056,14 @@ def compute_metafeatures(X: pd.DataFrame, y: pd.Series, task: str, *, random_sta
 
     # --- landmarkers
     if landmarkers and n:
-        if classification:
-            out.update(_classification_landmarkers(num, nominal, y_codes, random_state))
-        else:
-            out.update(_regression_landmarkers(num, nominal, target_num, random_state))
+        from threadpoolctl import threadpool_limits
+
+        # the matrices are small: BLAS / OpenMP thread pools only add contention (measured
+        # 5x slower wall clock on a busy 2-core machine), so run them single-threaded
+        with threadpool_limits(limits=1):
+            if classification:
+                out.update(_classification_landmarkers(num, nominal, y_codes, random_state))
+            else:
+                out.update(_regression_landmarkers(num, nominal, target_num, random_state))
 
     return {name: _finite(out.get(name)) for name in metafeature_names(task)}

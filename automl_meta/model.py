@@ -42,7 +42,7 @@ class TabularModel:
         pred = self.pipeline.predict(X)
         if self.classes is None:
             return np.asarray(pred, dtype=float)
-        return np.asarray(self.classes, dtype=object)[np.asarray(pred, dtype=int)]
+        return np.asarray(self.classes)[np.asarray(pred, dtype=int)]
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Class probabilities, one column per entry of ``classes`` (classification only)."""

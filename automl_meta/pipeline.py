@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import sklearn
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.ensemble import (
     ExtraTreesClassifier,
@@ -47,6 +49,7 @@ from .space import SearchSpace
 KNOWN_FAMILIES = ("hgb", "rf", "et", "linear", "svm", "knn", "mlp")
 DATETIME_PARTS = ("year", "month", "day", "dayofweek", "hour", "epoch_days")
 MISSING = "__missing__"
+_SKLEARN_VERSION = tuple(int(p) for p in sklearn.__version__.split(".")[:2])
 
 
 class FeaturePreparer(TransformerMixin, BaseEstimator):
@@ -79,7 +82,7 @@ class FeaturePreparer(TransformerMixin, BaseEstimator):
                 out[f"{col.name}__year"] = dt.dt.year.astype(float)
                 out[f"{col.name}__month"] = dt.dt.month.astype(float)
                 out[f"{col.name}__day"] = dt.dt.day.astype(float)
-                out[f"{col.name}__dayofweek"] = dt.dt.dayofweek.astype(float)
+                out[f"{col.name}__dayofweek"] = dt.dt.day_of_week.astype(float)
                 out[f"{col.name}__hour"] = dt.dt.hour.astype(float)
                 epoch = (dt - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
                 out[f"{col.name}__epoch_days"] = epoch.astype(float)
@@ -102,6 +105,16 @@ def output_columns(schema: Schema) -> tuple[list[str], list[str]]:
         else:
             numeric.append(col.name)
     return numeric, categorical
+
+
+def _target_encoder(task: str, random_state: int) -> TargetEncoder:
+    """TargetEncoder with shuffled internal cross-fitting (API changed in scikit-learn 1.9)."""
+    if _SKLEARN_VERSION >= (1, 9):
+        from sklearn.model_selection import KFold, StratifiedKFold
+
+        splitter = KFold if task == "regression" else StratifiedKFold
+        return TargetEncoder(cv=splitter(5, shuffle=True, random_state=random_state))
+    return TargetEncoder(random_state=random_state)
 
 
 def _scaler(name: str, n_rows: int) -> Any:
@@ -182,8 +195,7 @@ def build_pipeline(config: Mapping[str, Any], schema: Schema, task: str, space: 
                 native))
             categorical_mask += [True] * len(native)
         if too_many:
-            transformers.append(("cat_target", TargetEncoder(random_state=random_state),
-                                 too_many))
+            transformers.append(("cat_target", _target_encoder(task, random_state), too_many))
             width = n_classes if (is_clf and n_classes > 2) else 1
             categorical_mask += [False] * (width * len(too_many))
     else:
@@ -199,7 +211,7 @@ def build_pipeline(config: Mapping[str, Any], schema: Schema, task: str, space: 
                 handle_unknown="ignore", sparse_output=False, dtype=np.float64), low))
         if high:
             if fam.categorical == "onehot_target":
-                enc = Pipeline([("target", TargetEncoder(random_state=random_state)),
+                enc = Pipeline([("target", _target_encoder(task, random_state)),
                                 ("scale", StandardScaler())])
             else:
                 enc = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
@@ -247,8 +259,11 @@ def _estimator(family: str, p: dict[str, Any], task: str, *, n_rows: int, n_inpu
     if family == "svm":
         gamma = p["gamma_scale"] / n_inputs
         if clf:
-            return SVC(C=p["C"], gamma=gamma, class_weight=_class_weight(p), probability=final,
-                       random_state=random_state, cache_size=500)
+            svc = SVC(C=p["C"], gamma=gamma, class_weight=_class_weight(p), cache_size=500,
+                      random_state=random_state)
+            # probabilities for the final model: Platt scaling fitted by 3-fold CV, then one
+            # SVC on all rows (what SVC(probability=True) did before scikit-learn 1.9)
+            return CalibratedClassifierCV(svc, ensemble=False, cv=3) if final else svc
         return TransformedTargetRegressor(
             SVR(C=p["C"], gamma=gamma, epsilon=p["epsilon"], cache_size=500),
             transformer=StandardScaler())

@@ -123,6 +123,7 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
                families: Sequence[str] | None = None, storage: Any = None,
                study_name: str | None = None, memory_limit_gb: float | None = None,
                refit_rows: int | None = None, prune: bool = True,
+               trial_timeout: float | None = None,
                on_trial: Callable[[TrialRecord, SearchResult], None] | None = None,
                in_process: bool = False) -> SearchResult:
     """Run the Optuna search on ``ctx``.
@@ -152,6 +153,8 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         stops early enough to leave time for that refit (estimated from the best trial).
     prune : bool
         Use the percentile pruner on per-fold intermediate values.
+    trial_timeout : float, optional
+        Seconds one trial (all its folds) may take before it is stopped and failed.
     on_trial : callable, optional
         Called after every trial with its record and the result so far.
     in_process : bool
@@ -197,14 +200,17 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         worker = workers.get()
         scores: list[float] = []
         fit_seconds = 0.0
+        trial_end = None if trial_timeout is None else time.monotonic() + trial_timeout
         try:
             for k in range(n_folds):
-                limit = search_deadline()
-                timeout = None if limit is None else limit - time.monotonic()
+                limits = [x for x in (search_deadline(), trial_end) if x is not None]
+                timeout = min(limits) - time.monotonic() if limits else None
                 try:
                     out = worker.run(("fold", config, k), timeout)
                 except EvaluationTimeout as exc:
-                    raise TrialFailed(f"stopped: time budget ({exc})") from None
+                    what = "trial time-out" if trial_end is not None and \
+                        time.monotonic() >= trial_end - 0.01 else "time budget"
+                    raise TrialFailed(f"stopped: {what} ({exc})") from None
                 except EvaluationFailed as exc:
                     raise TrialFailed(str(exc)) from None
                 if not math.isfinite(out["score"]):

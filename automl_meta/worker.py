@@ -108,8 +108,10 @@ class Worker:
         # A fresh interpreter (not fork / spawn): the caller's __main__ is never re-run and
         # no lock held by another thread of the parent is inherited.
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from automl_meta.worker import _entry; "
-             "_entry(int(sys.argv[1]))", str(child_sock.fileno())],
+            # `del sys.path[0]`: not the current directory, whatever files it holds
+            [sys.executable, "-c", "import sys; del sys.path[0]; "
+             "from automl_meta.worker import _entry; _entry(int(sys.argv[1]))",
+             str(child_sock.fileno())],
             pass_fds=(child_sock.fileno(),), env=env, stdin=subprocess.DEVNULL,
             start_new_session=True)
         child_sock.close()

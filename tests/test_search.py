@@ -1,0 +1,75 @@
+"""The search loop: determinism, failures recorded, time budget kept."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from automl_meta import AutoML
+from automl_meta.data import prepare_dataset
+from automl_meta.evaluate import EvalContext, make_folds
+from automl_meta.search import run_search
+from automl_meta.space import load_space
+
+
+def _ctx(df: pd.DataFrame, target: str, metric: str = "accuracy") -> EvalContext:
+    ds = prepare_dataset(df, target)
+    if ds.classes is not None:
+        y = ds.y.map({c: i for i, c in enumerate(ds.classes)}).to_numpy()
+    else:
+        y = ds.y.to_numpy(dtype=float)
+    return EvalContext(ds.X, y, ds.task, ds.schema, len(ds.classes or []), metric,
+                       make_folds(y, ds.task, 0), load_space(), 0)
+
+
+def test_same_seed_same_leaderboard(mixed_frame):
+    ctx = _ctx(mixed_frame, "label")
+    a = run_search(ctx, n_trials=6, seed=3)
+    b = run_search(ctx, n_trials=6, seed=3)
+    cols = lambda r: (r.number, r.state, r.score, r.config, r.fold_scores)  # noqa: E731
+    assert [cols(r) for r in a.records] == [cols(r) for r in b.records]
+    assert len(a.records) == 6
+
+
+def test_enqueued_configs_run_first_with_origin(mixed_frame):
+    ctx = _ctx(mixed_frame, "label")
+    space = ctx.space
+    warm = [(space.default_config("linear", "binary"), "neighbour:x"),
+            (space.default_config("knn", "binary"), "portfolio")]
+    res = run_search(ctx, n_trials=3, enqueue=warm)
+    assert [r.origin for r in res.records] == ["neighbour:x", "portfolio", "tpe"]
+    assert res.records[0].config == warm[0][0]
+
+
+def test_failing_configuration_is_recorded_and_search_goes_on(mixed_frame):
+    ctx = _ctx(mixed_frame, "label")
+    space = ctx.space
+    # max_leaf_nodes=1 is outside the space: scikit-learn raises on it, deterministically
+    bad = space.default_config("hgb", "binary") | {"hgb.max_leaf_nodes": 1}
+    good = space.default_config("linear", "binary")
+    res = run_search(ctx, n_trials=3, enqueue=[(bad, "test"), (good, "test")])
+    assert [r.state for r in res.records[:2]] == ["FAIL", "COMPLETE"]
+    assert "max_leaf_nodes" in res.records[0].error
+    assert len(res.records) == 3 and res.best is not None
+
+
+def test_time_budget_kills_a_slow_configuration():
+    """A configuration that would train for minutes is stopped; fit still ends in budget."""
+    rng = np.random.default_rng(0)
+    n, d = 20_000, 40
+    X = pd.DataFrame(rng.normal(size=(n, d)), columns=[f"f{i}" for i in range(d)])
+    y = (X["f0"] + rng.normal(size=n) > 0).astype(int)
+    space = load_space()
+    slow = space.default_config("rf", "binary") | {
+        "rf.n_estimators": 300, "rf.max_features": 1.0, "rf.bootstrap": False}
+    budget = 8.0
+    t0 = time.monotonic()
+    model = AutoML(time_budget=budget, warm_start_configs=[slow], seed=0).fit(X, y)
+    elapsed = time.monotonic() - t0
+    assert elapsed <= budget + max(5.0, 0.1 * budget)
+    first = model.search_.records[0]
+    assert first.state == "FAIL" and "stopped" in first.error
+    assert model.predict(X.iloc[:3]).shape == (3,)
