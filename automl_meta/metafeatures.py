@@ -106,8 +106,11 @@ scikit-learn would cost more than computing every quality of a 100 000-row table
   (classification, Weka's criterion) or squared error (regression), over mean-imputed numeric
   and one-hot nominal columns (so a nominal attribute splits one value against the rest, as in
   Weka); leaves predict class frequencies / means;
-* naive Bayes: Gaussian numeric and Laplace-smoothed nominal likelihoods, missing values
-  ignored, Weka's minimum standard deviation (precision / 6) and Laplace-smoothed priors;
+* naive Bayes: Weka's default NaiveBayes re-implemented — numeric values rounded to the
+  attribute's precision (mean gap between distinct values), per-class normal estimators with
+  Weka's minimum standard deviation (precision / 6) giving the probability of the
+  precision-wide interval, Laplace-smoothed nominal and class frequencies over the declared
+  values, missing values ignored (on all rows it is within ~0.002 AUC of OpenML's);
 * 1-NN: Euclidean on min–max scaled numeric columns and one-hot nominal columns scaled so
   that a mismatch costs 1, as in Weka's IBk;
 * LDA: pooled within-class covariance shrunk with the Ledoit–Wolf formula, on standardised

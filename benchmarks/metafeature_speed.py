@@ -11,8 +11,8 @@ Usage::
         [--repeats 3] [--task multiclass]
 
 Prints the wall-clock (and CPU) seconds of each whole ``compute_metafeatures`` call (landmarkers
-on), in one process: the first call is "cold" (it includes importing scikit-learn, which the
-landmarkers import lazily); then the worst, best and median of all calls.
+on), in one process: the first call is "cold" (first use of every code path); then the worst,
+best and median of all calls.
 """
 
 from __future__ import annotations
