@@ -7,8 +7,9 @@ process, so the threads only coordinate.
 
 The output folder *is* the build state: after every finished task all files are rewritten
 atomically with ``status: partial`` in the manifest. ``resume=True`` skips tasks already
-built successfully (failed ones are tried again), so a killed build continues where it stopped, without duplicate rows; each task's search
-is seeded from the task id, so a resumed build equals an uninterrupted one (up to timings).
+built successfully (failed ones are tried again), so a killed build continues where it
+stopped, without duplicate rows; each task's search is seeded from the task id, so a resumed
+build equals an uninterrupted one (up to timings).
 """
 
 from __future__ import annotations

@@ -237,6 +237,40 @@ def evaluate(
         raise GateFailed(f"{m.name} {score:.6f} is worse than the threshold {fail_under:g}")
 
 
+# ---------------------------------------------------------------------------- metafeatures
+@app.command()
+def metafeatures(
+    data: Annotated[Path, typer.Argument(help="CSV, TSV, Parquet or ARFF file.")],
+    target: Annotated[str, typer.Option("--target", "-t", help="Target column.")],
+    task: Annotated[str | None, typer.Option(help="Override the inferred task.")] = None,
+    no_landmarkers: Annotated[bool, typer.Option(
+        "--no-landmarkers", help="Skip the landmarkers (the fastest qualities only).")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Meta-features of DATA under OpenML's quality names (what the neighbour search compares).
+
+    They are computed on the features fit uses (constant, ID-like and text columns dropped).
+    Undefined values are shown as null / "-", never NaN.
+    """
+    from .data import load_dataset
+    from .metafeatures import compute_metafeatures
+
+    ds = load_dataset(data, target, task)
+    t0 = time.perf_counter()
+    values = compute_metafeatures(ds.X, ds.y, ds.task, landmarkers=not no_landmarkers)
+    seconds = time.perf_counter() - t0
+    if json_out:
+        _emit_json({"data": str(data), "target": ds.target, "task": ds.task,
+                    "seconds": round(seconds, 3), "metafeatures": values})
+        return
+    width = max(len(k) for k in values)
+    typer.echo(f"# {data} · target {ds.target!r} · {ds.task} · {len(values)} qualities "
+               f"in {seconds:.2f} s")
+    for name, value in values.items():
+        shown = "-" if value is None else f"{value:.6g}"
+        typer.echo(f"{name:<{width}}  {shown}")
+
+
 # --------------------------------------------------------------------------- metabase
 @app.command("build-metabase")
 def build_metabase_cmd(

@@ -138,8 +138,9 @@ def read_arff_text(text: str, name: str = "<arff>") -> pd.DataFrame:
         if isinstance(attr_type, list):
             values = [str(v) for v in attr_type]
             cats = list(dict.fromkeys(values))
-            df[attr_name] = pd.Categorical(col.where(col.notna(), None).map(
-                lambda v: None if v is None else str(v)), categories=cats)
+            labels = [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+                      for v in col.tolist()]
+            df[attr_name] = pd.Categorical(labels, categories=cats)
         elif isinstance(attr_type, str) and attr_type.upper() in ("NUMERIC", "REAL", "INTEGER"):
             df[attr_name] = pd.to_numeric(col, errors="coerce").astype(float)
         elif isinstance(attr_type, str) and attr_type.upper().startswith("DATE"):

@@ -8,7 +8,7 @@ them with OpenML's:
 * counts (``NumberOf…``, class sizes, distinct-value extremes) must match exactly;
 * everything else (percentages, entropies, mutual information, moments, …) agrees when within
   1 % relative or 1e-6 absolute;
-* landmarkers are reported for information only (we run them on a subsample with scikit-learn
+* landmarkers are reported for information only (we run them on a subsample, with numpy
   approximations of Weka's learners), by absolute difference.
 
 OpenML's ids 7xx/8xx in the reference are *binarised* versions of the corpus' regression
@@ -248,7 +248,7 @@ def main() -> None:
     parser.add_argument("--speed-repeats", type=int, default=5)
     args = parser.parse_args()
 
-    # first, so that its first call is cold (scikit-learn not yet imported)
+    # first, so that its first call is cold (no code path used yet)
     speed = load_speed_module().measure(repeats=args.speed_repeats)
     matched, unmatched = matched_datasets(args.shared)
     ref_cols = [c for c in matched.columns

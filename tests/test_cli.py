@@ -105,11 +105,14 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path, small, capsys):
     elif case == "unknown_target":
         args[3] = "lable"
     elif case == "target_all_missing":
-        args[1] = str(_write(tmp_path, "m.csv", pd.DataFrame({"x": range(20), "label": [None] * 20})))
+        df = pd.DataFrame({"x": range(20), "label": [None] * 20})
+        args[1] = str(_write(tmp_path, "m.csv", df))
     elif case == "single_class":
-        args[1] = str(_write(tmp_path, "s.csv", pd.DataFrame({"x": range(20), "label": ["a"] * 20})))
+        df = pd.DataFrame({"x": range(20), "label": ["a"] * 20})
+        args[1] = str(_write(tmp_path, "s.csv", df))
     elif case == "too_few_rows":
-        args[1] = str(_write(tmp_path, "f.csv", pd.DataFrame({"x": range(5), "label": list("ababa")})))
+        df = pd.DataFrame({"x": range(5), "label": list("ababa")})
+        args[1] = str(_write(tmp_path, "f.csv", df))
     elif case == "unknown_metric":
         args += ["--metric", "awesomeness"]
     elif case == "metric_task_mismatch":
@@ -162,3 +165,13 @@ def test_help_lists_commands():
     assert r.returncode == 0
     for cmd in ("fit", "predict", "evaluate", "build-metabase", "metabase"):
         assert cmd in r.stdout
+
+
+def test_metafeatures_command(diabetes_csv, capsys):
+    assert main(["metafeatures", str(diabetes_csv), "--target", "y", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    mf = doc["metafeatures"]
+    assert doc["task"] == "regression"
+    assert mf["NumberOfInstances"] == 442 and mf["NumberOfFeatures"] == 11
+    assert "ClassEntropy" not in mf  # class-only qualities are absent for regression
+    assert all(v is None or np.isfinite(v) for v in mf.values())

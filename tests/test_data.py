@@ -143,7 +143,7 @@ def test_target_errors(mixed_frame):
 
 def test_latin1_file(tmp_path):
     p = tmp_path / "latin.csv"
-    p.write_bytes("ville,prix\n".encode() + "".join(
+    p.write_bytes(b"ville,prix\n" + "".join(
         f"{'Orléans' if i % 2 else 'Besançon'},{i}\n" for i in range(20)).encode("latin-1"))
     df = read_table(p)
     assert set(df["ville"]) == {"Orléans", "Besançon"}

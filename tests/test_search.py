@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from automl_meta import AutoML
 from automl_meta.data import prepare_dataset
