@@ -26,6 +26,8 @@ from .space import load_space
 from .worker import EvaluationFailed, EvaluationTimeout, Worker
 
 DEFAULT_TIME_BUDGET = 60.0
+DEFAULT_WARM_START = 10
+DEFAULT_NEIGHBORS = 10
 DEFAULT_MAX_SEARCH_ROWS = 20_000
 WRITE_RESERVE_SECONDS = 1.0
 
@@ -54,9 +56,17 @@ class AutoML(BaseEstimator):
         Seeds the CV split, the sampler and the models.
     n_jobs : int
         Trials evaluated in parallel (one worker process each).
+    warm_start : int
+        How many configurations from the nearest prior tasks (and the portfolio) are
+        evaluated first; 0 = cold start (plain TPE). Default 10.
+    metabase : str, optional
+        Metabase folder (default: the bundled one). A metabase that cannot be used (corrupt,
+        other search-space version) means a cold start with a warning, never a crash.
+    n_neighbors : int
+        How many nearest prior tasks the warm start draws on.
     warm_start_configs : list of dict, optional
-        Configurations evaluated first, before TPE (the warm-start seam; each dict is a
-        flat configuration, optionally with an ``"_origin"`` key saying where it came from).
+        Your own configurations, evaluated before the warm start's (each a flat
+        configuration, optionally with an ``"_origin"`` key saying where it came from).
     max_search_rows : int
         Above this many rows the search runs on a stratified subsample; the final model is
         fitted on all rows.
@@ -88,7 +98,9 @@ class AutoML(BaseEstimator):
 
     def __init__(self, task: str | None = None, metric: str | None = None,
                  time_budget: float | None = None, n_trials: int | None = None, seed: int = 0,
-                 n_jobs: int = 1, warm_start_configs: list[dict] | None = None,
+                 n_jobs: int = 1, warm_start: int = DEFAULT_WARM_START,
+                 metabase: str | None = None, n_neighbors: int = DEFAULT_NEIGHBORS,
+                 warm_start_configs: list[dict] | None = None,
                  max_search_rows: int = DEFAULT_MAX_SEARCH_ROWS,
                  memory_limit: float | None = None, storage: str | None = None,
                  space: str | None = None, isolation: bool = True, verbose: int = 0):
@@ -98,6 +110,9 @@ class AutoML(BaseEstimator):
         self.n_trials = n_trials
         self.seed = seed
         self.n_jobs = n_jobs
+        self.warm_start = warm_start
+        self.metabase = metabase
+        self.n_neighbors = n_neighbors
         self.warm_start_configs = warm_start_configs
         self.max_search_rows = max_search_rows
         self.memory_limit = memory_limit
@@ -200,13 +215,22 @@ class AutoML(BaseEstimator):
             space, self.seed)
         refit_worker = Worker(full_ctx, self.memory_limit, in_process=not self.isolation)
         refit_worker.start()  # imports scikit-learn in parallel with the search
+        self.warnings_: list[str] = []
         enqueue = []
         for cfg in self.warm_start_configs or []:
             cfg = dict(cfg)
-            origin = str(cfg.pop("_origin", "warm"))
+            origin = str(cfg.pop("_origin", "user"))
             reason = space.check_config(cfg, dataset.task)
             if reason is None:
                 enqueue.append((cfg, origin))
+            else:
+                self.warnings_.append(f"ignored a warm_start_configs entry: {reason}")
+        self.metafeatures_, self.neighbors_, self.warm_start_log_ = {}, [], []
+        if self.warm_start and self.warm_start > 0:
+            reporter.phase("warm start")
+            enqueue += self._warm_start(dataset, space, len(search_idx))
+        for w in self.warnings_:
+            reporter.warn(w)
         reporter.start(self.n_trials, None if deadline is None else deadline - time.monotonic(),
                        metric.name)
         try:
@@ -233,6 +257,31 @@ class AutoML(BaseEstimator):
         self.time_budget_ = budget
         self.fit_seconds_ = time.monotonic() - started
         return self
+
+    def _warm_start(self, dataset: Dataset, space: Any, n_rows: int
+                    ) -> list[tuple[dict, str]]:
+        """Meta-features → nearest prior tasks → ordered configurations (empty on failure)."""
+        from .errors import MetabaseError
+        from .metabase import load_metabase
+        from .metafeatures import compute_metafeatures
+        from .neighbors import nearest
+        from .warmstart import suggest
+
+        try:
+            mb = load_metabase(self.metabase, space_version=space.version)
+        except MetabaseError as exc:
+            self.warnings_.append(f"cold start: {exc}")
+            return []
+        self.metabase_path_ = mb.path
+        self.metafeatures_ = compute_metafeatures(dataset.X, dataset.y, dataset.task,
+                                                  random_state=self.seed)
+        self.neighbors_ = nearest(mb, self.metafeatures_, dataset.task, k=self.n_neighbors)
+        if not self.neighbors_:
+            self.warnings_.append("the metabase holds no prior task of this kind; the "
+                                  "portfolio alone seeds the search")
+        ws = suggest(mb, self.neighbors_, dataset.task, n_rows, space, self.warm_start)
+        self.warm_start_log_ = ws.log
+        return [(s.config, s.origin) for s in ws.suggestions]
 
     def _refit(self, search: SearchResult, worker: Worker, dataset: Dataset, space: Any,
                deadline: float | None, grace: float | None) -> tuple[TabularModel, dict]:
@@ -299,6 +348,11 @@ class AutoML(BaseEstimator):
             "final_model": {k: v for k, v in self.refit_.items() if k != "skipped"}
             | {"skipped": self.refit_["skipped"]},
             "time_budget": self.time_budget_, "elapsed_seconds": round(self.fit_seconds_, 2),
+            "warm_start": {"requested": self.warm_start,
+                           "metabase": getattr(self, "metabase_path_", None),
+                           "neighbors": [n.to_dict() for n in self.neighbors_],
+                           "log": self.warm_start_log_},
+            "warnings": self.warnings_,
         }
 
     def manifest(self, data_file: str | None = None) -> dict[str, Any]:

@@ -167,10 +167,32 @@ class BuildState:
             manifest["updated"] = pd.Timestamp.now("UTC").isoformat()
             manifest["metafeatures"] = {"names": [c for c in metafeature_names
                                                   if c in tasks.columns]}
+            manifest["metafeatures"]["computed_on"] = (
+                "the prepared features (constant, ID-like and text columns dropped), as fit "
+                "computes them")
             manifest["openml_ids"] = {str(r.task_id): int(r.openml_id) for r in
                                       tasks.itertuples() if pd.notna(r.openml_id)}
+            manifest.update(derived_statistics(tasks, self.configs,
+                                               self.results[RESULT_COLUMNS], manifest))
             return write_metabase(self.output, tasks, self.configs,
                                   self.results[RESULT_COLUMNS], manifest)
+
+
+def derived_statistics(tasks: pd.DataFrame, configs: dict, results: pd.DataFrame,
+                       manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the warm start derives from the whole metabase, stored in its manifest:
+    the meta-feature normalisation and the greedy portfolio per task kind."""
+    from .metabase import Metabase
+    from .neighbors import fit_normalisation
+    from .warmstart import compute_portfolio
+
+    space = load_space()
+    mb = Metabase(tasks, configs, results, manifest)
+    out: dict[str, Any] = {"normalisation": fit_normalisation(tasks), "portfolio": {}}
+    if len(tasks):
+        for kind in ("classification", "regression"):
+            out["portfolio"][kind] = compute_portfolio(mb, space, kind)
+    return out
 
 
 def _all_metafeature_names() -> list[str]:

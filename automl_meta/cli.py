@@ -67,6 +67,12 @@ def fit(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Run directory to create (default: runs/<data>-<time>).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for CV split, sampler and models.")] = 0,
+    warm_start: Annotated[int, typer.Option(
+        help="Configurations from the nearest prior tasks evaluated first.")] = 10,
+    no_warm_start: Annotated[bool, typer.Option(
+        "--no-warm-start", help="Cold start: plain TPE, nothing from the metabase.")] = False,
+    metabase: Annotated[Path | None, typer.Option(
+        help="Metabase folder (default: the bundled one).")] = None,
     n_jobs: Annotated[int, typer.Option(help="Trials evaluated in parallel.")] = 1,
     memory_limit: Annotated[float | None, typer.Option(
         help="Memory limit per trial worker, in GiB; a trial exceeding it fails.")] = None,
@@ -94,7 +100,8 @@ def fit(
     dataset = load_dataset(data, target, task)
     automl = AutoML(task=dataset.task, metric=metric, time_budget=time_budget,
                     n_trials=n_trials, seed=seed, n_jobs=n_jobs, memory_limit=memory_limit,
-                    storage=storage)
+                    storage=storage, warm_start=0 if no_warm_start else warm_start,
+                    metabase=str(metabase) if metabase else None)
     reporter = None
     if not quiet and not json_out or (json_out and not quiet and sys.stderr.isatty()):
         from .progress import RichReporter
@@ -142,8 +149,15 @@ def _print_fit_summary(s: dict[str, Any]) -> None:
         table.add_row("best model", "no trial completed")
     table.add_row("final model", f"{s['final_model']['config']['family']} — "
                                  f"{s['final_model']['reason']}")
+    origins = s["trials"]["by_origin"]
+    warm = sum(v for k, v in origins.items() if k != "tpe")
     table.add_row("trials", ", ".join(f"{v} {k.lower()}" for k, v in trials.items())
+                  + f" — {warm} warm-start, {origins.get('tpe', 0)} TPE"
                   + f" (stopped by {s['stop_reason']})")
+    nbs = s["warm_start"]["neighbors"]
+    if nbs:
+        table.add_row("nearest tasks", ", ".join(f"{n['name']} ({n['distance']:.2f})"
+                                                 for n in nbs[:3]))
     table.add_row("time", f"{s['elapsed_seconds']} s"
                   + (f" of a {s['time_budget']:g} s budget" if s["time_budget"] else ""))
     table.add_row("run directory", s["run_dir"])
@@ -269,6 +283,53 @@ def metafeatures(
     for name, value in values.items():
         shown = "-" if value is None else f"{value:.6g}"
         typer.echo(f"{name:<{width}}  {shown}")
+
+
+# ------------------------------------------------------------------------------- neighbors
+@app.command()
+def neighbors(
+    data: Annotated[Path, typer.Argument(help="CSV, TSV, Parquet or ARFF file.")],
+    target: Annotated[str, typer.Option("--target", "-t", help="Target column.")],
+    k: Annotated[int, typer.Option("-k", help="How many neighbours.")] = 10,
+    task: Annotated[str | None, typer.Option(help="Override the inferred task.")] = None,
+    metabase: Annotated[Path | None, typer.Option(
+        help="Metabase folder (default: the bundled one).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """The prior tasks most similar to DATA: distance, size, best score and model family.
+
+    These are the tasks whose best configurations `fit` evaluates first.
+    """
+    from .data import load_dataset
+    from .metabase import load_metabase
+    from .metafeatures import compute_metafeatures
+    from .neighbors import nearest
+    from .space import load_space
+
+    ds = load_dataset(data, target, task)
+    mb = load_metabase(metabase, space_version=load_space().version)
+    mf = compute_metafeatures(ds.X, ds.y, ds.task)
+    found = nearest(mb, mf, ds.task, k=k)
+    if json_out:
+        _emit_json({"data": str(data), "task": ds.task, "metabase": mb.path,
+                    "neighbors": [n.to_dict() for n in found]})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    if not found:
+        typer.echo(f"the metabase {mb.path} holds no prior {ds.task} task of this kind")
+        return
+    table = Table(title=f"nearest prior tasks for {data.name} ({ds.task}, {ds.n_rows} rows)",
+                  title_justify="left")
+    for col in ("task", "distance", "rows", "features", "best score", "best family"):
+        table.add_column(col, justify="right" if col in ("distance", "rows", "features",
+                                                          "best score") else "left")
+    for n in found:
+        score = "-" if n.best_score is None else f"{n.best_score:.4f} {n.metric}"
+        table.add_row(n.task_id, f"{n.distance:.3f}", str(n.n_rows), str(n.n_features), score,
+                      n.best_family or "-")
+    Console().print(table)
 
 
 # --------------------------------------------------------------------------- metabase

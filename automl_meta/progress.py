@@ -21,6 +21,9 @@ class Reporter:
     def phase(self, text: str) -> None:
         """A new phase (reading, refitting, writing)."""
 
+    def warn(self, text: str) -> None:
+        """Something the user should know (e.g. a cold start because of a bad metabase)."""
+
     def stop(self) -> None:
         """The search is over (called once, also on errors)."""
 
@@ -64,6 +67,9 @@ class RichReporter(Reporter):
             self.progress.update(self.task_id, description=text)
         else:
             self.console.print(f"[dim]{text}…[/dim]")
+
+    def warn(self, text: str) -> None:
+        self.console.print(f"[yellow]warning:[/yellow] {text}")
 
     def stop(self) -> None:
         if self.progress is not None:
