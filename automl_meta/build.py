@@ -84,7 +84,7 @@ def build_task(spec: TaskSpec, space: SearchSpace, *, trials_per_task: int,
         return TaskOutcome(row, [])
     ds = loaded.dataset
     tseed = task_seed(seed, spec.task_id)
-    row.update(task=ds.task, n_rows=ds.n_rows, n_features=ds.X.shape[1],
+    row.update(task=ds.task, target=ds.target, n_rows=ds.n_rows, n_features=ds.X.shape[1],
                n_classes=len(ds.classes) if ds.classes else None)
     if loaded.extra.get("openml_dataset_id") and not spec.openml_id:
         row["openml_id"] = loaded.extra["openml_dataset_id"]
@@ -311,7 +311,9 @@ def refresh_metafeatures(specs: Sequence[TaskSpec], output: str | Path, *, seed:
         spec = by_id.get(str(row["task_id"]))
         if spec is not None and row["status"] == "ok":
             try:
-                mf, err = _metafeatures(spec.load(), task_seed(seed, spec.task_id))
+                loaded = spec.load()
+                row["target"] = loaded.dataset.target
+                mf, err = _metafeatures(loaded, task_seed(seed, spec.task_id))
             except Exception as exc:
                 mf, err = {}, f"load: {type(exc).__name__}: {exc}"
             row.update(mf)

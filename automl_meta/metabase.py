@@ -35,7 +35,7 @@ CONFIGS_FILE = "configs.jsonl"
 RESULTS_FILE = "results.csv"
 MANIFEST_FILE = "manifest.json"
 DATA_FILES = (TASKS_FILE, CONFIGS_FILE, RESULTS_FILE)
-TASK_COLUMNS = ["task_id", "name", "openml_id", "source", "task", "status", "error",
+TASK_COLUMNS = ["task_id", "name", "openml_id", "source", "target", "task", "status", "error",
                 "n_rows", "n_features", "n_classes", "search_rows", "n_folds", "metric",
                 "greater_is_better", "n_trials", "best_score", "best_config_id",
                 "search_seconds"]
