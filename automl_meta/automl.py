@@ -137,7 +137,8 @@ class AutoML(BaseEstimator):
             target = f"_{target}"
         df = X.reset_index(drop=True).copy()
         df[target] = y.to_numpy()
-        dataset = prepare_dataset(df, target, self.task)
+        dataset = prepare_dataset(df, target,
+                                  self.task or metrics_mod.task_from_metric(self.metric))
         return self.fit_dataset(dataset, started=started)
 
     def predict(self, X: Any) -> np.ndarray:
@@ -248,6 +249,7 @@ class AutoML(BaseEstimator):
             refit_worker.close()
             reporter.stop()
         self.search_ = search
+        self.interrupted_ = search.interrupted
         self.model_ = model
         self.refit_ = refit_info
         self.leaderboard_ = pd.DataFrame([r.to_row() for r in search.records])
@@ -340,7 +342,7 @@ class AutoML(BaseEstimator):
             "dropped_columns": ds.schema.dropped, "notes": ds.notes,
             "classes": [str(c) for c in ds.classes] if ds.classes else None,
             "trials": {"total": len(search.records), "by_state": states, "by_origin": origins},
-            "stop_reason": search.stop_reason,
+            "stop_reason": search.stop_reason, "interrupted": self.interrupted_,
             "best": None if best is None else {
                 "trial": best.number, "family": best.family, "cv_score": best.score,
                 "cv_std": float(np.std(best.fold_scores)), "config": best.config,
@@ -359,7 +361,8 @@ class AutoML(BaseEstimator):
         """The run directory's manifest (without the model checksum, added when saving)."""
         ds = self.dataset_
         return {
-            "format": 1, "status": "complete", "created": pd.Timestamp.now("UTC").isoformat(),
+            "format": 1, "status": "interrupted" if self.interrupted_ else "complete",
+            "created": pd.Timestamp.now("UTC").isoformat(),
             "target": ds.target, "task": ds.task, "metric": self.metric_.name,
             "greater_is_better": self.metric_.greater_is_better,
             "classes": [c if isinstance(c, (int, str)) else str(c) for c in ds.classes]

@@ -97,7 +97,9 @@ def fit(
     if output is None:
         output = Path("runs") / f"{_stem(data)}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_output_dir(output, overwrite)
-    dataset = load_dataset(data, target, task)
+    from .metrics import task_from_metric
+
+    dataset = load_dataset(data, target, task or task_from_metric(metric))
     automl = AutoML(task=dataset.task, metric=metric, time_budget=time_budget,
                     n_trials=n_trials, seed=seed, n_jobs=n_jobs, memory_limit=memory_limit,
                     storage=storage, warm_start=0 if no_warm_start else warm_start,
@@ -118,6 +120,10 @@ def fit(
         _emit_json(summary)
     elif not quiet:
         _print_fit_summary(summary)
+    if automl.interrupted_:
+        print(f"interrupted: the best configuration so far was refitted and saved to "
+              f"{run_dir} (manifest status 'interrupted')", file=sys.stderr)
+        raise typer.Exit(130)
 
 
 def _stem(path: Path) -> str:
@@ -498,8 +504,17 @@ def metabase_info(
 
 
 # ------------------------------------------------------------------------------------ main
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM is handled like Ctrl-C: stop, keep the best so far
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; maps errors to exit codes (see module docstring)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         result = app(args=argv, standalone_mode=False)
         return _exit(result if isinstance(result, int) else 0)

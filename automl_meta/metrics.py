@@ -45,6 +45,14 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 DEFAULT_METRIC = {"binary": "accuracy", "multiclass": "accuracy", "regression": "r2"}
 
 
+def task_from_metric(name: str | None) -> str | None:
+    """The task kind a metric implies when the user gave no ``--task`` (``accuracy`` means
+    classification even for a target of integer codes), or None."""
+    if name in METRICS and len(METRICS[name].kinds) == 1:
+        return METRICS[name].kinds[0]
+    return None
+
+
 def get_metric(name: str | None, task: str) -> Metric:
     """The metric called ``name`` (default for ``task`` when None), checked against the task.
 

@@ -73,6 +73,7 @@ class SearchResult:
     n_folds: int
     stop_reason: str
     study_name: str = ""
+    interrupted: bool = False
 
     @property
     def completed(self) -> list[TrialRecord]:
@@ -252,9 +253,16 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
                            timeout=None if deadline is None else
                            max(0.0, deadline - time.monotonic()),
                            n_jobs=max(1, n_jobs), catch=(TrialFailed,), callbacks=[callback])
+    except KeyboardInterrupt:
+        # Ctrl-C / SIGTERM: keep what was found; the caller decides what to do with it
+        result.interrupted = True
+        result.stop_reason = "interrupted"
     finally:
         for w in all_workers:
             w.close()
+    # the study is the source of truth (the interrupted trial never reached the callback)
+    result.records = [_record_from_trial(t, t0_wall) for t in study.trials
+                      if t.state.is_finished()]
     if not result.stop_reason:
         result.stop_reason = "trial count" if n_trials is not None and \
             len(result.records) >= n_trials else "time budget"

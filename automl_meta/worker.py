@@ -30,24 +30,24 @@ class EvaluationFailed(Exception):
     """The configuration raised an error, or the child process died."""
 
 
-def _limit_memory(limit_bytes: int | None) -> None:
-    if not limit_bytes:
-        return
+def resident_bytes(pid: int) -> int | None:
+    """Resident memory of a process (Linux /proc), or None where it cannot be read."""
     try:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
-    except (ImportError, ValueError, OSError):  # pragma: no cover - platform dependent
-        pass
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _child_main(conn: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     try:
-        ctx, memory_limit = conn.recv()
+        ctx = conn.recv()
     except (EOFError, OSError):
         return
-    _limit_memory(memory_limit)
     while True:
         try:
             request = conn.recv()
@@ -63,7 +63,7 @@ def _child_main(conn: Any) -> None:
             else:
                 answer = ("error", f"unknown request {request[0]!r}")
         except MemoryError:
-            answer = ("error", "MemoryError: exceeded the memory limit")
+            answer = ("error", "MemoryError: out of memory")
         except Exception as exc:  # any failure of a configuration is reported, not fatal
             last = traceback.extract_tb(exc.__traceback__)[-1:]
             where = f" at {last[0].name}" if last else ""
@@ -82,7 +82,8 @@ class Worker:
     ctx : EvalContext
         The dataset and settings; sent to the child once per child.
     memory_limit_gb : float, optional
-        Address-space limit of the child; an evaluation that exceeds it fails.
+        Resident-memory limit of the child, checked every 0.1 s while it evaluates; an
+        evaluation that exceeds it is stopped and fails.
     in_process : bool
         Evaluate in this process instead (no time-out, no isolation). For debugging.
     """
@@ -116,7 +117,7 @@ class Worker:
             start_new_session=True)
         child_sock.close()
         self._conn = Connection(parent_sock.detach())
-        payload = (self.ctx, self.memory_limit)
+        payload = self.ctx
         self._sender = threading.Thread(target=self._send_quietly, args=(self._conn, payload),
                                         daemon=True)
         self._sender.start()
@@ -154,7 +155,8 @@ class Worker:
                 raise EvaluationFailed("worker process could not receive the request") from None
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:
-                wait = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+                step = 0.1 if self.memory_limit else 0.5
+                wait = step if deadline is None else min(step, deadline - time.monotonic())
                 if wait <= 0:
                     self.kill()
                     raise EvaluationTimeout(f"stopped after {timeout:.1f} s")
@@ -164,10 +166,22 @@ class Worker:
                     code = self._proc.returncode if self._proc else None
                     self.kill()
                     raise EvaluationFailed(_death_reason(code))
+                if self.memory_limit:
+                    rss = resident_bytes(self._proc.pid)
+                    if rss is not None and rss > self.memory_limit:
+                        self.kill()
+                        raise EvaluationFailed(
+                            f"memory limit exceeded: {rss / 2**30:.2f} GiB resident > "
+                            f"{self.memory_limit / 2**30:.2f} GiB (--memory-limit)")
             try:
                 status, payload = self._conn.recv()
             except (EOFError, OSError):
-                code = self._proc.poll() if self._proc else None
+                code = None
+                if self._proc is not None:  # closed pipe: reap the child for its exit status
+                    try:
+                        code = self._proc.wait(timeout=2)
+                    except subprocess.TimeoutExpired:
+                        code = None
                 self.kill()
                 raise EvaluationFailed(_death_reason(code)) from None
             if status != "ok":
