@@ -375,12 +375,16 @@ class AutoML(BaseEstimator):
         }
 
     def save(self, path: str | Path, *, overwrite: bool = False,
-             data_file: str | None = None) -> Path:
-        """Write the run directory (model, manifest, leaderboard, report)."""
+             data_file: str | None = None, model_format: str = "joblib") -> Path:
+        """Write the run directory (model, manifest, leaderboard, report).
+
+        ``model_format="skops"`` stores the model with skops.io, which loads only an
+        allow-list of types (for models that travel between people).
+        """
         report = self.summary()
         report["leaderboard_top"] = [r.to_row() for r in self.search_.ranked()[:10]]
         return write_run_dir(path, self.model_, self.manifest(data_file), self.leaderboard_,
-                             report, overwrite=overwrite)
+                             report, overwrite=overwrite, model_format=model_format)
 
 
 def score_model(model: TabularModel, X: pd.DataFrame, y: pd.Series, metric_name: str) -> float:

@@ -80,6 +80,9 @@ def fit(
         help="Optuna storage URL for the study (in memory by default).")] = None,
     overwrite: Annotated[bool, typer.Option(
         help="Replace the output directory if it exists.")] = False,
+    model_format: Annotated[str, typer.Option(
+        help="joblib (pickle; load only your own) or skops (loads an allow-list of types "
+             "only; for models that travel between people).")] = "joblib",
     json_out: Annotated[bool, typer.Option(
         "--json", help="Print one JSON document on stdout and nothing else there.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary.")] = False,
@@ -113,7 +116,8 @@ def fit(
         for note in dataset.notes:
             reporter.console.print(f"[yellow]note:[/yellow] {note}")
     automl.fit_dataset(dataset, started=started, reporter=reporter)
-    run_dir = automl.save(output, overwrite=overwrite, data_file=str(data))
+    run_dir = automl.save(output, overwrite=overwrite, data_file=str(data),
+                          model_format=model_format)
     summary = automl.summary() | {"run_dir": str(run_dir),
                                   "elapsed_seconds": round(time.monotonic() - started, 2)}
     if json_out:

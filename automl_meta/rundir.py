@@ -26,6 +26,12 @@ from .errors import ModelIntegrityError, UsageError
 from .model import TabularModel
 
 MODEL_FILE = "model.joblib"
+MODEL_FILES = {"joblib": "model.joblib", "skops": "model.skops"}
+#: the only non-scikit-learn types a skops model file may contain (checked before loading)
+SKOPS_TRUSTED = ["automl_meta.model.TabularModel", "automl_meta.pipeline.FeaturePreparer",
+                 "automl_meta.data.Schema", "automl_meta.data.Column", "numpy.dtype"]
+#: scikit-learn's own types (e.g. sklearn.tree._tree.Tree, which skops does not trust by default)
+SKOPS_TRUSTED_PREFIXES = ("sklearn.",)
 MANIFEST_FILE = "manifest.json"
 LEADERBOARD_FILE = "leaderboard.csv"
 REPORT_FILE = "report.json"
@@ -53,19 +59,39 @@ def check_output_dir(path: str | Path, overwrite: bool = False) -> Path:
     return path
 
 
+def _skops_io() -> Any:
+    try:
+        import skops.io as sio
+    except ImportError:
+        raise UsageError("the skops model format needs the skops package: "
+                         "pip install 'automl-meta[skops]'") from None
+    return sio
+
+
 def write_run_dir(path: str | Path, model: TabularModel, manifest: dict[str, Any],
                   leaderboard: pd.DataFrame, report: dict[str, Any],
-                  overwrite: bool = False) -> Path:
-    """Write a complete run directory at ``path`` (atomically: temp name, then rename)."""
+                  overwrite: bool = False, model_format: str = "joblib") -> Path:
+    """Write a complete run directory at ``path`` (atomically: temp name, then rename).
+
+    ``model_format`` is ``joblib`` (a pickle: loading runs code, so only load your own) or
+    ``skops`` (skops.io: loading only instantiates an allow-list of types).
+    """
+    if model_format not in MODEL_FILES:
+        raise UsageError(f"unknown model format {model_format!r}; use joblib or skops")
+    sio = _skops_io() if model_format == "skops" else None
     path = Path(path).resolve()
     check_output_dir(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
     try:
-        model_path = tmp / MODEL_FILE
-        joblib.dump(model, model_path, compress=3)
+        model_path = tmp / MODEL_FILES[model_format]
+        if sio is not None:
+            sio.dump(model, model_path)
+        else:
+            joblib.dump(model, model_path, compress=3)
         manifest = dict(manifest)
-        manifest["model_file"] = MODEL_FILE
+        manifest["model_file"] = model_path.name
+        manifest["model_format"] = model_format
         manifest["model_sha256"] = file_sha256(model_path)
         manifest["versions"] = versions()
         leaderboard.to_csv(tmp / LEADERBOARD_FILE, index=False)
@@ -135,7 +161,17 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], TabularModel]:
         raise ModelIntegrityError(
             f"{model_path}: SHA-256 {actual[:12]}… does not match the manifest's "
             f"{str(expected)[:12]}…; refusing to load a model file that was changed")
-    model = joblib.load(model_path)
+    if manifest.get("model_format", "joblib") == "skops":
+        sio = _skops_io()
+        untrusted = sio.get_untrusted_types(file=model_path)
+        unknown = [t for t in untrusted
+                   if t not in SKOPS_TRUSTED and not t.startswith(SKOPS_TRUSTED_PREFIXES)]
+        if unknown:
+            raise ModelIntegrityError(f"{model_path}: contains types outside the allow-list, "
+                                      f"refusing to load: {', '.join(unknown[:5])}")
+        model = sio.load(model_path, trusted=untrusted)
+    else:
+        model = joblib.load(model_path)
     if not isinstance(model, TabularModel):
         raise ModelIntegrityError(f"{model_path}: not an automl-meta model")
     saved = manifest.get("versions", {}).get("scikit_learn")

@@ -175,3 +175,26 @@ def test_metafeatures_command(diabetes_csv, capsys):
     assert mf["NumberOfInstances"] == 442 and mf["NumberOfFeatures"] == 11
     assert "ClassEntropy" not in mf  # class-only qualities are absent for regression
     assert all(v is None or np.isfinite(v) for v in mf.values())
+
+
+def test_skops_model_format(tmp_path, small, capsys):
+    run = tmp_path / "run"
+    assert main(["fit", str(small), "--target", "label", "--n-trials", "1", "--no-warm-start",
+                 "--output", str(run), "--model-format", "skops", "--quiet"]) == 0
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["model_format"] == "skops" and (run / "model.skops").exists()
+    assert not (run / "model.joblib").exists()
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(run), str(small), "--output", str(out)]) == 0
+    assert len(pd.read_csv(out)) == 40
+
+
+def test_integer_coded_classes_with_a_classification_metric(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"x": rng.normal(size=300)})
+    df["genre"] = 101 + (np.abs(df["x"]) * 7).astype(int) % 15  # 15 integer-coded classes
+    path = _write(tmp_path, "codes.csv", df)
+    code = main(["fit", str(path), "--target", "genre", "--metric", "accuracy", "--n-trials",
+                 "1", "--no-warm-start", "--output", str(tmp_path / "run"), "--json"])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["task"] == "multiclass"
