@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator
 
 from . import metrics as metrics_mod
 from .data import Dataset, prepare_dataset
+from .diagnostics import compute_diagnostics, target_distribution
 from .errors import AutoMLError, UsageError
 from .evaluate import EvalContext, make_folds
 from .model import TabularModel
@@ -81,6 +82,10 @@ class AutoML(BaseEstimator):
         stopped at the deadline and a memory limit be enforced. ``False`` evaluates in this
         process: no time-outs (the budget is only checked between folds), for environments
         that forbid subprocesses.
+    diagnostics : bool
+        Compute what the report shows about the final model: out-of-fold diagnostics of the
+        best trial (free: its CV predictions) and permutation importance of the original
+        columns (within max(5 s, 5 % of the budget)).
     verbose : int
         0 silent; 1 progress bar on stderr.
 
@@ -103,7 +108,8 @@ class AutoML(BaseEstimator):
                  warm_start_configs: list[dict] | None = None,
                  max_search_rows: int = DEFAULT_MAX_SEARCH_ROWS,
                  memory_limit: float | None = None, storage: str | None = None,
-                 space: str | None = None, isolation: bool = True, verbose: int = 0):
+                 space: str | None = None, isolation: bool = True, diagnostics: bool = True,
+                 verbose: int = 0):
         self.task = task
         self.metric = metric
         self.time_budget = time_budget
@@ -119,6 +125,7 @@ class AutoML(BaseEstimator):
         self.storage = storage
         self.space = space
         self.isolation = isolation
+        self.diagnostics = diagnostics
         self.verbose = verbose
 
     # ------------------------------------------------------------------ sklearn interface
@@ -245,6 +252,14 @@ class AutoML(BaseEstimator):
             grace = grace_seconds(budget) if budget else None
             model, refit_info = self._refit(search, refit_worker, dataset, space, deadline,
                                             grace)
+            self.diagnostics_ = None
+            if self.diagnostics:
+                reporter.phase("diagnostics")
+                allowance = max(5.0, 0.05 * budget) if budget else 30.0
+                if deadline is not None:
+                    allowance = min(allowance, deadline + 0.85 * grace - time.monotonic())
+                self.diagnostics_ = compute_diagnostics(model, dataset, y_codes, y_search,
+                                                        search.best_oof, allowance, self.seed)
         finally:
             refit_worker.close()
             reporter.stop()
@@ -383,6 +398,8 @@ class AutoML(BaseEstimator):
         """
         report = self.summary()
         report["leaderboard_top"] = [r.to_row() for r in self.search_.ranked()[:10]]
+        report["target_distribution"] = target_distribution(self.dataset_)
+        report["diagnostics"] = self.diagnostics_
         return write_run_dir(path, self.model_, self.manifest(data_file), self.leaderboard_,
                              report, overwrite=overwrite, model_format=model_format)
 

@@ -111,7 +111,8 @@ def evaluate_fold(ctx: EvalContext, config: Mapping[str, Any], fold: int) -> dic
         y_pred, proba = predict_scores(pipe, X_test, ctx.task, metric, ctx.n_classes)
     score = metrics_mod.compute(metric, y_test, y_pred, proba, ctx.n_classes)
     return {"score": score, "fit_seconds": fit_seconds,
-            "predict_seconds": time.perf_counter() - t0 - fit_seconds}
+            "predict_seconds": time.perf_counter() - t0 - fit_seconds,
+            "y_pred": np.asarray(y_pred)}  # out-of-fold predictions, for the report
 
 
 def fit_full(ctx: EvalContext, config: Mapping[str, Any]) -> dict[str, Any]:

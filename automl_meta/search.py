@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import queue
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -72,6 +73,8 @@ class SearchResult:
     greater_is_better: bool
     n_folds: int
     stop_reason: str
+    #: out-of-fold predictions of the best completed trial (row order of the search data)
+    best_oof: np.ndarray | None = None
     study_name: str = ""
     interrupted: bool = False
 
@@ -183,6 +186,7 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
     for w in all_workers:
         workers.put(w)
     result = SearchResult([], metric.name, metric.greater_is_better, n_folds, "")
+    oof_lock = threading.Lock()
 
     def search_deadline() -> float | None:
         if deadline is None:
@@ -200,6 +204,7 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         trial.set_user_attr("origin", trial.user_attrs.get("origin", "tpe"))
         worker = workers.get()
         scores: list[float] = []
+        oof = np.full(len(ctx.y), np.nan)
         fit_seconds = 0.0
         trial_end = None if trial_timeout is None else time.monotonic() + trial_timeout
         try:
@@ -218,6 +223,7 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
                     raise TrialFailed("score is not a finite number")
                 scores.append(out["score"])
                 fit_seconds += out["fit_seconds"]
+                oof[ctx.folds[k][1]] = out["y_pred"]
                 mean = float(np.mean(scores))
                 trial.set_user_attr("fold_scores", scores)
                 trial.set_user_attr("score", mean)
@@ -225,7 +231,13 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
                 trial.report(mean, k)
                 if k < n_folds - 1 and trial.should_prune():
                     raise optuna.TrialPruned()
-            return float(np.mean(scores))
+            value = float(np.mean(scores))
+            with oof_lock:
+                best = result.best
+                if best is None or metric.better(value, best.score) or (
+                        result.best_oof is None):
+                    result.best_oof = oof
+            return value
         except TrialFailed as exc:
             trial.set_user_attr("error", str(exc))
             raise

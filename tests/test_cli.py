@@ -32,6 +32,11 @@ def test_fit_predict_evaluate_classification(tmp_path, breast_cancer_csv):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["target"] == "diagnosis" and len(manifest["model_sha256"]) == 64
     assert len(pd.read_csv(run / "leaderboard.csv")) == 4
+    report = json.loads((run / "report.json").read_text())
+    assert report["target_distribution"]["counts"] == {"benign": 357, "malignant": 212}
+    oof = report["diagnostics"]["oof"]
+    assert np.array(oof["confusion"]).sum() == 569  # every row predicted out of fold once
+    assert oof["score"] == pytest.approx(summary["best"]["cv_score"], abs=0.01)
 
     # predict on shuffled columns, with --proba
     df = pd.read_csv(breast_cancer_csv).drop(columns="diagnosis")
