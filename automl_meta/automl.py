@@ -30,7 +30,8 @@ DEFAULT_TIME_BUDGET = 60.0
 DEFAULT_WARM_START = 10
 DEFAULT_NEIGHBORS = 10
 DEFAULT_MAX_SEARCH_ROWS = 20_000
-WRITE_RESERVE_SECONDS = 1.0
+WRITE_RESERVE_SECONDS = 1.5
+LAST_RESORT_ROWS = 2000
 
 
 def grace_seconds(time_budget: float) -> float:
@@ -257,7 +258,7 @@ class AutoML(BaseEstimator):
                 reporter.phase("diagnostics")
                 allowance = max(5.0, 0.05 * budget) if budget else 30.0
                 if deadline is not None:
-                    allowance = min(allowance, deadline + 0.85 * grace - time.monotonic())
+                    allowance = min(allowance, deadline + 0.8 * grace - time.monotonic())
                 self.diagnostics_ = compute_diagnostics(model, dataset, y_codes, y_search,
                                                         search.best_oof, allowance, self.seed)
         finally:
@@ -314,19 +315,33 @@ class AutoML(BaseEstimator):
                 candidates.append((space.default_config(family, dataset.task),
                                    f"fallback: {family} defaults (no trial succeeded)"
                                    if not ranked else f"fallback: {family} defaults", None))
+        # last resort: a linear model on a stratified subsample, so a fit always ends with
+        # a model when time runs out (the report says so)
+        n = dataset.n_rows
+        sub = None
+        if n > LAST_RESORT_ROWS:
+            codes = worker.ctx.y
+            sub = _search_rows(codes, dataset.task, LAST_RESORT_ROWS, self.seed)
+            candidates.append((space.default_config("linear", dataset.task),
+                               f"fallback: linear defaults on {LAST_RESORT_ROWS} of {n} rows "
+                               "(no time left for more)", None))
         errors = []
         for i, (config, why, record) in enumerate(candidates):
+            rows = sub if why.startswith("fallback: linear defaults on") else None
             if deadline is None:
                 timeout = None
             else:
                 # the best gets most of the remaining grace; later candidates what is left
-                share = 0.6 if i == 0 else 0.85
+                share = 0.6 if i == 0 else 0.8
+                if rows is not None:
+                    share = 0.9
                 timeout = deadline + share * grace - time.monotonic()
                 if timeout <= 0.2:
                     errors.append(f"{config['family']}: no time left")
                     continue
             try:
-                out = worker.run(("fit", config), timeout)
+                out = worker.run(("fit", config) if rows is None else ("fit", config, rows),
+                                 timeout)
             except (EvaluationTimeout, EvaluationFailed) as exc:
                 errors.append(f"{config['family']}: {exc}")
                 continue

@@ -75,6 +75,8 @@ def permutation_importance(model: TabularModel, dataset: Dataset, y_codes: np.nd
                            allowance: float, seed: int = 0) -> list[dict[str, Any]] | None:
     """Drop in accuracy / R² when each original column is shuffled (None if no time)."""
     start = time.monotonic()
+    if allowance <= 0.5:
+        return None
     n = len(y_codes)
     idx = np.arange(n) if n <= IMPORTANCE_ROWS else np.sort(
         np.random.default_rng(seed).choice(n, IMPORTANCE_ROWS, replace=False))

@@ -115,12 +115,14 @@ def evaluate_fold(ctx: EvalContext, config: Mapping[str, Any], fold: int) -> dic
             "y_pred": np.asarray(y_pred)}  # out-of-fold predictions, for the report
 
 
-def fit_full(ctx: EvalContext, config: Mapping[str, Any]) -> dict[str, Any]:
-    """Fit ``config`` on every row of the context (the final model)."""
-    pipe = build_pipeline(config, ctx.schema, ctx.task, ctx.space, n_rows=len(ctx.y),
+def fit_full(ctx: EvalContext, config: Mapping[str, Any],
+             rows: np.ndarray | None = None) -> dict[str, Any]:
+    """Fit ``config`` on every row of the context (the final model), or on ``rows`` only."""
+    X, y = (ctx.X, ctx.y) if rows is None else (ctx.X.iloc[rows], ctx.y[rows])
+    pipe = build_pipeline(config, ctx.schema, ctx.task, ctx.space, n_rows=len(y),
                           n_classes=ctx.n_classes, random_state=ctx.seed, final=True)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pipe.fit(ctx.X, ctx.y)
+        pipe.fit(X, y)
     return {"pipeline": pipe, "fit_seconds": time.perf_counter() - t0}

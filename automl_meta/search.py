@@ -194,7 +194,7 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         best = result.best
         if refit_rows is None or best is None:
             return deadline
-        est = best.fit_seconds * (refit_rows / max(train_rows, 1)) ** 1.2 * 1.5 + 0.5
+        est = best.fit_seconds * (refit_rows / max(train_rows, 1)) ** 1.2 * 2.0 + 0.5
         window = deadline - start_mono
         return deadline - min(est, 0.4 * window)
 

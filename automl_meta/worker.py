@@ -59,7 +59,7 @@ def _child_main(conn: Any) -> None:
             if request[0] == "fold":
                 answer = ("ok", evaluate_fold(ctx, request[1], request[2]))
             elif request[0] == "fit":
-                answer = ("ok", fit_full(ctx, request[1]))
+                answer = ("ok", fit_full(ctx, request[1], *request[2:]))
             else:
                 answer = ("error", f"unknown request {request[0]!r}")
         except MemoryError:
@@ -138,7 +138,7 @@ class Worker:
             try:
                 if request[0] == "fold":
                     return evaluate_fold(self.ctx, request[1], request[2])
-                return fit_full(self.ctx, request[1])
+                return fit_full(self.ctx, request[1], *request[2:])
             except Exception as exc:
                 raise EvaluationFailed(f"{type(exc).__name__}: {exc}") from exc
         with self._lock:
