@@ -7,6 +7,7 @@ The command line calls exactly this code (``AutoML.fit_dataset`` and ``AutoML.sa
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ DEFAULT_WARM_START = 10
 DEFAULT_NEIGHBORS = 10
 DEFAULT_MAX_SEARCH_ROWS = 20_000
 WRITE_RESERVE_SECONDS = 1.5
+REPORT_RESERVE_SECONDS = 2.5  # rendering report.html (matplotlib import included)
 LAST_RESORT_ROWS = 2000
 
 
@@ -75,7 +77,11 @@ class AutoML(BaseEstimator):
     memory_limit : float, optional
         Memory limit per worker process in GiB; a trial exceeding it fails.
     storage : str, optional
-        Optuna storage URL for the study (in memory by default).
+        Optuna storage URL for the study (in memory by default; the command line uses an
+        SQLite file in the run directory). With a PostgreSQL URL, ``automl-meta worker``
+        processes on other machines can join the search.
+    study_name : str, optional
+        Name of the study in ``storage`` (a new or an existing one, which is resumed).
     space : str, optional
         Search-space YAML (the shipped ``configs/space.yaml`` by default).
     isolation : bool
@@ -87,6 +93,8 @@ class AutoML(BaseEstimator):
         Compute what the report shows about the final model: out-of-fold diagnostics of the
         best trial (free: its CV predictions) and permutation importance of the original
         columns (within max(5 s, 5 % of the budget)).
+    report : bool
+        Leave time in the budget for rendering ``report.html`` when the run is saved.
     verbose : int
         0 silent; 1 progress bar on stderr.
 
@@ -109,7 +117,9 @@ class AutoML(BaseEstimator):
                  warm_start_configs: list[dict] | None = None,
                  max_search_rows: int = DEFAULT_MAX_SEARCH_ROWS,
                  memory_limit: float | None = None, storage: str | None = None,
+                 study_name: str | None = None,
                  space: str | None = None, isolation: bool = True, diagnostics: bool = True,
+                 report: bool = True,
                  verbose: int = 0):
         self.task = task
         self.metric = metric
@@ -124,9 +134,11 @@ class AutoML(BaseEstimator):
         self.max_search_rows = max_search_rows
         self.memory_limit = memory_limit
         self.storage = storage
+        self.study_name = study_name
         self.space = space
         self.isolation = isolation
         self.diagnostics = diagnostics
+        self.report = report
         self.verbose = verbose
 
     # ------------------------------------------------------------------ sklearn interface
@@ -207,21 +219,9 @@ class AutoML(BaseEstimator):
         self.metric_ = metric
         self.dataset_ = dataset
         classes = dataset.classes
-        if classes is not None:
-            lookup = {c: i for i, c in enumerate(classes)}
-            y_codes = dataset.y.map(lookup).to_numpy(dtype=int)
-        else:
-            y_codes = dataset.y.to_numpy(dtype=float)
-        n_classes = len(classes) if classes else 0
-        search_idx = _search_rows(y_codes, dataset.task, self.max_search_rows, self.seed)
-        X_search = dataset.X.iloc[search_idx].reset_index(drop=True)
-        y_search = y_codes[search_idx]
-        folds = make_folds(y_search, dataset.task, self.seed)
-        ctx = EvalContext(X_search, y_search, dataset.task, dataset.schema, n_classes,
-                          metric.name, folds, space, self.seed)
-        full_ctx = ctx if len(search_idx) == len(y_codes) else EvalContext(
-            dataset.X, y_codes, dataset.task, dataset.schema, n_classes, metric.name, folds,
-            space, self.seed)
+        prepared = prepare_search(dataset, metric.name, self.seed, self.max_search_rows, space)
+        ctx, full_ctx, y_codes = prepared.ctx, prepared.full_ctx, prepared.y_codes
+        search_idx, y_search = prepared.search_idx, ctx.y
         refit_worker = Worker(full_ctx, self.memory_limit, in_process=not self.isolation)
         refit_worker.start()  # imports scikit-learn in parallel with the search
         self.warnings_: list[str] = []
@@ -245,8 +245,12 @@ class AutoML(BaseEstimator):
         try:
             search = run_search(
                 ctx, n_trials=self.n_trials,
-                deadline=None if deadline is None else deadline - WRITE_RESERVE_SECONDS,
+                deadline=None if deadline is None else
+                deadline - WRITE_RESERVE_SECONDS - (REPORT_RESERVE_SECONDS if self.report else 0),
                 seed=self.seed, n_jobs=self.n_jobs, enqueue=enqueue, storage=self.storage,
+                study_name=self.study_name,
+                study_attrs=study_attributes(dataset, metric.name, self.seed,
+                                             self.max_search_rows, space.version),
                 memory_limit_gb=self.memory_limit, refit_rows=len(y_codes),
                 on_trial=reporter.trial, in_process=not self.isolation)
             reporter.phase("refit")
@@ -405,18 +409,67 @@ class AutoML(BaseEstimator):
         }
 
     def save(self, path: str | Path, *, overwrite: bool = False,
-             data_file: str | None = None, model_format: str = "joblib") -> Path:
+             data_file: str | None = None, model_format: str = "joblib",
+             staging: Any = None, report: bool = True) -> Path:
         """Write the run directory (model, manifest, leaderboard, report).
 
         ``model_format="skops"`` stores the model with skops.io, which loads only an
-        allow-list of types (for models that travel between people).
+        allow-list of types (for models that travel between people). ``report`` renders
+        ``report.html`` too.
         """
-        report = self.summary()
-        report["leaderboard_top"] = [r.to_row() for r in self.search_.ranked()[:10]]
-        report["target_distribution"] = target_distribution(self.dataset_)
-        report["diagnostics"] = self.diagnostics_
+        summary = self.summary()
+        summary["leaderboard_top"] = [r.to_row() for r in self.search_.ranked()[:10]]
+        summary["target_distribution"] = target_distribution(self.dataset_)
+        summary["diagnostics"] = self.diagnostics_
+        finalize = None
+        if report:
+            from .report import write_report
+
+            finalize = write_report
         return write_run_dir(path, self.model_, self.manifest(data_file), self.leaderboard_,
-                             report, overwrite=overwrite, model_format=model_format)
+                             summary, overwrite=overwrite, model_format=model_format,
+                             staging=staging, finalize=finalize)
+
+
+@dataclass
+class PreparedSearch:
+    """The data a search evaluates on (possibly a subsample) and the data the refit uses."""
+
+    ctx: EvalContext
+    full_ctx: EvalContext
+    y_codes: np.ndarray
+    search_idx: np.ndarray
+
+
+def prepare_search(dataset: Dataset, metric: str, seed: int, max_search_rows: int,
+                   space: Any) -> PreparedSearch:
+    """Encode the target, choose the search rows and the CV folds — deterministically, so
+    that every process of a distributed search evaluates on exactly the same folds."""
+    classes = dataset.classes
+    if classes is not None:
+        lookup = {c: i for i, c in enumerate(classes)}
+        y_codes = dataset.y.map(lookup).to_numpy(dtype=int)
+    else:
+        y_codes = dataset.y.to_numpy(dtype=float)
+    n_classes = len(classes) if classes else 0
+    search_idx = _search_rows(y_codes, dataset.task, max_search_rows, seed)
+    X_search = dataset.X.iloc[search_idx].reset_index(drop=True)
+    y_search = y_codes[search_idx]
+    folds = make_folds(y_search, dataset.task, seed)
+    ctx = EvalContext(X_search, y_search, dataset.task, dataset.schema, n_classes, metric,
+                      folds, space, seed)
+    full_ctx = ctx if len(search_idx) == len(y_codes) else EvalContext(
+        dataset.X, y_codes, dataset.task, dataset.schema, n_classes, metric, folds, space, seed)
+    return PreparedSearch(ctx, full_ctx, y_codes, search_idx)
+
+
+def study_attributes(dataset: Dataset, metric: str, seed: int, max_search_rows: int,
+                     space_version: str) -> dict[str, Any]:
+    """What a study records so that a resumed fit or a joining worker can check it is
+    searching the same problem (same data bytes, same space, same CV) and rebuild it."""
+    return {"data_sha256": dataset.sha256, "target": dataset.target, "task": dataset.task,
+            "metric": metric, "seed": seed, "max_search_rows": max_search_rows,
+            "search_space_version": space_version}
 
 
 def score_model(model: TabularModel, X: pd.DataFrame, y: pd.Series, metric_name: str) -> float:

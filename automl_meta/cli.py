@@ -77,12 +77,20 @@ def fit(
     memory_limit: Annotated[float | None, typer.Option(
         help="Memory limit per trial worker, in GiB; a trial exceeding it fails.")] = None,
     storage: Annotated[str | None, typer.Option(
-        help="Optuna storage URL for the study (in memory by default).")] = None,
+        help="Optuna storage URL (default: SQLite in the run directory). With "
+             "postgresql://…, `automl-meta worker` processes can join the search.")] = None,
+    study: Annotated[str | None, typer.Option(
+        help="Study name in --storage (default: automl-meta-<data sha>-<seed>).")] = None,
+    resume: Annotated[bool, typer.Option(
+        help="Continue the search of a fit that was killed (same data and options).")] = False,
     overwrite: Annotated[bool, typer.Option(
         help="Replace the output directory if it exists.")] = False,
     model_format: Annotated[str, typer.Option(
         help="joblib (pickle; load only your own) or skops (loads an allow-list of types "
              "only; for models that travel between people).")] = "joblib",
+    no_report: Annotated[bool, typer.Option(
+        "--no-report", help="Do not render report.html (report.json is always written).")
+    ] = False,
     json_out: Annotated[bool, typer.Option(
         "--json", help="Print one JSON document on stdout and nothing else there.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary.")] = False,
@@ -90,23 +98,32 @@ def fit(
     """Search pipelines for DATA and fit the best one on all rows; write a run directory.
 
     The run directory holds model.joblib, manifest.json (versions, schema, checksum),
-    leaderboard.csv (every trial) and report.json.
+    leaderboard.csv (every trial), report.json and report.html.
     """
     started = time.monotonic()
     from .automl import AutoML
     from .data import load_dataset
-    from .rundir import check_output_dir
+    from .errors import UsageError
+    from .metrics import task_from_metric
+    from .rundir import RunStaging, check_output_dir
 
     if output is None:
+        if resume:
+            raise UsageError("--resume needs the --output of the fit to continue")
         output = Path("runs") / f"{_stem(data)}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_output_dir(output, overwrite)
-    from .metrics import task_from_metric
+    if model_format not in ("joblib", "skops"):
+        raise UsageError(f"unknown --model-format {model_format!r}; use joblib or skops")
 
     dataset = load_dataset(data, target, task or task_from_metric(metric))
+    staging = RunStaging(output).open(resume=resume, overwrite=overwrite)
+    if study is None:
+        study = f"automl-meta-{dataset.sha256[:12]}-seed{seed}"
     automl = AutoML(task=dataset.task, metric=metric, time_budget=time_budget,
                     n_trials=n_trials, seed=seed, n_jobs=n_jobs, memory_limit=memory_limit,
-                    storage=storage, warm_start=0 if no_warm_start else warm_start,
-                    metabase=str(metabase) if metabase else None)
+                    storage=storage or staging.storage_url, study_name=study,
+                    warm_start=0 if no_warm_start else warm_start,
+                    metabase=str(metabase) if metabase else None, report=not no_report)
     reporter = None
     if not quiet and not json_out or (json_out and not quiet and sys.stderr.isatty()):
         from .progress import RichReporter
@@ -117,8 +134,8 @@ def fit(
             reporter.console.print(f"[yellow]note:[/yellow] {note}")
     automl.fit_dataset(dataset, started=started, reporter=reporter)
     run_dir = automl.save(output, overwrite=overwrite, data_file=str(data),
-                          model_format=model_format)
-    summary = automl.summary() | {"run_dir": str(run_dir),
+                          model_format=model_format, staging=staging, report=not no_report)
+    summary = automl.summary() | {"run_dir": str(run_dir), "study": study,
                                   "elapsed_seconds": round(time.monotonic() - started, 2)}
     if json_out:
         _emit_json(summary)
@@ -259,6 +276,98 @@ def evaluate(
         typer.echo(line)
     if passed is False:
         raise GateFailed(f"{m.name} {score:.6f} is worse than the threshold {fail_under:g}")
+
+
+# ---------------------------------------------------------------------------------- report
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory written by fit.")],
+    open_browser: Annotated[bool, typer.Option(
+        "--open", help="Open the report in the default web browser.")] = False,
+) -> None:
+    """(Re)render RUN_DIR/report.html from the run's files: dataset, nearest prior tasks,
+    optimisation history, top-10 leaderboard, out-of-fold diagnostics, importance."""
+    from .report import write_report
+
+    path = write_report(run_dir)
+    typer.echo(str(path))
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
+
+
+# ---------------------------------------------------------------------------------- worker
+@app.command()
+def worker(
+    data: Annotated[Path, typer.Argument(help="The same data file the study was created for.")],
+    storage: Annotated[str, typer.Option(help="Storage URL of the study (postgresql://…).")],
+    study: Annotated[str, typer.Option(help="Study name (printed by `fit --json`).")],
+    time_budget: Annotated[float | None, typer.Option(
+        help="Seconds to work (default 60 when --n-trials is not given).")] = None,
+    n_trials: Annotated[int | None, typer.Option(
+        help="Stop when the study holds this many trials.")] = None,
+    memory_limit: Annotated[float | None, typer.Option(
+        help="Memory limit per trial worker, GiB.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Join a running search from another process or machine.
+
+    The study records the data's SHA-256, the search-space version, target, task, metric,
+    seed and CV settings; the worker refuses data or a space that differ, rebuilds the same
+    CV folds, and evaluates trials into the shared study. The `fit` that created the study
+    refits the best trial of all workers.
+    """
+    import optuna
+
+    from .automl import DEFAULT_TIME_BUDGET, prepare_search, study_attributes
+    from .data import file_sha256, load_dataset
+    from .errors import UsageError
+    from .metrics import get_metric
+    from .search import make_storage, run_search
+    from .space import load_space
+
+    started = time.monotonic()
+    st = make_storage(storage)
+    try:
+        attrs = optuna.load_study(study_name=study, storage=st).user_attrs
+    except KeyError:
+        raise UsageError(f"no study named {study!r} in the storage") from None
+    space = load_space()
+    if attrs.get("search_space_version") != space.version:
+        raise UsageError(f"study {study!r} uses search space "
+                         f"{attrs.get('search_space_version')}, this install has "
+                         f"{space.version}; install the same automl-meta version")
+    if not data.is_file():
+        raise UsageError(f"{data}: no such file")
+    sha = file_sha256(data)
+    if sha != attrs.get("data_sha256"):
+        raise UsageError(f"{data} has SHA-256 {sha[:12]}…, but study {study!r} was created "
+                         f"for {str(attrs.get('data_sha256'))[:12]}…: not the same data")
+    dataset = load_dataset(data, attrs["target"], attrs["task"])
+    metric = get_metric(attrs["metric"], dataset.task)
+    prepared = prepare_search(dataset, metric.name, int(attrs["seed"]),
+                              int(attrs["max_search_rows"]), space)
+    budget = time_budget if time_budget or n_trials else DEFAULT_TIME_BUDGET
+    before = len(optuna.load_study(study_name=study, storage=st).trials)
+    result = run_search(
+        prepared.ctx, n_trials=n_trials, deadline=None if not budget else started + budget,
+        seed=int(attrs["seed"]) + 1 + os.getpid() % 100_000, storage=st, study_name=study,
+        study_attrs=study_attributes(dataset, metric.name, int(attrs["seed"]),
+                                     int(attrs["max_search_rows"]), space.version),
+        memory_limit_gb=memory_limit)
+    mine = [r for r in result.records if r.number >= before]
+    best = result.best
+    doc = {"study": study, "trials_by_this_worker": len(mine),
+           "trials_in_study": len(result.records),
+           "best": None if best is None else {"trial": best.number, "score": best.score,
+                                              "family": best.family}}
+    if json_out:
+        _emit_json(doc)
+    else:
+        typer.echo(f"worker: {len(mine)} trials evaluated; the study holds "
+                   f"{len(result.records)}; best {metric.name} "
+                   + ("-" if best is None else f"{best.score:.4f} ({best.family})"))
 
 
 # ---------------------------------------------------------------------------- metafeatures

@@ -18,12 +18,14 @@ Classification with 2 classes is ``binary``, with more ``multiclass``.
 from __future__ import annotations
 
 import csv
+import decimal
 import difflib
 import gzip
 import hashlib
 import io
 import re
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,26 +45,83 @@ _ID_NAME = re.compile(r"((^|[_\W])(id|uuid|guid|key|obs|rownum|counter)\W*$)"
 
 
 # ---------------------------------------------------------------------------------- reading
+_SNIFF_BYTES = 8192
+_MAGIC = (  # leading bytes of formats people try to read as a table, and what to do instead
+    (b"PK\x03\x04", "a ZIP archive (an Excel .xlsx workbook?); export the sheet as CSV"),
+    (b"\xd0\xcf\x11\xe0", "an Excel .xls workbook (OLE file); export the sheet as CSV"),
+    (b"%PDF", "a PDF document, not a table"),
+    (b"SQLite format 3", "an SQLite database; export the table as CSV"),
+    (b"\x89HDF", "an HDF5 file; export the table as CSV or Parquet"),
+)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """Collapse whitespace (newlines included) so a message fits on one line."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _open_text(path: Path) -> bytes:
     raw = path.read_bytes()
     if path.suffix == ".gz" or raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise UsageError(f"{path}: not a valid gzip file ({exc})") from None
+        except (OSError, EOFError, zlib.error) as exc:
+            raise UsageError(f"{path}: not a valid gzip file ({_one_line(exc)})") from None
     return raw
 
 
+def _utf16_without_bom(head: bytes) -> str | None:
+    """``utf-16-le`` / ``-be`` when every other byte of ASCII-range text is NUL."""
+    head = head[: len(head) // 2 * 2]
+    if len(head) < 8:
+        return None
+    odd, even = head[1::2], head[0::2]
+    if odd.count(0) > 0.9 * len(odd) and even.count(0) < 0.1 * len(even):
+        return "utf-16-le"
+    if even.count(0) > 0.9 * len(even) and odd.count(0) < 0.1 * len(odd):
+        return "utf-16-be"
+    return None
+
+
 def _decode(raw: bytes, path: Path) -> str:
-    if b"\x00" in raw[:8192]:
+    for magic, what in _MAGIC:
+        if raw.startswith(magic):
+            raise UsageError(f"{path}: this is {what}")
+    # UTF-32 / UTF-16 (Excel's "Unicode text" export) before the binary check: they hold NULs
+    for bom, encoding in ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+                          (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
+        if raw.startswith(bom):
+            try:
+                return _check_text(raw.decode(encoding), path)
+            except UnicodeDecodeError:
+                break
+    encoding = _utf16_without_bom(raw[:_SNIFF_BYTES])
+    if encoding:
+        try:
+            return _check_text(raw.decode(encoding), path)
+        except UnicodeDecodeError:
+            pass
+    if b"\x00" in raw:
         raise UsageError(f"{path}: looks like a binary file, not a text table "
                          "(expected CSV, TSV, Parquet or ARFF)")
     for encoding in ("utf-8-sig", "cp1252", "latin-1"):
         try:
-            return raw.decode(encoding)
+            return _check_text(raw.decode(encoding), path)
         except UnicodeDecodeError:
             continue
     raise UsageError(f"{path}: cannot decode the file as text")  # pragma: no cover
+
+
+def _check_text(text: str, path: Path) -> str:
+    """Refuse decoded 'text' that is mostly control characters (a binary file)."""
+    head = text[:_SNIFF_BYTES]
+    controls = sum(1 for ch in head if (ord(ch) < 32 and ch not in "\t\n\r\f\v")
+                   or 0x7F <= ord(ch) < 0xA0 or ch == "\ufffd")
+    if head and controls > max(2, 0.01 * len(head)):
+        raise UsageError(f"{path}: looks like a binary file, not a text table "
+                         "(expected CSV, TSV, Parquet or ARFF)")
+    return text
 
 
 def _file_format(path: Path) -> str:
@@ -78,13 +137,27 @@ def _file_format(path: Path) -> str:
 
 def _sniff_delimiter(text: str, default: str = ",") -> str:
     sample = text[:65536]
+    lines = sample.splitlines()
+    first = next((line for line in lines if line.strip()), "")
+    counts = {d: first.count(d) for d in ",;\t|"}
+    if sum(1 for v in counts.values() if v) == 1:  # one candidate in the header: take it
+        return max(counts, key=counts.get)
     try:
         return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
     except csv.Error:
-        first = sample.splitlines()[0] if sample.strip() else ""
-        counts = {d: first.count(d) for d in ",;\t|"}
         best = max(counts, key=counts.get)
         return best if counts[best] else default
+
+
+_PARSER_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def _header_names(text: str, sep: str) -> list[str] | None:
+    """The header row's names as written (pandas renames duplicates on its own)."""
+    try:
+        return next(csv.reader(io.StringIO(text), delimiter=sep, skipinitialspace=True))
+    except (csv.Error, StopIteration):
+        return None
 
 
 def _read_delimited(path: Path, sep: str | None) -> pd.DataFrame:
@@ -93,28 +166,86 @@ def _read_delimited(path: Path, sep: str | None) -> pd.DataFrame:
         raise UsageError(f"{path}: the file is empty")
     sep = sep or _sniff_delimiter(text)
     try:
-        df = pd.read_csv(io.StringIO(text), sep=sep, low_memory=False,
-                         skipinitialspace=True, na_values=["?", "NA", "N/A", "na", "n/a",
-                                                            "NaN", "nan", "null", "NULL", ""])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            # index_col=False: a trailing delimiter on every row must not shift the columns
+            df = pd.read_csv(io.StringIO(text), sep=sep, low_memory=False, index_col=False,
+                             skipinitialspace=True, skip_blank_lines=True,
+                             na_values=["?", "NA", "N/A", "na", "n/a", "NaN", "nan", "null",
+                                        "NULL", ""])
+        if any("does not match length of data" in str(w.message) for w in caught):
+            _check_row_widths(text, sep, path)
     except pd.errors.EmptyDataError:
         raise UsageError(f"{path}: the file is empty") from None
     except pd.errors.ParserError as exc:
-        msg = str(exc).strip().splitlines()[-1]
-        raise UsageError(f"{path}: cannot parse as delimited text ({msg})") from None
+        msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else "parser error"
+        m = _PARSER_FIELDS.search(msg)
+        if m:
+            expected, line, saw = m.groups()
+            raise UsageError(f"{path}: line {line} has {saw} fields but the header has "
+                             f"{expected} (delimiter {sep!r}); fix that line, or quote fields "
+                             "that contain the delimiter") from None
+        raise UsageError(f"{path}: cannot parse as delimited text ({_one_line(msg)})") from None
+    except (ValueError, csv.Error) as exc:  # e.g. "field larger than field limit"
+        raise UsageError(f"{path}: cannot parse as delimited text ({_one_line(exc)})") from None
+    header = _header_names(text, sep)
+    if header is not None and len(header) == df.shape[1]:
+        df.columns = header  # the names as written; duplicates are renamed by read_table
+    df.attrs["delimiter"] = sep
     return df
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def _check_row_widths(text: str, sep: str, path: Path) -> None:
+    """Refuse rows with more (non-empty) fields than the header; a trailing delimiter is ok."""
+    reader = csv.reader(io.StringIO(text), delimiter=sep, skipinitialspace=True)
+    width = None
     try:
-        df = pd.read_parquet(path)
+        for row in reader:
+            if width is None:
+                width = len(row) if row else None
+                continue
+            if len(row) > width and any(f.strip() for f in row[width:]):
+                raise UsageError(f"{path}: line {reader.line_num} has {len(row)} fields but the "
+                                 f"header has {width} (delimiter {sep!r}); fix that line, or "
+                                 "quote fields that contain the delimiter")
+    except csv.Error:
+        return
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.ParquetFile(path).read()
     except Exception as exc:  # pyarrow raises many types
+        first = str(exc).splitlines()[0] if str(exc) else ""
         raise UsageError(f"{path}: cannot read as Parquet ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-    nested = [c for c in df.columns
-              if df[c].dtype == object and df[c].map(lambda v: isinstance(
-                  v, (list, dict, np.ndarray))).any()]
+                         f"{_one_line(first)})") from None
+    nested = [f.name for f in table.schema if pa.types.is_nested(f.type)]
     if nested:
-        df = df.drop(columns=nested)
+        table = table.select([i for i, f in enumerate(table.schema)
+                              if not pa.types.is_nested(f.type)])
+    written = list(table.column_names)
+    # names may repeat in a Parquet file; make them unique before pandas sees them
+    unique = _clean_column_names(pd.Index(written))[0]
+    if unique != written:
+        table = table.replace_schema_metadata(None).rename_columns(unique)
+    try:
+        df = table.to_pandas()
+    except Exception as exc:  # unconvertible Arrow types (e.g. extension types)
+        raise UsageError(f"{path}: cannot convert the Parquet table ({type(exc).__name__}: "
+                         f"{_one_line(exc)})") from None
+    for c in df.columns:  # decimal128 arrives as Python Decimal objects
+        s = df[c]
+        if s.dtype == object:
+            first = s.dropna().head(1)
+            if len(first) and isinstance(first.iloc[0], decimal.Decimal):
+                df[c] = pd.to_numeric(s.map(lambda v: None if v is None else float(v)),
+                                      errors="coerce")
+    if len(written) == df.shape[1]:
+        df.columns = written  # the names as written; read_table makes them unique again
+    if nested:
         df.attrs["nested_dropped"] = nested
     return df
 
@@ -123,30 +254,44 @@ def read_arff_text(text: str, name: str = "<arff>") -> pd.DataFrame:
     """Parse ARFF text into a DataFrame; nominal attributes become ordered categoricals.
 
     The declared nominal values are kept as the categories (in declaration order), which is
-    what OpenML's qualities count. Dense and sparse ARFF are both read (liac-arff).
+    what OpenML's qualities count. Dense and sparse ARFF are both read (liac-arff). Empty
+    fields (``4,,100``, as Weka files have them) are missing values.
     """
     import arff  # liac-arff, the parser openml-python uses
 
     try:
         decoded = arff.loads(text)
     except Exception as exc:  # liac-arff raises its own hierarchy plus ValueError
-        raise UsageError(f"{name}: malformed ARFF ({type(exc).__name__}: {exc})") from None
+        hint = ""
+        if type(exc).__name__ == "BadDataFormat":
+            n_attrs = len(re.findall(r"^\s*@attribute\s", text, re.IGNORECASE | re.MULTILINE))
+            hint = (f"; each @data line needs {n_attrs} comma-separated values, one per "
+                    "@attribute (? or an empty field for a missing value)")
+        raise UsageError(f"{name}: malformed ARFF ({type(exc).__name__}: "
+                         f"{_one_line(exc, 200)}){hint}") from None
     columns = [a[0] for a in decoded["attributes"]]
-    df = pd.DataFrame(decoded["data"], columns=columns)
-    for attr_name, attr_type in decoded["attributes"]:
-        col = df[attr_name]
+    try:
+        df = pd.DataFrame(decoded["data"], columns=columns)
+    except (ValueError, TypeError) as exc:  # pragma: no cover - liac-arff checks widths
+        raise UsageError(f"{name}: malformed ARFF data ({_one_line(exc)})") from None
+    for i, (_attr_name, attr_type) in enumerate(decoded["attributes"]):
+        col = df.iloc[:, i]
         if isinstance(attr_type, list):
             values = [str(v) for v in attr_type]
             cats = list(dict.fromkeys(values))
             labels = [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
                       for v in col.tolist()]
-            df[attr_name] = pd.Categorical(labels, categories=cats)
+            new = pd.Categorical(labels, categories=cats)
         elif isinstance(attr_type, str) and attr_type.upper() in ("NUMERIC", "REAL", "INTEGER"):
-            df[attr_name] = pd.to_numeric(col, errors="coerce").astype(float)
+            new = pd.to_numeric(col, errors="coerce").astype(float)
         elif isinstance(attr_type, str) and attr_type.upper().startswith("DATE"):
-            df[attr_name] = pd.to_datetime(col, errors="coerce")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                new = pd.to_datetime(col, errors="coerce", format="mixed", utc=True)
+            new = new.dt.tz_convert(None)
         else:
-            df[attr_name] = col.astype(object)
+            new = col.astype(object)
+        df.isetitem(i, new)
     df.attrs["arff_relation"] = decoded.get("relation", "")
     return df
 
@@ -158,9 +303,14 @@ def read_table(path: str | Path, sep: str | None = None) -> pd.DataFrame:
     ----------
     path : str or Path
         The file. The format is chosen by its name (``.csv``, ``.tsv``, ``.parquet``,
-        ``.arff``, each optionally ``.gz``); unknown names are read as delimited text.
+        ``.arff``, each optionally ``.gz``); unknown names are read as delimited text (a
+        Parquet file is recognised by its content whatever its name).
     sep : str, optional
         Delimiter for delimited text; detected when omitted.
+
+    Column names are stripped of surrounding whitespace; empty names become ``Unnamed: i``
+    and repeated names get a suffix (``x``, ``x.1``); ``df.attrs["duplicate_columns"]`` maps
+    each renamed column to the name written in the file.
 
     Raises
     ------
@@ -174,6 +324,10 @@ def read_table(path: str | Path, sep: str | None = None) -> pd.DataFrame:
         raise UsageError(f"{path}: is a directory, expected a data file")
     try:
         fmt = _file_format(path)
+        if fmt != "parquet":
+            with open(path, "rb") as fh:
+                if fh.read(4) == b"PAR1":
+                    fmt = "parquet"
         if fmt == "parquet":
             df = _read_parquet(path)
         elif fmt == "arff":
@@ -182,28 +336,46 @@ def read_table(path: str | Path, sep: str | None = None) -> pd.DataFrame:
             df = _read_delimited(path, "\t" if fmt == "tsv" and sep is None else sep)
     except PermissionError:
         raise UsageError(f"{path}: permission denied") from None
+    except MemoryError:
+        raise UsageError(f"{path}: not enough memory to read the file") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the file ({_one_line(exc)})") from None
     if df.shape[1] == 0:
         raise UsageError(f"{path}: no columns found")
     if df.shape[0] == 0:
         raise UsageError(f"{path}: the file has a header but no data rows")
-    df.columns = _clean_column_names(df.columns)
+    attrs = dict(df.attrs)
+    names, duplicates = _clean_column_names(df.columns)
+    df.columns = names
+    df.attrs.update(attrs)
+    if duplicates:
+        df.attrs["duplicate_columns"] = duplicates
     return df
 
 
-def _clean_column_names(columns: pd.Index) -> list[str]:
-    names: list[str] = []
-    seen: dict[str, int] = {}
+def _clean_column_names(columns: pd.Index) -> tuple[list[str], dict[str, str]]:
+    """Strip names, name empty ones ``Unnamed: i`` and make repeated names unique.
+
+    Returns the names and ``{renamed: name as written}`` for the renamed duplicates.
+    """
+    stripped = []
     for i, c in enumerate(columns):
-        name = str(c).strip()
-        if not name:
-            name = f"column_{i}"
-        base = name
-        if name in seen:
-            seen[base] += 1
-            name = f"{base}.{seen[base]}"
-        seen.setdefault(name, 0)
+        name = re.sub(r"[\r\n\t]+", " ", str(c)).strip()
+        stripped.append(name if name else f"Unnamed: {i}")
+    taken = set(stripped)
+    names: list[str] = []
+    used: set[str] = set()
+    duplicates: dict[str, str] = {}
+    for name in stripped:
+        if name in used:
+            k = 1
+            while f"{name}.{k}" in taken or f"{name}.{k}" in used:
+                k += 1
+            duplicates[f"{name}.{k}"] = name
+            name = f"{name}.{k}"
+        used.add(name)
         names.append(name)
-    return names
+    return names, duplicates
 
 
 def file_sha256(path: str | Path) -> str:
@@ -222,6 +394,8 @@ class Column:
 
     name: str
     kind: str  # numeric | categorical | boolean | datetime
+    # dtype as read, plus how text is parsed: "object|number=1.234,5" (decimal comma),
+    # "object|format=%d/%m/%Y" (the datetime format found when fitting)
     dtype: str
     n_unique: int = 0
     categories: list[str] | None = None
@@ -260,87 +434,298 @@ def _is_textual(s: pd.Series) -> bool:
         s.dtype, pd.CategoricalDtype)
 
 
-def _as_bool(s: pd.Series) -> pd.Series | None:
+def _is_missing(v: Any) -> bool:
+    if v is None or v is pd.NA or v is pd.NaT:
+        return True
+    if isinstance(v, (float, np.floating)):
+        return bool(np.isnan(v))
+    if isinstance(v, np.datetime64):
+        return bool(np.isnat(v))
+    return False
+
+
+def _stripped(s: pd.Series) -> pd.Series:
+    """An object Series: strings stripped (blank ones missing), missing values as None."""
+    arr = s.to_numpy(dtype=object)
+    out = np.empty(len(arr), dtype=object)
+    for i, v in enumerate(arr):
+        if isinstance(v, str):
+            v = v.strip()
+            out[i] = v if v else None
+        else:
+            out[i] = None if _is_missing(v) else v
+    return pd.Series(out, index=s.index, dtype=object, name=s.name)
+
+
+def _dtype_option(dtype: str, key: str) -> str | None:
+    """``Column.dtype`` may carry parse options: ``"object|number=1,234.5"``."""
+    for part in str(dtype).split("|")[1:]:
+        k, _, v = part.partition("=")
+        if k == key:
+            return v
+    return None
+
+
+def _floats(s: pd.Series) -> np.ndarray:
+    """A numeric Series as a float array; infinities become NaN."""
+    vals = np.array(s.to_numpy(dtype=float, na_value=np.nan), dtype=float, copy=True)
+    vals[~np.isfinite(vals)] = np.nan
+    return vals
+
+
+def _bool_values(s: pd.Series) -> pd.Series:
+    """Map true / false spellings to 1.0 / 0.0 (anything else missing)."""
     if pd.api.types.is_bool_dtype(s.dtype):
-        return s.astype(float)
-    if not _is_textual(s):
-        return None
-    values = s.dropna().astype(str).str.strip().str.lower()
-    uniq = set(values.unique())
-    if not uniq or not uniq <= (_TRUE | _FALSE) or not (uniq & _TRUE and uniq & _FALSE):
-        return None
-    return s.astype(str).str.strip().str.lower().map(
-        lambda v: 1.0 if v in _TRUE else (0.0 if v in _FALSE else np.nan)).where(s.notna())
+        return pd.Series(s.to_numpy(dtype=float, na_value=np.nan), index=s.index, name=s.name)
+    if pd.api.types.is_numeric_dtype(s.dtype):
+        vals = _floats(s)
+        vals[(vals != 0) & (vals != 1)] = np.nan
+        return pd.Series(vals, index=s.index, name=s.name)
+
+    def one(v: Any) -> float:
+        if v is None:
+            return np.nan
+        if isinstance(v, (bool, np.bool_)):
+            return float(v)
+        t = str(v).lower()
+        return 1.0 if t in _TRUE else (0.0 if t in _FALSE else np.nan)
+
+    return pd.Series([one(v) for v in _stripped(s)], index=s.index, name=s.name, dtype=float)
 
 
-def _as_numeric(s: pd.Series, min_share: float = 0.95) -> pd.Series | None:
+def _as_bool(s: pd.Series) -> pd.Series | None:
+    """The column as 0 / 1 floats when it is boolean (both values occur), else None."""
+    if pd.api.types.is_bool_dtype(s.dtype):
+        return _bool_values(s)
     if not _is_textual(s):
         return None
     present = s.dropna()
     if present.empty:
         return None
-    num = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
-    if num.notna().mean() >= min_share:
-        return pd.to_numeric(s.astype(object).where(s.notna(), None).map(
-            lambda v: v.strip() if isinstance(v, str) else v), errors="coerce").astype(float)
+    uniq = pd.unique(present.astype(str).str.strip().str.lower())
+    if len(uniq) > len(_TRUE | _FALSE):
+        return None
+    uniq = set(uniq)
+    if not uniq <= (_TRUE | _FALSE) or not (uniq & _TRUE and uniq & _FALSE):
+        return None
+    return _bool_values(s)
+
+
+# Numbers written with separators. "1,234.5": comma thousands; "1.234,5" / "12,5": decimal
+# comma (Excel in most of Europe), optionally with "." or space thousands.
+_NUM_THOUSANDS = "1,234.5"
+_NUM_DECIMAL_COMMA = "1.234,5"
+_THOUSANDS_RE = r"^[+-]?[1-9]\d{0,2}(,\d{3})+(\.\d*)?$"
+_DECIMAL_COMMA_RE = r"^[+-]?(\d{1,3}([.\u00a0\u202f' ]\d{3})+|\d*),\d+$"
+_DOT_THOUSANDS = re.compile(r"^[+-]?[1-9]\d{0,2}(\.\d{3})+$")
+_THOUSANDS_CHARS = re.compile(r"[.\u00a0\u202f' ]")
+
+
+def _to_float(strings: pd.Series, fmt: str | None) -> pd.Series:
+    """Parse an object Series of stripped strings / numbers / None as floats (NaN if not)."""
+    if fmt == _NUM_THOUSANDS:
+        strings = strings.map(lambda v: v.replace(",", "") if isinstance(v, str) else v)
+    elif fmt == _NUM_DECIMAL_COMMA:
+        def one(v: Any) -> Any:
+            if isinstance(v, str) and ("," in v or _DOT_THOUSANDS.match(v)):
+                return _THOUSANDS_CHARS.sub("", v).replace(",", ".")
+            return v
+
+        strings = strings.map(one)
+    num = pd.to_numeric(strings, errors="coerce")
+    if not pd.api.types.is_numeric_dtype(num.dtype) or pd.api.types.is_complex_dtype(num.dtype):
+        num = pd.Series(np.nan, index=strings.index)
+    return pd.Series(_floats(num), index=strings.index, name=strings.name)
+
+
+def _number_format(failed: pd.Series, delimiter: str | None = None) -> str | None:
+    """Which separator convention explains values that plain parsing could not read."""
+    if failed.empty:
+        return None
+    text = failed.astype(str)
+    n_thousands = int(text.str.match(_THOUSANDS_RE).sum())
+    n_decimal = int(text.str.match(_DECIMAL_COMMA_RE).sum())
+    if not n_thousands and not n_decimal:
+        return None
+    if n_decimal > n_thousands or (n_decimal == n_thousands and delimiter == ";"):
+        return _NUM_DECIMAL_COMMA
+    return _NUM_THOUSANDS
+
+
+def _as_numeric(s: pd.Series, min_share: float = 0.95,
+                delimiter: str | None = None) -> tuple[pd.Series, str | None] | None:
+    """Text that is numbers (``min_share`` of the present values): (floats, number format)."""
+    if not _is_textual(s):
+        return None
+    strings = _stripped(s)
+    present = strings.dropna()
+    if present.empty:
+        return None
+    plain = pd.to_numeric(present, errors="coerce")
+    if not pd.api.types.is_numeric_dtype(plain.dtype):  # pragma: no cover - defensive
+        return None
+    ok = plain.notna().to_numpy()
+    if ok.mean() >= min_share:
+        return _to_float(strings, None), None
+    fmt = _number_format(present[~ok], delimiter)
+    if fmt is None:
+        return None
+    parsed = _to_float(present, fmt)
+    if parsed.notna().mean() >= min_share:
+        return _to_float(strings, fmt), fmt
     return None
 
 
 _DATE_HINT = re.compile(r"\d{1,4}[-/.:]\d{1,2}([-/.:]\d{1,4})?")
 
 
-def _as_datetime(s: pd.Series, min_share: float = 0.95) -> pd.Series | None:
-    if pd.api.types.is_datetime64_any_dtype(s.dtype):
-        return s
-    if not _is_textual(s):
-        return None
-    present = s.dropna().astype(str)
-    if present.empty:
-        return None
-    sample = present.iloc[:200]
-    if sample.map(lambda v: bool(_DATE_HINT.search(v))).mean() < min_share:
-        return None
+def _parse_datetime(strings: pd.Series, fmt: str) -> pd.Series:
+    """Parse stripped strings with ``fmt`` (``"mixed"``: each on its own) → naive datetimes.
+
+    Offsets are converted to UTC; values that are not strings or datetimes are missing.
+    """
+    values = strings.map(lambda v: v if isinstance(v, (str, pd.Timestamp)) else None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            parsed = pd.to_datetime(s, errors="coerce", format="mixed")
-        except (ValueError, TypeError):
-            return None
+            parsed = pd.to_datetime(values, errors="coerce", format=fmt, utc=True)
+        except (ValueError, TypeError, OverflowError):
+            try:
+                parsed = pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
+            except (ValueError, TypeError, OverflowError):
+                return pd.Series(pd.NaT, index=strings.index, dtype="datetime64[ns]")
+    if not pd.api.types.is_datetime64_any_dtype(parsed.dtype):  # pragma: no cover
+        return pd.Series(pd.NaT, index=strings.index, dtype="datetime64[ns]")
+    return parsed.dt.tz_convert(None)
+
+
+def _datetime_format(present: pd.Series, min_share: float) -> str | None:
+    """The one format (ISO 8601 or a guessed strftime pattern) that reads the most values.
+
+    One format for the whole column, so "01/02/2019" and "13/02/2019" are read the same way
+    (day first here), never one value month-first and the next day-first.
+    """
+    from pandas.tseries.api import guess_datetime_format
+
+    sample = present.drop_duplicates().iloc[:200]
+    candidates = ["ISO8601"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for v in sample.iloc[:20]:
+            for dayfirst in (False, True):
+                try:
+                    f = guess_datetime_format(v, dayfirst=dayfirst)
+                except (ValueError, TypeError):  # pragma: no cover
+                    f = None
+                if f and ("%Y" in f or "%y" in f) and f not in candidates:
+                    candidates.append(f)
+    best, best_n = None, 0
+    for f in candidates:
+        n = int(_parse_datetime(sample, f).notna().sum())
+        if n > best_n:
+            best, best_n = f, n
+    return best if best_n >= min_share * len(sample) else None
+
+
+def _as_datetime(s: pd.Series, min_share: float = 0.95) -> tuple[pd.Series, str] | None:
+    """Text that is dates / times (``min_share`` of the present values): (datetimes, format)."""
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        return (s.dt.tz_convert(None) if getattr(s.dt, "tz", None) is not None else s), ""
+    if not _is_textual(s):
+        return None
+    strings = _stripped(s)
+    present = strings.dropna()
+    present = present[present.map(lambda v: isinstance(v, str))]
+    if present.empty or len(present) < min_share * strings.notna().sum():
+        return None
+    if present.iloc[:200].map(lambda v: bool(_DATE_HINT.search(v))).mean() < min_share:
+        return None
+    fmt = _datetime_format(present, min_share)
+    if fmt is None:
+        return None
+    parsed = _parse_datetime(strings, fmt)
     if parsed.notna().sum() >= min_share * len(present):
-        if getattr(parsed.dt, "tz", None) is not None:
-            parsed = parsed.dt.tz_convert(None)
-        return parsed
+        return parsed, fmt
     return None
 
 
+def _categorical_values(s: pd.Series) -> pd.Series:
+    """Category labels as stripped strings (``1.0`` read as a number → ``"1"``), missing NaN."""
+    out = np.empty(len(s), dtype=object)
+    for i, v in enumerate(_stripped(s)):
+        if v is None:
+            out[i] = np.nan
+        elif isinstance(v, str):
+            out[i] = v
+        elif isinstance(v, (float, np.floating)) and float(v).is_integer():
+            out[i] = str(int(v))
+        else:
+            out[i] = str(v).strip()
+    return pd.Series(out, index=s.index, name=s.name, dtype=object)
+
+
 def coerce_features(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
-    """Bring raw input columns to the dtypes the schema declares (used by fit and predict)."""
+    """Bring raw input columns to the dtypes the schema declares (used by fit and predict).
+
+    Numeric columns become float (infinities missing; numbers written with separators are
+    read the way the training column was), booleans 0 / 1, datetimes naive ``datetime64``
+    (offsets converted to UTC), categoricals stripped strings with NaN for missing.
+    """
+    if df.attrs:  # pandas deep-copies attrs into every column taken out: drop them once
+        df = df.copy(deep=False)
+        df.attrs = {}
+    absent = [c.name for c in schema.columns if c.name not in df.columns]
+    if absent:
+        shown = ", ".join(repr(c) for c in absent[:10])
+        more = f" and {len(absent) - 10} more" if len(absent) > 10 else ""
+        raise UsageError(_one_line(f"the data lacks {len(absent)} column(s) the model needs: "
+                                   f"{shown}{more}", 600))
+    # numeric columns that already hold numbers are converted in one block (wide tables)
+    block_names: list[str] = []
+    if df.columns.is_unique:
+        dtypes = df.dtypes
+        block_names = [c.name for c in schema.columns if c.kind == "numeric"
+                       and _plain_numeric_dtype(dtypes[c.name])]
+    block_set = set(block_names) if len(block_names) > 1 else set()
     out = {}
     for col in schema.columns:
+        if col.name in block_set:
+            continue
         s = df[col.name]
+        if isinstance(s, pd.DataFrame):
+            raise UsageError(f"column {col.name!r} appears more than once in the data")
         if col.kind == "numeric":
-            if not pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
-                conv = _as_bool(s) if col.dtype == "bool" else None
-                s = conv if conv is not None else pd.to_numeric(
-                    s.astype(object).map(lambda v: v.strip() if isinstance(v, str) else v),
-                    errors="coerce")
-            s = s.astype(float).replace([np.inf, -np.inf], np.nan)
+            if pd.api.types.is_bool_dtype(s.dtype) or col.dtype == "bool":
+                s = _bool_values(s)
+            elif not _plain_numeric_dtype(s.dtype):
+                s = _to_float(_stripped(s), _dtype_option(col.dtype, "number"))
+            vals = _floats(s)
         elif col.kind == "boolean":
-            conv = _as_bool(s)
-            s = conv if conv is not None else pd.to_numeric(s, errors="coerce").astype(float)
+            vals = _bool_values(s).to_numpy(dtype=float)
         elif col.kind == "datetime":
-            if not pd.api.types.is_datetime64_any_dtype(s.dtype):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    s = pd.to_datetime(s, errors="coerce", format="mixed")
-            if getattr(s.dt, "tz", None) is not None:
-                s = s.dt.tz_convert(None)
+            if pd.api.types.is_datetime64_any_dtype(s.dtype):
+                vals = s.dt.tz_convert(None) if getattr(s.dt, "tz", None) is not None else s
+            else:
+                vals = _parse_datetime(_stripped(s), _dtype_option(col.dtype, "format")
+                                       or "mixed")
+            vals = vals.to_numpy(dtype="datetime64[ns]")
         else:  # categorical: plain strings, missing as NaN
-            s = s.astype(object).where(s.notna(), np.nan).map(
-                lambda v: v if isinstance(v, float) and np.isnan(v) else str(v).strip())
-            s = s.astype(object)
-        out[col.name] = s
-    return pd.DataFrame(out, index=df.index)
+            vals = _categorical_values(s).to_numpy(dtype=object)
+        out[col.name] = vals
+    if not block_set:
+        return pd.DataFrame(out, index=df.index)
+    block = np.array(df[block_names].to_numpy(dtype=float, na_value=np.nan), dtype=float,
+                     copy=True)
+    block[~np.isfinite(block)] = np.nan
+    parts = [pd.DataFrame(block, index=df.index, columns=block_names)]
+    if out:
+        parts.append(pd.DataFrame(out, index=df.index))
+    return pd.concat(parts, axis=1)[schema.names]
+
+
+def _plain_numeric_dtype(dtype: Any) -> bool:
+    return (pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+            and not pd.api.types.is_complex_dtype(dtype))
 
 
 def infer_schema(X: pd.DataFrame) -> tuple[Schema, pd.DataFrame]:
@@ -348,92 +733,99 @@ def infer_schema(X: pd.DataFrame) -> tuple[Schema, pd.DataFrame]:
     n = len(X)
     kept: list[Column] = []
     dropped: dict[str, str] = {}
-    typed: dict[str, pd.Series] = {}
-    for name in X.columns:
-        s = X[name]
-        if isinstance(s, pd.DataFrame):  # pragma: no cover - names are made unique on read
-            s = s.iloc[:, 0]
+    delimiter = X.attrs.get("delimiter")
+    if X.attrs:  # pandas deep-copies attrs into every column taken out: drop them once
+        X = X.copy(deep=False)
+        X.attrs = {}
+    for i, name in enumerate(X.columns):
+        s = X.iloc[:, i]
         present = s.dropna()
         if present.empty:
             dropped[name] = "entirely missing"
             continue
         if isinstance(s.dtype, pd.CategoricalDtype):
-            uniq = present.astype(str).nunique()
+            uniq = present.astype(str).str.strip().nunique()
             if uniq <= 1:
                 dropped[name] = "constant"
                 continue
             kept.append(Column(name, "categorical", "category", int(uniq),
                                [str(c) for c in s.cat.categories]))
-            typed[name] = s
             continue
-        if pd.api.types.is_bool_dtype(s.dtype) or _as_bool(s) is not None:
-            conv = _as_bool(s)
+        conv = _as_bool(s)
+        if conv is not None:
             if conv.dropna().nunique() <= 1:
                 dropped[name] = "constant"
                 continue
             kept.append(Column(name, "boolean", "bool", 2))
-            typed[name] = conv
             continue
-        if pd.api.types.is_numeric_dtype(s.dtype):
-            vals = s.astype(float).replace([np.inf, -np.inf], np.nan)
-            uniq = int(vals.nunique())
+        if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_complex_dtype(s.dtype):
+            vals = _floats(s)
+            finite = vals[~np.isnan(vals)]
+            if finite.size == 0:
+                dropped[name] = "entirely missing or infinite"
+                continue
+            uniq = int(np.unique(finite).size)
             if uniq <= 1:
                 dropped[name] = "constant"
                 continue
-            if (uniq == len(present) and n >= 20 and _looks_like_row_id(vals, name)):
+            if uniq == len(present) and n >= 20 and _looks_like_row_id(finite, name):
                 dropped[name] = "ID-like (a distinct integer on every row)"
                 continue
             kept.append(Column(name, "numeric", str(s.dtype), uniq))
-            typed[name] = vals
             continue
         if pd.api.types.is_datetime64_any_dtype(s.dtype):
-            conv = _as_datetime(s)
-            kept.append(Column(name, "datetime", "datetime64", int(present.nunique())))
-            typed[name] = conv
-            continue
-        num = _as_numeric(s)
-        if num is not None:
-            uniq = int(num.nunique())
+            uniq = int(present.nunique())
             if uniq <= 1:
                 dropped[name] = "constant"
                 continue
-            kept.append(Column(name, "numeric", "object", uniq))
-            typed[name] = num
+            kept.append(Column(name, "datetime", "datetime64", uniq))
+            continue
+        num = _as_numeric(s, delimiter=delimiter)
+        if num is not None:
+            vals, fmt = num
+            uniq = int(vals.nunique())
+            if uniq <= 1:
+                dropped[name] = "constant" if uniq else "entirely missing or infinite"
+                continue
+            kept.append(Column(name, "numeric", "object" + (f"|number={fmt}" if fmt else ""),
+                               uniq))
             continue
         dt = _as_datetime(s)
         if dt is not None:
-            if dt.nunique() <= 1:
+            parsed, fmt = dt
+            uniq = int(parsed.nunique())
+            if uniq <= 1:
                 dropped[name] = "constant"
                 continue
-            kept.append(Column(name, "datetime", "object", int(dt.nunique())))
-            typed[name] = dt
+            kept.append(Column(name, "datetime", f"object|format={fmt}", uniq))
             continue
-        strings = present.astype(str).str.strip()
+        strings = _categorical_values(s).dropna()
         uniq = int(strings.nunique())
         if uniq <= 1:
-            dropped[name] = "constant"
+            dropped[name] = "constant" if uniq else "entirely missing"
             continue
-        if n >= 20 and uniq == len(present) and len(present) >= 0.5 * n:
+        if n >= 20 and uniq == len(strings) and len(strings) >= 0.5 * n:
             dropped[name] = "ID-like (a distinct value on every row)"
             continue
-        if n >= 20 and uniq > 0.5 * len(present) and strings.str.len().mean() > 30 and \
+        if n >= 20 and uniq > 0.5 * len(strings) and strings.str.len().mean() > 30 and \
                 strings.str.contains(r"\s").mean() > 0.5:
             dropped[name] = "free text (mostly distinct multi-word values)"
             continue
         kept.append(Column(name, "categorical", "object", uniq))
-        typed[name] = s
     schema = Schema(kept, dropped)
-    frame = pd.DataFrame(typed, index=X.index)
-    return schema, coerce_features(frame, schema) if kept else frame
+    if not kept:
+        return schema, pd.DataFrame(index=X.index)
+    frame = X.loc[:, [c.name for c in kept]]
+    return schema, coerce_features(frame, schema)
 
 
-def _looks_like_row_id(vals: pd.Series, name: str) -> bool:
-    v = vals.dropna().to_numpy()
+def _looks_like_row_id(vals: np.ndarray, name: str) -> bool:
+    v = np.asarray(vals, dtype=float)
     if not np.all(np.mod(v, 1) == 0):
         return False
     # Consecutive integers alone are not enough: a year or a time index is a real feature
     # of a time series. The column's name must also say it is an identifier.
-    return bool(_ID_NAME.search(name))
+    return bool(_ID_NAME.search(str(name)))
 
 
 # ---------------------------------------------------------------------------------- target
@@ -442,14 +834,18 @@ def infer_task(y: pd.Series) -> str:
     present = y.dropna()
     if isinstance(y.dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(y.dtype):
         return "binary" if present.nunique() <= 2 else "multiclass"
-    if _is_textual(y) and _as_numeric(y, min_share=1.0) is None:
-        return "binary" if present.nunique() <= 2 else "multiclass"
-    values = pd.to_numeric(present, errors="coerce") if _is_textual(y) else present
-    values = values.astype(float)
-    uniq = values.nunique()
+    if _is_textual(y):
+        num = _as_numeric(y, min_share=1.0)
+        if num is None:
+            return "binary" if present.astype(str).nunique() <= 2 else "multiclass"
+        values = num[0].dropna().to_numpy()
+    else:
+        values = _floats(present)
+        values = values[~np.isnan(values)]
+    uniq = len(np.unique(values))
     if uniq <= 2:
         return "binary"
-    integral = bool(np.all(np.mod(values.to_numpy(), 1) == 0))
+    integral = bool(np.all(np.mod(values, 1) == 0))
     if integral and uniq <= MAX_CLASSES_FOR_INTEGER_TARGET and len(values) >= 2 * uniq:
         return "multiclass"
     return "regression"
@@ -457,11 +853,46 @@ def infer_task(y: pd.Series) -> str:
 
 def closest_column(name: str, columns: list[str]) -> str | None:
     """The column name most similar to ``name`` (case-insensitive), if any is close."""
-    lowered = {c.lower(): c for c in columns}
-    if name.lower() in lowered:
-        return lowered[name.lower()]
-    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.5)
+    lowered = {str(c).lower(): c for c in columns}
+    if str(name).lower() in lowered:
+        return lowered[str(name).lower()]
+    match = difflib.get_close_matches(str(name).lower(), list(lowered), n=1, cutoff=0.5)
     return lowered[match[0]] if match else None
+
+
+def _looks_headerless(columns: list[Any]) -> bool:
+    """Column names that are all numbers: the first row was data, not a header."""
+    def number(c: Any) -> bool:
+        text = re.sub(r"\.\d+$", "", str(c)) if isinstance(c, str) else str(c)
+        try:
+            float(text)
+        except ValueError:
+            return False
+        return True
+
+    return len(columns) > 0 and sum(number(c) for c in columns) >= max(1, len(columns) - 1)
+
+
+def _resolve_target(df: pd.DataFrame, target: str) -> str:
+    """The target's column name (surrounding / repeated whitespace forgiven) or a UsageError."""
+    if target in df.columns:
+        return target
+    wanted = " ".join(str(target).split())
+    same = [c for c in df.columns if " ".join(str(c).split()) == wanted]
+    if len(same) == 1:
+        return same[0]
+    columns = list(df.columns)
+    hint = closest_column(target, columns)
+    if _looks_headerless(columns):
+        tail = ("; the first row looks like data, not a header: add a header row with the "
+                "column names")
+    elif hint is not None:
+        tail = f"; did you mean {hint!r}?"
+    else:
+        shown = ", ".join(repr(c) for c in columns[:20])
+        tail = f"; columns are: {shown}" + (f" and {len(columns) - 20} more"
+                                            if len(columns) > 20 else "")
+    raise UsageError(_one_line(f"target column {target!r} not found{tail}", 500))
 
 
 @dataclass
@@ -485,6 +916,23 @@ class Dataset:
         return len(self.y)
 
 
+def _regression_target(y: pd.Series, target: str) -> pd.Series:
+    if isinstance(y.dtype, pd.CategoricalDtype):
+        y = y.astype(object)
+    if pd.api.types.is_bool_dtype(y.dtype) or (pd.api.types.is_numeric_dtype(y.dtype)
+                                               and not pd.api.types.is_complex_dtype(y.dtype)):
+        values = pd.Series(_floats(y), index=y.index)
+    else:
+        num = _as_numeric(y.astype(object), min_share=1.0)
+        values = num[0] if num is not None else _to_float(_stripped(y), None)
+    bad = values.isna()
+    if bad.any():
+        example = y[bad].iloc[0]
+        raise UsageError(f"target {target!r} has non-numeric values (e.g. {str(example)!r}); "
+                         "it cannot be a regression target (use --task classification)")
+    return values.astype(float)
+
+
 def prepare_dataset(df: pd.DataFrame, target: str, task: str | None = None,
                     name: str = "", sha256: str = "") -> Dataset:
     """Validate ``df``, split off the target, type the features, and infer the task.
@@ -494,36 +942,46 @@ def prepare_dataset(df: pd.DataFrame, target: str, task: str | None = None,
     df : DataFrame
         The table as read.
     target : str
-        Name of the target column.
+        Name of the target column (surrounding whitespace is forgiven).
     task : {"binary", "multiclass", "classification", "regression"}, optional
         Override the inferred task. ``classification`` chooses binary / multiclass.
 
     Raises
     ------
     UsageError
-        Unknown target (with a suggestion), target entirely missing, one class only, no
-        usable feature, too few rows.
+        Unknown or repeated target (with a suggestion), target entirely missing, one class
+        only, no usable feature, too few rows, repeated column names.
     """
-    if target not in df.columns:
-        hint = closest_column(target, list(df.columns))
-        tail = f"; did you mean {hint!r}?" if hint else \
-            f"; columns are: {', '.join(map(str, list(df.columns)[:20]))}"
-        raise UsageError(f"target column {target!r} not found{tail}")
+    if not isinstance(df, pd.DataFrame):
+        raise UsageError(f"expected a table (DataFrame), got {type(df).__name__}")
+    target = _resolve_target(df, target)
     if task is not None and task not in (*TASKS, "classification"):
         raise UsageError(f"unknown task {task!r}; use binary, multiclass, classification or "
                          "regression")
+    renamed = dict(df.attrs.get("duplicate_columns") or {})
+    if target in renamed.values() or isinstance(df[target], pd.DataFrame):
+        raise UsageError(_one_line(
+            f"target column {target!r} appears more than once in the header; rename the "
+            "copies so the target is unambiguous"))
+    repeated = df.columns[df.columns.duplicated()].unique().tolist()
+    if repeated:
+        shown = ", ".join(repr(c) for c in repeated[:5])
+        raise UsageError(_one_line(f"column names repeat ({shown}); rename the copies"))
     y_raw = df[target]
-    if isinstance(y_raw, pd.DataFrame):
-        raise UsageError(f"target column {target!r} appears more than once")
     if _is_textual(y_raw):
-        y_raw = y_raw.map(lambda v: v.strip() if isinstance(v, str) else v).replace("", np.nan)
-    if pd.api.types.is_numeric_dtype(y_raw.dtype):
-        y_raw = y_raw.replace([np.inf, -np.inf], np.nan)
-    missing = y_raw.isna()
+        y_raw = _stripped(y_raw)
+    elif pd.api.types.is_numeric_dtype(y_raw.dtype) and not pd.api.types.is_bool_dtype(
+            y_raw.dtype) and not pd.api.types.is_complex_dtype(y_raw.dtype):
+        y_raw = pd.Series(_floats(y_raw), index=y_raw.index, name=y_raw.name)
+    missing = y_raw.isna().to_numpy()
     n_missing = int(missing.sum())
     if n_missing == len(df):
         raise UsageError(f"target column {target!r} is entirely missing")
     notes = []
+    for new, old in renamed.items():
+        if new in df.columns:
+            notes.append(f"column name {old!r} appears more than once; the repeat is read as "
+                         f"{new!r}")
     if n_missing:
         notes.append(f"dropped {n_missing} rows with a missing target")
     df = df.loc[~missing]
@@ -532,28 +990,23 @@ def prepare_dataset(df: pd.DataFrame, target: str, task: str | None = None,
     if task is None:
         task = inferred
     elif task == "classification":
-        task = "binary" if y.nunique() <= 2 else "multiclass"
+        task = "binary" if y.astype(str).nunique() <= 2 else "multiclass"
     if task == "regression":
-        y_num = pd.to_numeric(y.astype(object) if isinstance(y.dtype, pd.CategoricalDtype)
-                              else y, errors="coerce")
-        if y_num.isna().any():
-            raise UsageError(f"target {target!r} has non-numeric values; it cannot be a "
-                             "regression target (use --task classification)")
-        y = y_num.astype(float)
+        y = _regression_target(y, target)
         if y.nunique() <= 1:
             raise UsageError(f"target {target!r} is constant; nothing to learn")
         classes = None
     else:
-        if isinstance(y.dtype, pd.CategoricalDtype):
-            y = y.astype(str)
-        elif _is_textual(y):
-            y = y.astype(str)
-        elif pd.api.types.is_float_dtype(y.dtype) and np.all(np.mod(y.to_numpy(), 1) == 0):
+        if isinstance(y.dtype, pd.CategoricalDtype) or _is_textual(y):
+            y = pd.Series([str(v) for v in y], index=y.index, dtype=object)
+        elif pd.api.types.is_float_dtype(y.dtype) and np.all(np.mod(y.to_numpy(), 1) == 0) \
+                and np.all(np.abs(y.to_numpy()) < 2**53):
             y = y.astype(np.int64)
         counts = y.value_counts()
         if len(counts) < 2:
-            raise UsageError(f"target {target!r} has a single class ({counts.index[0]!r}): "
-                             "only one class found, a classifier needs at least two")
+            raise UsageError(_one_line(
+                f"target {target!r} has a single class ({counts.index[0]!r}): only one class "
+                "found, a classifier needs at least two"))
         if task == "binary" and len(counts) > 2:
             raise UsageError(f"--task binary but target {target!r} has {len(counts)} classes; "
                              "use --task multiclass")
@@ -570,8 +1023,10 @@ def prepare_dataset(df: pd.DataFrame, target: str, task: str | None = None,
     for col, reason in schema.dropped.items():
         notes.append(f"dropped column {col!r}: {reason}")
     if not schema.columns:
-        raise UsageError("no usable feature column: every column was dropped ("
-                         + "; ".join(f"{c}: {r}" for c, r in schema.dropped.items()) + ")")
+        shown = "; ".join(f"{c}: {r}" for c, r in list(schema.dropped.items())[:10])
+        more = f"; and {len(schema.dropped) - 10} more" if len(schema.dropped) > 10 else ""
+        raise UsageError(_one_line(f"no usable feature column: every column was dropped "
+                                   f"({shown}{more})", 600))
     X = X.reset_index(drop=True)
     y = y.reset_index(drop=True)
     y.name = target

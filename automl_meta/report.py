@@ -14,13 +14,16 @@ whose inputs are missing (an older run directory, diagnostics switched off, a co
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
 import json
 import math
+import numbers
 import os
+import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -132,17 +135,8 @@ def render_report(report: dict[str, Any], leaderboard: pd.DataFrame,
     lb = _normalise_leaderboard(leaderboard if leaderboard is not None else pd.DataFrame())
     gib = bool(report.get("greater_is_better", manifest.get("greater_is_better", True)))
     ctx = _Context(report=report, manifest=manifest, lb=lb, gib=gib)
-    sections = [
-        ("summary", "Summary", _section_summary(ctx)),
-        ("dataset", "Dataset", _section_dataset(ctx)),
-        ("neighbours", "Nearest prior tasks", _section_neighbours(ctx)),
-        ("history", "Optimisation history", _section_history(ctx)),
-        ("leaderboard", "Leaderboard (top 10)", _section_leaderboard(ctx)),
-        ("final-model", "Final model", _section_final(ctx)),
-        ("diagnostics", "Out-of-fold diagnostics", _section_diagnostics(ctx)),
-        ("importance", "Permutation importance", _section_importance(ctx)),
-        ("run", "Run details", _section_run(ctx)),
-    ]
+    with _plot_style():
+        sections = _sections(ctx)
     target = report.get("target", manifest.get("target", "?"))
     task = report.get("task", manifest.get("task", "?"))
     title = f"automl-meta report: {target} ({task})"
@@ -229,7 +223,8 @@ def _e(value: Any) -> str:
 
 
 def _isnum(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+    """A finite real number (Python or numpy), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and \
         math.isfinite(float(value))
 
 
@@ -274,7 +269,8 @@ def _seconds(value: Any) -> str:
         return "—"
     value = float(value)
     if value < 60:
-        return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
+        return f"{value:.2f} s" if value < 1 else f"{value:.1f} s" if value < 10 \
+            else f"{value:.0f} s"
     minutes, sec = divmod(int(round(value)), 60)
     if minutes < 60:
         return f"{minutes} min {sec:02d} s"
@@ -360,6 +356,18 @@ def _na(why: str = "") -> str:
 
 
 # ---------------------------------------------------------------------------- plots
+@contextlib.contextmanager
+def _plot_style() -> Iterator[None]:
+    """matplotlib's default style whatever the user's matplotlibrc (same files, same page)."""
+    import matplotlib
+    import matplotlib.style
+
+    with matplotlib.style.context("default"), matplotlib.rc_context(
+            {"svg.hashsalt": "automl-meta", "svg.fonttype": "path",
+             "font.family": "DejaVu Sans", "axes.titlesize": 9}):
+        yield
+
+
 def _figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
 
@@ -369,14 +377,15 @@ def _figure(width: float, height: float) -> Figure:
 
 def _svg_img(fig: Figure, alt: str, cls: str = "plot") -> str:
     """The figure as an ``<img>`` holding an SVG ``data:`` URI (deterministic bytes)."""
-    import matplotlib
-
-    with matplotlib.rc_context({"svg.hashsalt": "automl-meta", "svg.fonttype": "path"}):
-        buf = io.BytesIO()
-        fig.savefig(buf, format="svg", bbox_inches="tight", pad_inches=0.05,
-                    metadata={"Date": None, "Creator": None}, dpi=150)
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    width, height = fig.get_size_inches() * 96
+    buf = io.BytesIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", pad_inches=0.05,
+                metadata={"Date": None, "Creator": None}, dpi=150)
+    svg = buf.getvalue()
+    data = base64.b64encode(svg).decode("ascii")
+    width, height = fig.get_size_inches() * 96  # before "tight" cropping; refined below
+    head = re.search(rb'<svg[^>]*?width="([0-9.]+)pt"[^>]*?height="([0-9.]+)pt"', svg[:2000])
+    if head:
+        width, height = float(head.group(1)) * 96 / 72, float(head.group(2)) * 96 / 72
     return (f'<img class="{cls}" alt="{_e(alt)}" width="{width:.0f}" height="{height:.0f}" '
             f'src="data:image/svg+xml;base64,{data}">')
 
@@ -453,13 +462,15 @@ def _plot_history(ctx: _Context) -> str:
     for group, (label, color, marker) in ORIGIN_STYLE.items():
         m = (groups == group) & complete
         if m.any():
-            ax.scatter(x_all[m], y_all[m], s=30, marker=marker, color=color, alpha=0.85,
+            ax.scatter(x_all[m], y_all[m], s=42, marker=marker, color=color, alpha=0.85,
                        edgecolors="white", linewidths=0.5, label=label, zorder=3)
         p = (groups == group) & has_score & (lb["state"] == "PRUNED").to_numpy()
         if p.any():
-            ax.scatter(x_all[p], y_all[p], s=30, marker=marker, facecolors="none",
-                       edgecolors=color, linewidths=1, zorder=3,
-                       label=f"{label} (pruned, partial score)")
+            ax.scatter(x_all[p], y_all[p], s=42, marker=marker, facecolors="none",
+                       edgecolors=color, linewidths=1, zorder=3)
+    if (has_score & (lb["state"] == "PRUNED").to_numpy()).any():
+        ax.scatter([], [], s=42, marker="o", facecolors="none", edgecolors="#555555",
+                   label="hollow: pruned (partial score)")
     failed = ~has_score | (lb["state"] == "FAIL").to_numpy()
     if failed.any():
         ax.scatter(x_all[failed], np.full(int(failed.sum()), 0.03), marker="x", s=28,
@@ -476,10 +487,12 @@ def _plot_history(ctx: _Context) -> str:
                 color="#222222", linewidth=1.6, label="best so far", zorder=2)
     if floor is not None:
         ax.axhline(floor, color="#999999", linewidth=0.8, linestyle=":")
-        ax.annotate(f"{clipped_n} trial(s) beyond this line drawn on it", (0.01, floor),
+        where = "below" if ctx.gib else "above"
+        ax.annotate(f"{clipped_n} trial(s) {where} this line, drawn on it", (0.01, floor),
                     xycoords=("axes fraction", "data"), fontsize=8, color="#666666",
                     va="bottom" if ctx.gib else "top")
     _style_axes(ax)
+    ax.margins(x=0.03, y=0.08)
     ax.set_xlabel("seconds since the search began (trial end)" if use_time else "trial",
                   fontsize=9)
     ax.set_ylabel(f"CV {ctx.metric}", fontsize=9)
@@ -548,6 +561,21 @@ def _ellipsis(text: str, n: int) -> str:
 
 
 # ---------------------------------------------------------------------------- sections
+def _sections(ctx: _Context) -> list[tuple[str, str, str]]:
+    """(anchor, heading, HTML) of every section, in reading order."""
+    return [
+        ("summary", "Summary", _section_summary(ctx)),
+        ("dataset", "Dataset", _section_dataset(ctx)),
+        ("neighbours", "Nearest prior tasks", _section_neighbours(ctx)),
+        ("history", "Optimisation history", _section_history(ctx)),
+        ("leaderboard", "Leaderboard (top 10)", _section_leaderboard(ctx)),
+        ("final-model", "Final model", _section_final(ctx)),
+        ("diagnostics", "Out-of-fold diagnostics", _section_diagnostics(ctx)),
+        ("importance", "Permutation importance", _section_importance(ctx)),
+        ("run", "Run details", _section_run(ctx)),
+    ]
+
+
 def _section_summary(ctx: _Context) -> str:
     r = ctx.report
     best = r.get("best") or {}
@@ -592,7 +620,7 @@ def _section_dataset(ctx: _Context) -> str:
              ("rows in the search", _int(search_rows)
               + (" <small>(subsample)</small>" if _isnum(search_rows) and _isnum(used)
                  and search_rows < used else ""))]
-    parts = [_cards(facts)]
+    left: list[str] = []
     # columns by type, with their names from the manifest's feature schema
     columns = r.get("columns") or {}
     by_kind: dict[str, list[str]] = {}
@@ -600,6 +628,7 @@ def _section_dataset(ctx: _Context) -> str:
         if isinstance(col, dict):
             by_kind.setdefault(str(col.get("kind", "?")), []).append(str(col.get("name", "?")))
     kinds = list(columns) + [k for k in by_kind if k not in columns]
+    left.append("<h3>Columns by type</h3>")
     if kinds:
         rows_html = []
         for kind in kinds:
@@ -610,29 +639,33 @@ def _section_dataset(ctx: _Context) -> str:
                           f'</summary>{", ".join(f"<code>{_e(n)}</code>" for n in names[12:])}'
                           "</details>")
             rows_html.append((_e(kind), _int(columns.get(kind, len(names))), shown or "—"))
-        parts.append("<h3>Columns by type</h3>"
-                     + _table(["type", "columns", "names"], rows_html, numeric=[1]))
+        left.append(_table(["type", "columns", "names"], rows_html, numeric=[1]))
     else:
-        parts.append("<h3>Columns by type</h3>" + _na())
+        left.append(_na())
     dropped = r.get("dropped_columns")
     if dropped is None:
         dropped = (m.get("feature_schema") or {}).get("dropped")
-    parts.append("<h3>Dropped columns</h3>")
+    left.append("<h3>Dropped columns</h3>")
+    items = []
     if dropped:
-        items = dropped.items() if isinstance(dropped, dict) else [(d, "") for d in dropped]
-        parts.append(_table(["column", "why"], [(f"<code>{_e(c)}</code>", _e(why))
-                                                for c, why in items]))
+        items = list(dropped.items()) if isinstance(dropped, dict) else \
+            [(d, "") for d in dropped]
+        left.append(_table(["column", "why"], [(f"<code>{_e(c)}</code>", _e(why))
+                                               for c, why in items]))
     elif dropped is None:
-        parts.append(_na())
+        left.append(_na())
     else:
-        parts.append("<p>None: every column is used.</p>")
-    notes = [str(n) for n in r.get("notes") or []]
+        left.append("<p>None: every column is used.</p>")
+    # notes that only restate a dropped column and its reason are in the table already
+    notes = [str(n) for n in r.get("notes") or []
+             if not any(str(c) in str(n) and str(why) in str(n) for c, why in items)]
     if notes:
-        parts.append('<div class="callout"><b>Notes on the data</b><ul>'
-                     + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul></div>")
-    parts.append(f"<h3>Target distribution: <code>{_e(r.get('target', '?'))}</code></h3>")
-    parts.append(_target_distribution(ctx))
-    return "\n".join(parts)
+        left.append('<div class="callout"><b>Notes on the data</b><ul>'
+                    + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul></div>")
+    right = (f"<h3>Target distribution: <code>{_e(r.get('target', '?'))}</code></h3>"
+             + _target_distribution(ctx))
+    return (_cards(facts) + '\n<div class="twocol">\n<div>' + "\n".join(left)
+            + "</div>\n<div>" + right + "</div>\n</div>")
 
 
 def _target_distribution(ctx: _Context) -> str:
@@ -677,8 +710,11 @@ def _section_neighbours(ctx: _Context) -> str:
         parts.append("<p>Cold start: the search was not warm-started (plain TPE), so no "
                      "prior task was consulted.</p>")
     elif not neighbours:
-        parts.append("<p>The warm start found no prior task of this kind in the metabase; "
-                     "the portfolio alone seeded the search.</p>")
+        portfolio = int((ctx.lb["origin"].map(_origin_group) == "portfolio").sum()) \
+            if len(ctx.lb) else 0
+        parts.append("<p>The warm start found no prior task of this kind in the metabase"
+                     + (f"; the portfolio alone seeded the search ({portfolio} trial(s))"
+                        if portfolio else "") + ".</p>")
     if neighbours:
         parts.append(f"<p>The {len(neighbours)} prior tasks of the metabase closest to this "
                      "dataset in meta-feature space (smaller distance = more similar), what "
@@ -959,7 +995,8 @@ _CSS = """
 body { margin:0; font: 14px/1.5 -apple-system, BlinkMacSystemFont, "Segoe UI", Roboto,
        "Helvetica Neue", Arial, "Noto Sans", "DejaVu Sans", sans-serif; color:var(--fg);
        background:var(--bg); }
-header { background:var(--soft); border-bottom:1px solid var(--line); padding:14px 24px 8px; }
+header { background:var(--soft); border-bottom:1px solid var(--line); padding:14px 0 8px; }
+header .wrap { max-width:1240px; margin:0 auto; padding:0 24px; }
 header h1 { margin:0; font-size:21px; }
 header .sub { color:var(--muted); margin-top:2px; }
 nav { margin-top:8px; display:flex; flex-wrap:wrap; gap:4px 14px; font-size:13px; }
@@ -1039,11 +1076,11 @@ _PAGE = """<!DOCTYPE html>
 <style>{css}</style>
 </head>
 <body>
-<header>
+<header><div class="wrap">
 <h1>{heading}</h1>
 <div class="sub">{subtitle}</div>
 <nav>{nav}</nav>
-</header>
+</div></header>
 <main>
 {banner}
 {body}

@@ -14,6 +14,7 @@ import platform
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +78,62 @@ def _skops_io() -> Any:
     return sio
 
 
+class RunStaging:
+    """Where a fit in progress keeps its state: ``.NAME.partial`` beside the output directory.
+
+    It holds the Optuna study (``study.db``, SQLite) and a ``lock`` file with the owner's pid.
+    When the fit ends, the run files are written into it and it is renamed to the output
+    directory. A fit that is killed leaves it behind: ``fit --resume`` continues its study;
+    a second fit while the first is alive is refused.
+    """
+
+    def __init__(self, output: str | Path):
+        self.output = Path(output).resolve()
+        self.path = self.output.with_name(f".{self.output.name}.partial")
+
+    @property
+    def storage_url(self) -> str:
+        return f"sqlite:///{self.path / 'study.db'}"
+
+    def owner(self) -> int | None:
+        """Pid of a live fit that owns the staging directory, if any."""
+        try:
+            pid = int((self.path / "lock").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid if pid != os.getpid() else None
+
+    def open(self, *, resume: bool = False, overwrite: bool = False) -> RunStaging:
+        """Claim the staging directory (see the class docstring for the rules)."""
+        if self.path.exists():
+            pid = self.owner()
+            if pid is not None:
+                raise UsageError(f"another fit (pid {pid}) is writing to {self.output}; wait "
+                                 "for it or choose another --output")
+            if not resume:
+                if not overwrite:
+                    raise UsageError(f"an interrupted fit left its state for {self.output} "
+                                     f"in {self.path.name}; pass --resume to continue it or "
+                                     "--overwrite to start again")
+                shutil.rmtree(self.path)
+        elif resume:
+            raise UsageError(f"nothing to resume for {self.output} (no {self.path.name})")
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "lock").write_text(f"{os.getpid()} {platform.node()}\n")
+        return self
+
+
 def write_run_dir(path: str | Path, model: TabularModel, manifest: dict[str, Any],
                   leaderboard: pd.DataFrame, report: dict[str, Any],
-                  overwrite: bool = False, model_format: str = "joblib") -> Path:
+                  overwrite: bool = False, model_format: str = "joblib",
+                  staging: RunStaging | None = None,
+                  finalize: Callable[[Path], Any] | None = None) -> Path:
     """Write a complete run directory at ``path`` (atomically: temp name, then rename).
 
     ``model_format`` is ``joblib`` (a pickle: loading runs code, so only load your own) or
@@ -91,7 +145,10 @@ def write_run_dir(path: str | Path, model: TabularModel, manifest: dict[str, Any
     path = Path(path).resolve()
     check_output_dir(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    if staging is not None:
+        tmp = staging.path
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
     try:
         model_path = tmp / MODEL_FILES[model_format]
         if sio is not None:
@@ -107,6 +164,9 @@ def write_run_dir(path: str | Path, model: TabularModel, manifest: dict[str, Any
         (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2, default=_json_default))
         # the manifest goes last: its presence marks a complete directory
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=_json_default))
+        if finalize is not None:  # e.g. render report.html from the files just written
+            finalize(tmp)
+        (tmp / "lock").unlink(missing_ok=True)
         if path.exists():
             if not overwrite and any(path.iterdir()):
                 raise UsageError(f"output directory {path} appeared while fitting; "
@@ -118,7 +178,8 @@ def write_run_dir(path: str | Path, model: TabularModel, manifest: dict[str, Any
         else:
             tmp.rename(path)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if staging is None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import platform
 import queue
 import threading
 import time
@@ -28,6 +30,9 @@ from .metrics import METRICS
 from .worker import EvaluationFailed, EvaluationTimeout, Worker
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
+WORKER_ID = f"{platform.node()}:{os.getpid()}"
+HEARTBEAT_SECONDS = 5
+HEARTBEAT_GRACE = 20
 logging.getLogger("optuna").setLevel(logging.ERROR)
 
 
@@ -112,6 +117,56 @@ def _record_from_trial(t: optuna.trial.FrozenTrial, t0: float) -> TrialRecord:
                        started=started, error=attrs.get("error", ""))
 
 
+def make_storage(url: str | None) -> Any:
+    """An Optuna storage for ``url``: in memory for None; for databases, RDB storage with
+    heartbeats, so that trials of a process that died are marked failed, not left RUNNING."""
+    if url is None:
+        return None
+    if not isinstance(url, str):
+        return url
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # heartbeat_interval is flagged experimental
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS,
+                                              grace_period=HEARTBEAT_GRACE, **kwargs)
+    except Exception as exc:  # bad URL, missing driver, unreachable server
+        from .errors import UsageError
+
+        raise UsageError(f"cannot open storage {_redact(url)}: {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:200]}") from None
+
+
+def _redact(url: str) -> str:
+    import re
+
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def open_study(storage: Any, study_name: str | None, direction: str, sampler: Any, pruner: Any,
+               attrs: dict[str, Any] | None = None) -> optuna.Study:
+    """Create or load a study; a loaded one must have been made for the same problem."""
+    from .errors import UsageError
+
+    storage = make_storage(storage)
+    study = optuna.create_study(storage=storage, sampler=sampler, pruner=pruner,
+                                study_name=study_name, direction=direction,
+                                load_if_exists=True)
+    if study.direction.name.lower() != direction:
+        raise UsageError(f"study {study.study_name!r} optimises in the other direction")
+    existing = study.user_attrs
+    for key, value in (attrs or {}).items():
+        if key in existing and existing[key] != value:
+            raise UsageError(f"study {study.study_name!r} was created with {key}="
+                             f"{existing[key]!r}, not {value!r}: it is another problem "
+                             "(use another --study / --output, or the same data and options)")
+        if key not in existing:
+            study.set_user_attr(key, value)
+    return study
+
+
 def make_sampler(seed: int, n_jobs: int = 1) -> optuna.samplers.BaseSampler:
     """The TPE sampler used everywhere (multivariate, grouped for the conditional space)."""
     with warnings.catch_warnings():
@@ -125,7 +180,8 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
                deadline: float | None = None, seed: int = 0, n_jobs: int = 1,
                enqueue: Sequence[tuple[dict[str, Any], str]] = (),
                families: Sequence[str] | None = None, storage: Any = None,
-               study_name: str | None = None, memory_limit_gb: float | None = None,
+               study_name: str | None = None, study_attrs: dict[str, Any] | None = None,
+               memory_limit_gb: float | None = None,
                refit_rows: int | None = None, prune: bool = True,
                trial_timeout: float | None = None,
                on_trial: Callable[[TrialRecord, SearchResult], None] | None = None,
@@ -149,7 +205,10 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
     families : sequence of str, optional
         Families offered (default: all the space offers for the task and data size).
     storage : str or optuna storage, optional
-        Where the study lives (in memory by default).
+        Where the study lives (in memory by default). An existing study of that name is
+        resumed: its finished trials count towards ``n_trials``.
+    study_attrs : dict, optional
+        Recorded on a new study; on an existing one they must match (else UsageError).
     memory_limit_gb : float, optional
         Per-worker memory limit.
     refit_rows : int, optional
@@ -172,9 +231,8 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
     # datasets are noisy, and a median rule throws away too many good configurations.
     pruner = (optuna.pruners.PercentilePruner(75.0, n_startup_trials=5, n_warmup_steps=1)
               if prune else optuna.pruners.NopPruner())
-    study = optuna.create_study(storage=storage, sampler=make_sampler(seed, n_jobs),
-                                pruner=pruner, study_name=study_name,
-                                direction=metric.direction, load_if_exists=True)
+    study = open_study(storage, study_name, metric.direction, make_sampler(seed, n_jobs),
+                       pruner, study_attrs)
     for config, origin in enqueue:
         study.enqueue_trial(dict(config), user_attrs={"origin": origin}, skip_if_exists=True)
 
@@ -202,6 +260,7 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         config = ctx.space.suggest(trial, ctx.task, families)
         trial.set_user_attr("config", config)
         trial.set_user_attr("origin", trial.user_attrs.get("origin", "tpe"))
+        trial.set_user_attr("worker", WORKER_ID)
         worker = workers.get()
         scores: list[float] = []
         oof = np.full(len(ctx.y), np.nan)

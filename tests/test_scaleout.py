@@ -1,0 +1,99 @@
+"""Resumable fits and several processes on one study (SQLite, and PostgreSQL for real)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pandas as pd
+import pytest
+
+from automl_meta.cli import main
+
+from .postgres import throwaway_cluster
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    with throwaway_cluster() as url:
+        yield url
+
+
+def _cli(*args, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "automl_meta", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, **kw)
+
+
+def test_killed_fit_resumes_its_study(tmp_path, breast_cancer_csv, capsys):
+    run = tmp_path / "run"
+    args = ["fit", breast_cancer_csv, "--target", "diagnosis", "--n-trials", "12",
+            "--no-warm-start", "--output", run, "--quiet"]
+    proc = _cli(*args)
+    db = tmp_path / ".run.partial" / "study.db"
+    deadline = time.monotonic() + 90
+    done = 0
+    while time.monotonic() < deadline and done < 3:  # kill after 3 finished trials
+        time.sleep(0.5)
+        if db.exists():
+            try:
+                study = optuna.load_study(study_name=None, storage=f"sqlite:///{db}")
+                done = sum(t.state.is_finished() for t in study.trials)
+            except Exception:
+                pass
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not run.exists() and done >= 3
+
+    capsys.readouterr()
+    assert main([str(a) for a in args]) == 2  # the left-over state is not silently replaced
+    assert "--resume" in capsys.readouterr().err
+    assert main([str(a) for a in args] + ["--resume"]) == 0
+    lb = pd.read_csv(run / "leaderboard.csv")
+    assert len(lb) >= 12 and lb["trial"].is_unique
+    assert (lb["trial"] < done).sum() >= done  # the trials before the kill are kept
+
+
+def test_worker_refuses_other_data(tmp_path, breast_cancer_csv, diabetes_csv, capsys):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    assert main(["fit", str(breast_cancer_csv), "--target", "diagnosis", "--n-trials", "1",
+                 "--no-warm-start", "--storage", url, "--study", "s1", "--output",
+                 str(tmp_path / "run"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["worker", str(diabetes_csv), "--storage", url, "--study", "s1",
+                 "--n-trials", "2"]) == 2
+    assert "not the same data" in capsys.readouterr().err
+    assert main(["worker", str(breast_cancer_csv), "--storage", url, "--study", "nope"]) == 2
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_workers_share_one_study(backend, tmp_path, breast_cancer_csv, request):
+    url = f"sqlite:///{tmp_path / 'shared.db'}" if backend == "sqlite" else \
+        request.getfixturevalue("postgres_url")
+    study = f"two-workers-{backend}"
+    run = tmp_path / "run"
+    leader = _cli("fit", breast_cancer_csv, "--target", "diagnosis", "--time-budget", "30",
+                  "--no-warm-start", "--storage", url, "--study", study, "--output", run,
+                  "--json")
+    time.sleep(6)  # the leader creates the study first
+    helper = _cli("worker", breast_cancer_csv, "--storage", url, "--study", study,
+                  "--time-budget", "15", "--json")
+    out_h, err_h = helper.communicate(timeout=120)
+    out_l, err_l = leader.communicate(timeout=120)
+    assert helper.returncode == 0, err_h
+    assert leader.returncode == 0, err_l
+    by_worker = json.loads(out_h)["trials_by_this_worker"]
+    summary = json.loads(out_l)
+    trials = optuna.load_study(study_name=study, storage=url).trials
+    finished = [t for t in trials if t.state.is_finished()]
+    workers = {t.user_attrs.get("worker") for t in finished}
+    assert len(workers) == 2 and by_worker >= 1
+    lb = pd.read_csv(run / "leaderboard.csv")
+    assert len(lb) == len(finished) and lb["trial"].is_unique  # nothing lost or duplicated
+    complete = lb[lb["state"] == "COMPLETE"]
+    assert summary["best"]["cv_score"] == pytest.approx(complete["score"].max())
