@@ -6,6 +6,7 @@ The command line calls exactly this code (``AutoML.fit_dataset`` and ``AutoML.sa
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ DEFAULT_WARM_START = 10
 DEFAULT_NEIGHBORS = 10
 DEFAULT_MAX_SEARCH_ROWS = 20_000
 WRITE_RESERVE_SECONDS = 1.5
-REPORT_RESERVE_SECONDS = 2.5  # rendering report.html (matplotlib import included)
+REPORT_RESERVE_SECONDS = 1.5  # rendering report.html (matplotlib imported during the search)
 LAST_RESORT_ROWS = 2000
 
 
@@ -222,6 +223,7 @@ class AutoML(BaseEstimator):
         prepared = prepare_search(dataset, metric.name, self.seed, self.max_search_rows, space)
         ctx, full_ctx, y_codes = prepared.ctx, prepared.full_ctx, prepared.y_codes
         search_idx, y_search = prepared.search_idx, ctx.y
+        self.search_rows_ = len(search_idx)
         refit_worker = Worker(full_ctx, self.memory_limit, in_process=not self.isolation)
         refit_worker.start()  # imports scikit-learn in parallel with the search
         self.warnings_: list[str] = []
@@ -240,6 +242,8 @@ class AutoML(BaseEstimator):
             enqueue += self._warm_start(dataset, space, len(search_idx))
         for w in self.warnings_:
             reporter.warn(w)
+        if self.report:  # import the report's plotting stack while the search runs
+            threading.Thread(target=_preload_report_modules, daemon=True).start()
         reporter.start(self.n_trials, None if deadline is None else deadline - time.monotonic(),
                        metric.name)
         try:
@@ -252,6 +256,7 @@ class AutoML(BaseEstimator):
                 study_attrs=study_attributes(dataset, metric.name, self.seed,
                                              self.max_search_rows, space.version),
                 memory_limit_gb=self.memory_limit, refit_rows=len(y_codes),
+                trial_timeout=None if budget is None else max(10.0, 0.4 * budget),
                 on_trial=reporter.trial, in_process=not self.isolation)
             reporter.phase("refit")
             grace = grace_seconds(budget) if budget else None
@@ -262,7 +267,7 @@ class AutoML(BaseEstimator):
                 reporter.phase("diagnostics")
                 allowance = max(5.0, 0.05 * budget) if budget else 30.0
                 if deadline is not None:
-                    allowance = min(allowance, deadline + 0.8 * grace - time.monotonic())
+                    allowance = min(allowance, deadline + 0.6 * grace - time.monotonic())
                 self.diagnostics_ = compute_diagnostics(model, dataset, y_codes, y_search,
                                                         search.best_oof, allowance, self.seed)
         finally:
@@ -308,27 +313,30 @@ class AutoML(BaseEstimator):
     def _refit(self, search: SearchResult, worker: Worker, dataset: Dataset, space: Any,
                deadline: float | None, grace: float | None) -> tuple[TabularModel, dict]:
         """Fit the best configuration on all rows; fall back to faster ones if time runs out."""
+        # Order: the best trial; faster top-5 trials (only if their estimated refit fits
+        # the time left); family defaults only when no trial completed; last, a linear
+        # model on a subsample, so a fit always ends with a model (the report says which).
         candidates: list[tuple[dict, str, TrialRecord | None]] = []
         ranked = search.ranked()
+        n = dataset.n_rows
+        # rows each CV fit saw (the fit times in the leaderboard were measured on them)
+        train_rows = max(self.search_rows_ * (search.n_folds - 1) // max(search.n_folds, 1), 1)
+        sub = None
+        last_resort = []
+        if n > LAST_RESORT_ROWS:
+            sub = _search_rows(worker.ctx.y, dataset.task, LAST_RESORT_ROWS, self.seed)
+            last_resort = [(space.default_config("linear", dataset.task),
+                            f"fallback: linear defaults on {LAST_RESORT_ROWS} of {n} rows "
+                            "(no time left for more)", None)]
         if ranked:
             candidates.append((ranked[0].config, "best trial", ranked[0]))
             for r in sorted(ranked[1:5], key=lambda r: r.fit_seconds):
                 candidates.append((r.config, "fallback: faster top-5 trial", r))
-        for family in ("hgb", "linear"):
-            if family in space.family_names(dataset.task, dataset.n_rows):
-                candidates.append((space.default_config(family, dataset.task),
-                                   f"fallback: {family} defaults (no trial succeeded)"
-                                   if not ranked else f"fallback: {family} defaults", None))
-        # last resort: a linear model on a stratified subsample, so a fit always ends with
-        # a model when time runs out (the report says so)
-        n = dataset.n_rows
-        sub = None
-        if n > LAST_RESORT_ROWS:
-            codes = worker.ctx.y
-            sub = _search_rows(codes, dataset.task, LAST_RESORT_ROWS, self.seed)
+            candidates += last_resort
+        else:  # nothing completed in time: the cheap guaranteed model first
+            candidates += last_resort
             candidates.append((space.default_config("linear", dataset.task),
-                               f"fallback: linear defaults on {LAST_RESORT_ROWS} of {n} rows "
-                               "(no time left for more)", None))
+                               "fallback: linear defaults (no trial succeeded)", None))
         errors = []
         for i, (config, why, record) in enumerate(candidates):
             rows = sub if why.startswith("fallback: linear defaults on") else None
@@ -336,13 +344,21 @@ class AutoML(BaseEstimator):
                 timeout = None
             else:
                 # the best gets most of the remaining grace; later candidates what is left
-                share = 0.6 if i == 0 else 0.8
+                # the refit must leave the end of the grace period to diagnostics, writing
+                # and the report
+                share = 0.3 if i == 0 else 0.45
                 if rows is not None:
-                    share = 0.9
+                    share = 0.55
                 timeout = deadline + share * grace - time.monotonic()
                 if timeout <= 0.2:
                     errors.append(f"{config['family']}: no time left")
                     continue
+                if i > 0 and record is not None:  # skip a fallback that cannot make it
+                    est = record.fit_seconds * (n / train_rows) ** 1.2 * 1.5
+                    if est > timeout:
+                        errors.append(f"{config['family']}: needs ~{est:.0f} s, "
+                                      f"{timeout:.0f} s left")
+                        continue
             try:
                 out = worker.run(("fit", config) if rows is None else ("fit", config, rows),
                                  timeout)
@@ -518,6 +534,14 @@ def _search_rows(y: np.ndarray, task: str, cap: int, seed: int) -> np.ndarray:
     strat = y if task != "regression" and np.bincount(y.astype(int)).min() >= 2 else None
     idx, _ = train_test_split(np.arange(n), train_size=cap, random_state=seed, stratify=strat)
     return np.sort(idx)
+
+
+def _preload_report_modules() -> None:
+    try:
+        import matplotlib.backends.backend_svg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+    except Exception:  # the report says what is missing when it renders
+        pass
 
 
 def _default_reporter(verbose: int) -> Reporter:
