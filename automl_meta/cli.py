@@ -115,7 +115,13 @@ def fit(
     if model_format not in ("joblib", "skops"):
         raise UsageError(f"unknown --model-format {model_format!r}; use joblib or skops")
 
-    dataset = load_dataset(data, target, task or task_from_metric(metric))
+    implied = None if task else task_from_metric(metric)
+    try:
+        dataset = load_dataset(data, target, task or implied)
+    except UsageError as exc:
+        if implied is None or "target" not in str(exc):
+            raise
+        raise UsageError(f"--metric {metric} is a {implied} metric, but {exc}") from None
     staging = RunStaging(output).open(resume=resume, overwrite=overwrite)
     if study is None:
         study = f"automl-meta-{dataset.sha256[:12]}-seed{seed}"
@@ -178,8 +184,9 @@ def _print_fit_summary(s: dict[str, Any]) -> None:
                                  f"{s['final_model']['reason']}")
     origins = s["trials"]["by_origin"]
     warm = sum(v for k, v in origins.items() if k != "tpe")
-    table.add_row("trials", ", ".join(f"{v} {k.lower()}" for k, v in trials.items())
-                  + f" — {warm} warm-start, {origins.get('tpe', 0)} TPE"
+    table.add_row("trials", f"{s['trials']['total']}: {warm} warm-start, "
+                  f"{origins.get('tpe', 0)} TPE; "
+                  + ", ".join(f"{v} {k.lower()}" for k, v in trials.items())
                   + f" (stopped by {s['stop_reason']})")
     nbs = s["warm_start"]["neighbors"]
     if nbs:
@@ -188,6 +195,9 @@ def _print_fit_summary(s: dict[str, Any]) -> None:
     table.add_row("time", f"{s['elapsed_seconds']} s"
                   + (f" of a {s['time_budget']:g} s budget" if s["time_budget"] else ""))
     table.add_row("run directory", s["run_dir"])
+    report_html = Path(s["run_dir"]) / "report.html"
+    if report_html.exists():
+        table.add_row("report", str(report_html))
     console.print(table)
 
 

@@ -40,6 +40,7 @@ MAX_CLASSES_FOR_INTEGER_TARGET = 10
 FEATURE_KINDS = ("numeric", "categorical", "boolean", "datetime")
 _TRUE = {"true", "t", "yes", "y"}
 _FALSE = {"false", "f", "no", "n"}
+_BOOL_VALUES = {**{t: 1.0 for t in _TRUE}, **{f: 0.0 for f in _FALSE}}
 _ID_NAME = re.compile(r"((^|[_\W])(id|uuid|guid|key|obs|rownum|counter)\W*$)"
                       r"|^(index|row|unnamed: ?\d+)$", re.IGNORECASE)
 
@@ -103,6 +104,19 @@ def _decode(raw: bytes, path: Path) -> str:
         except UnicodeDecodeError:
             pass
     if b"\x00" in raw:
+        first = raw.index(b"\x00")
+        n_nul = raw.count(b"\x00")
+        if n_nul <= max(8, len(raw) // 10_000):  # a text file with a few stray NUL bytes?
+            try:
+                _check_text(raw[:_SNIFF_BYTES * 4].replace(b"\x00", b"").decode(
+                    "utf-8", errors="ignore"), path)
+            except UsageError:
+                pass
+            else:
+                line = raw[:first].count(b"\n") + 1
+                raise UsageError(f"{path}: contains {n_nul} NUL byte(s), the first on line "
+                                 f"{line}; a text table has none: remove them (e.g. tr -d "
+                                 "'\\000' < in.csv > out.csv) or export the file again")
         raise UsageError(f"{path}: looks like a binary file, not a text table "
                          "(expected CSV, TSV, Parquet or ARFF)")
     for encoding in ("utf-8-sig", "cp1252", "latin-1"):
@@ -259,6 +273,7 @@ def read_arff_text(text: str, name: str = "<arff>") -> pd.DataFrame:
     """
     import arff  # liac-arff, the parser openml-python uses
 
+    text, date_formats = _arff_dates_as_strings(text)
     try:
         decoded = arff.loads(text)
     except Exception as exc:  # liac-arff raises its own hierarchy plus ValueError
@@ -284,16 +299,51 @@ def read_arff_text(text: str, name: str = "<arff>") -> pd.DataFrame:
             new = pd.Categorical(labels, categories=cats)
         elif isinstance(attr_type, str) and attr_type.upper() in ("NUMERIC", "REAL", "INTEGER"):
             new = pd.to_numeric(col, errors="coerce").astype(float)
-        elif isinstance(attr_type, str) and attr_type.upper().startswith("DATE"):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                new = pd.to_datetime(col, errors="coerce", format="mixed", utc=True)
-            new = new.dt.tz_convert(None)
+        elif i in date_formats:
+            new = _parse_datetime(_stripped(col.astype(object)), date_formats[i])
         else:
             new = col.astype(object)
         df.isetitem(i, new)
     df.attrs["arff_relation"] = decoded.get("relation", "")
     return df
+
+
+_ARFF_ATTRIBUTE = re.compile(
+    r"""^(\s*@attribute\s+('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s{]+)\s+)(.*)$""",
+    re.IGNORECASE)
+_JAVA_DATE = (("yyyy", "%Y"), ("yy", "%y"), ("MM", "%m"), ("dd", "%d"), ("HH", "%H"),
+              ("mm", "%M"), ("ss", "%S"), ("SSS", "%f"), ("Z", "%z"), ("'T'", "T"))
+
+
+def _arff_dates_as_strings(text: str) -> tuple[str, dict[int, str]]:
+    """Declare ARFF ``DATE`` attributes as ``string`` (liac-arff cannot read dates); return
+    the text and ``{attribute index: datetime format}`` to parse them afterwards."""
+    head_end = re.search(r"^\s*@data\b", text, re.IGNORECASE | re.MULTILINE)
+    if head_end is None or not re.search(r"\bdate\b", text[:head_end.start()], re.IGNORECASE):
+        return text, {}
+    lines = text[:head_end.start()].split("\n")
+    formats: dict[int, str] = {}
+    index = 0
+    for k, line in enumerate(lines):
+        m = _ARFF_ATTRIBUTE.match(line)
+        if not m:
+            continue
+        kind = m.group(3).strip()
+        if kind[:4].lower() == "date" and (len(kind) == 4 or kind[4].isspace()):
+            java = kind[4:].strip().strip("'\"")
+            fmt = "ISO8601"
+            if java:
+                fmt = java.replace("SSS", "\0f").replace("yyyy", "\0Y")
+                for token, directive in _JAVA_DATE:
+                    if token not in ("SSS", "yyyy"):
+                        fmt = fmt.replace(token, directive)
+                fmt = fmt.replace("\0f", "%f").replace("\0Y", "%Y")
+                if re.search(r"[A-Za-z](?<!%[YymdHMSfz])", fmt.replace("T", "")):
+                    fmt = "mixed"  # a Java pattern we do not translate: guess per value
+            formats[index] = fmt
+            lines[k] = m.group(1) + "string"
+        index += 1
+    return "\n".join(lines) + text[head_end.start():], formats
 
 
 def read_table(path: str | Path, sep: str | None = None) -> pd.DataFrame:
@@ -438,14 +488,26 @@ def _is_missing(v: Any) -> bool:
     if v is None or v is pd.NA or v is pd.NaT:
         return True
     if isinstance(v, (float, np.floating)):
-        return bool(np.isnan(v))
+        return not bool(np.isfinite(v))  # an infinity is as good as missing here
     if isinstance(v, np.datetime64):
         return bool(np.isnat(v))
     return False
 
 
+def _all_strings(s: pd.Series) -> bool:
+    """Every present value is a ``str`` (the vectorised ``.str`` methods apply)."""
+    if isinstance(s.dtype, pd.StringDtype):
+        return True
+    return s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string",
+                                                                              "empty")
+
+
 def _stripped(s: pd.Series) -> pd.Series:
     """An object Series: strings stripped (blank ones missing), missing values as None."""
+    if _all_strings(s):  # strip each distinct value once
+        codes, uniques = pd.factorize(s, use_na_sentinel=True)
+        stripped = np.array([u.strip() or None for u in uniques] + [None], dtype=object)
+        return pd.Series(stripped[codes], index=s.index, dtype=object, name=s.name)
     arr = s.to_numpy(dtype=object)
     out = np.empty(len(arr), dtype=object)
     for i, v in enumerate(arr):
@@ -482,13 +544,16 @@ def _bool_values(s: pd.Series) -> pd.Series:
         vals[(vals != 0) & (vals != 1)] = np.nan
         return pd.Series(vals, index=s.index, name=s.name)
 
+    if _all_strings(s):
+        return _per_distinct(s, lambda u: u.str.strip().str.lower().map(_BOOL_VALUES),
+                             np.nan, float)
+
     def one(v: Any) -> float:
         if v is None:
             return np.nan
         if isinstance(v, (bool, np.bool_)):
             return float(v)
-        t = str(v).lower()
-        return 1.0 if t in _TRUE else (0.0 if t in _FALSE else np.nan)
+        return _BOOL_VALUES.get(str(v).lower(), np.nan)
 
     return pd.Series([one(v) for v in _stripped(s)], index=s.index, name=s.name, dtype=float)
 
@@ -521,21 +586,40 @@ _DOT_THOUSANDS = re.compile(r"^[+-]?[1-9]\d{0,2}(\.\d{3})+$")
 _THOUSANDS_CHARS = re.compile(r"[.\u00a0\u202f' ]")
 
 
+def _per_distinct(strings: pd.Series, fn: Any, fill: Any, dtype: Any) -> pd.Series:
+    """``fn`` (vectorised, on an object Series) applied to each distinct string once."""
+    codes, uniques = pd.factorize(strings, use_na_sentinel=True)
+    mapped = np.asarray(fn(pd.Series(uniques, dtype=object)), dtype=dtype)
+    out = np.append(mapped, np.array([fill], dtype=dtype))[codes]
+    return pd.Series(out, index=strings.index, name=strings.name)
+
+
 def _to_float(strings: pd.Series, fmt: str | None) -> pd.Series:
     """Parse an object Series of stripped strings / numbers / None as floats (NaN if not)."""
-    if fmt == _NUM_THOUSANDS:
-        strings = strings.map(lambda v: v.replace(",", "") if isinstance(v, str) else v)
-    elif fmt == _NUM_DECIMAL_COMMA:
-        def one(v: Any) -> Any:
-            if isinstance(v, str) and ("," in v or _DOT_THOUSANDS.match(v)):
-                return _THOUSANDS_CHARS.sub("", v).replace(",", ".")
-            return v
+    if _all_strings(strings) and len(strings) > 1:
+        return _per_distinct(strings, lambda u: _to_float_values(u, fmt), np.nan, float)
+    return pd.Series(_to_float_values(strings, fmt), index=strings.index, name=strings.name)
 
-        strings = strings.map(one)
+
+def _to_float_values(strings: pd.Series, fmt: str | None, keep_inf: bool = False
+                     ) -> np.ndarray:
+    if fmt in (_NUM_THOUSANDS, _NUM_DECIMAL_COMMA):
+        text = strings.str  # non-strings give NaN below and are kept as they are
+        if fmt == _NUM_THOUSANDS:
+            rewrite = text.contains(",", regex=False)
+            new = text.replace(",", "", regex=False)
+        else:
+            rewrite = text.contains(",", regex=False) | text.match(_DOT_THOUSANDS.pattern)
+            new = text.replace(_THOUSANDS_CHARS.pattern, "", regex=True).str.replace(
+                ",", ".", regex=False)
+        rewrite = rewrite.astype(object).fillna(False).astype(bool)
+        strings = strings.where(~rewrite, new)
     num = pd.to_numeric(strings, errors="coerce")
     if not pd.api.types.is_numeric_dtype(num.dtype) or pd.api.types.is_complex_dtype(num.dtype):
-        num = pd.Series(np.nan, index=strings.index)
-    return pd.Series(_floats(num), index=strings.index, name=strings.name)
+        return np.full(len(strings), np.nan)
+    if keep_inf:
+        return num.to_numpy(dtype=float, na_value=np.nan)
+    return _floats(num)
 
 
 def _number_format(failed: pd.Series, delimiter: str | None = None) -> str | None:
@@ -558,21 +642,31 @@ def _as_numeric(s: pd.Series, min_share: float = 0.95,
     if not _is_textual(s):
         return None
     strings = _stripped(s)
-    present = strings.dropna()
+    if _all_strings(strings):  # decide on the distinct values, weighted by their counts
+        codes, uniques = pd.factorize(strings, use_na_sentinel=True)
+        if not len(uniques):
+            return None
+        counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
+        distinct = pd.Series(uniques, dtype=object)
+        values = _to_float_values(distinct, None, keep_inf=True)
+        fmt = None
+        if counts[~np.isnan(values)].sum() < min_share * counts.sum():
+            fmt = _number_format(distinct[np.isnan(values)].iloc[:5000], delimiter)
+            if fmt is None:
+                return None
+            values = _to_float_values(distinct, fmt, keep_inf=True)
+            if counts[~np.isnan(values)].sum() < min_share * counts.sum():
+                return None
+        values[np.isinf(values)] = np.nan  # an infinity counts as a number, and is missing
+        return pd.Series(np.append(values, np.nan)[codes], index=s.index, name=s.name), fmt
+    present = strings.dropna()  # mixed Python objects (the Python API): value by value
     if present.empty:
         return None
     plain = pd.to_numeric(present, errors="coerce")
     if not pd.api.types.is_numeric_dtype(plain.dtype):  # pragma: no cover - defensive
         return None
-    ok = plain.notna().to_numpy()
-    if ok.mean() >= min_share:
+    if plain.notna().mean() >= min_share:
         return _to_float(strings, None), None
-    fmt = _number_format(present[~ok], delimiter)
-    if fmt is None:
-        return None
-    parsed = _to_float(present, fmt)
-    if parsed.notna().mean() >= min_share:
-        return _to_float(strings, fmt), fmt
     return None
 
 
@@ -584,7 +678,19 @@ def _parse_datetime(strings: pd.Series, fmt: str) -> pd.Series:
 
     Offsets are converted to UTC; values that are not strings or datetimes are missing.
     """
-    values = strings.map(lambda v: v if isinstance(v, (str, pd.Timestamp)) else None)
+    if _all_strings(strings) and len(strings) > 1:  # each distinct string parsed once
+        return _per_distinct(strings, lambda u: _parse_datetime_values(u, fmt).to_numpy(
+            dtype="datetime64[us]"), np.datetime64("NaT"), "datetime64[us]")
+    return _parse_datetime_values(strings, fmt)
+
+
+def _parse_datetime_values(strings: pd.Series, fmt: str) -> pd.Series:
+    """Parse stripped strings with ``fmt`` (``"mixed"``: each on its own) → naive datetimes.
+
+    Offsets are converted to UTC; values that are not strings or datetimes are missing.
+    """
+    values = strings if _all_strings(strings) else strings.map(
+        lambda v: v if isinstance(v, (str, pd.Timestamp)) else None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -593,9 +699,9 @@ def _parse_datetime(strings: pd.Series, fmt: str) -> pd.Series:
             try:
                 parsed = pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
             except (ValueError, TypeError, OverflowError):
-                return pd.Series(pd.NaT, index=strings.index, dtype="datetime64[ns]")
+                return pd.Series(pd.NaT, index=strings.index, dtype="datetime64[us]")
     if not pd.api.types.is_datetime64_any_dtype(parsed.dtype):  # pragma: no cover
-        return pd.Series(pd.NaT, index=strings.index, dtype="datetime64[ns]")
+        return pd.Series(pd.NaT, index=strings.index, dtype="datetime64[us]")
     return parsed.dt.tz_convert(None)
 
 
@@ -635,7 +741,8 @@ def _as_datetime(s: pd.Series, min_share: float = 0.95) -> tuple[pd.Series, str]
         return None
     strings = _stripped(s)
     present = strings.dropna()
-    present = present[present.map(lambda v: isinstance(v, str))]
+    if not _all_strings(present):
+        present = present[present.map(lambda v: isinstance(v, str))]
     if present.empty or len(present) < min_share * strings.notna().sum():
         return None
     if present.iloc[:200].map(lambda v: bool(_DATE_HINT.search(v))).mean() < min_share:
@@ -649,18 +756,34 @@ def _as_datetime(s: pd.Series, min_share: float = 0.95) -> tuple[pd.Series, str]
     return None
 
 
+def _category_label(v: Any) -> Any:
+    if v is None or _is_missing(v):
+        return np.nan
+    if isinstance(v, str):
+        return v.strip() or np.nan
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v).strip() or np.nan
+
+
 def _categorical_values(s: pd.Series) -> pd.Series:
     """Category labels as stripped strings (``1.0`` read as a number → ``"1"``), missing NaN."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        labels = np.array([_category_label(c) for c in s.cat.categories] + [np.nan],
+                          dtype=object)
+        return pd.Series(labels[s.cat.codes.to_numpy()], index=s.index, name=s.name,
+                         dtype=object)
+    if _all_strings(s):
+        st = _stripped(s)
+        return pd.Series(st.where(st.notna(), np.nan), index=s.index, name=s.name,
+                         dtype=object)
+    if s.dtype != object:  # numbers, booleans, dates: few distinct values, label each once
+        codes, uniques = pd.factorize(s, use_na_sentinel=True)
+        labels = np.array([_category_label(u) for u in uniques] + [np.nan], dtype=object)
+        return pd.Series(labels[codes], index=s.index, name=s.name, dtype=object)
     out = np.empty(len(s), dtype=object)
-    for i, v in enumerate(_stripped(s)):
-        if v is None:
-            out[i] = np.nan
-        elif isinstance(v, str):
-            out[i] = v
-        elif isinstance(v, (float, np.floating)) and float(v).is_integer():
-            out[i] = str(int(v))
-        else:
-            out[i] = str(v).strip()
+    for i, v in enumerate(s.to_numpy(dtype=object)):
+        out[i] = _category_label(v)
     return pd.Series(out, index=s.index, name=s.name, dtype=object)
 
 
@@ -708,7 +831,7 @@ def coerce_features(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
             else:
                 vals = _parse_datetime(_stripped(s), _dtype_option(col.dtype, "format")
                                        or "mixed")
-            vals = vals.to_numpy(dtype="datetime64[ns]")
+            vals = vals.to_numpy(dtype="datetime64[us]")
         else:  # categorical: plain strings, missing as NaN
             vals = _categorical_values(s).to_numpy(dtype=object)
         out[col.name] = vals
@@ -832,8 +955,9 @@ def _looks_like_row_id(vals: np.ndarray, name: str) -> bool:
 def infer_task(y: pd.Series) -> str:
     """Infer ``binary``, ``multiclass`` or ``regression`` from the target (rule in module doc)."""
     present = y.dropna()
-    if isinstance(y.dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(y.dtype):
-        return "binary" if present.nunique() <= 2 else "multiclass"
+    if isinstance(y.dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(y.dtype) or \
+            not (_is_textual(y) or _plain_numeric_dtype(y.dtype)):  # dates: labels at best
+        return "binary" if present.astype(str).nunique() <= 2 else "multiclass"
     if _is_textual(y):
         num = _as_numeric(y, min_share=1.0)
         if num is None:
@@ -933,6 +1057,25 @@ def _regression_target(y: pd.Series, target: str) -> pd.Series:
     return values.astype(float)
 
 
+def _class_labels(y: pd.Series) -> pd.Series:
+    """Class labels: strings, or integers / floats when every label is a number (so "1" and
+    1.0 are one class), or booleans."""
+    if isinstance(y.dtype, pd.CategoricalDtype):
+        return pd.Series([str(v) for v in y], index=y.index, dtype=object)
+    if _is_textual(y):
+        num = _as_numeric(y, min_share=1.0)
+        if num is None or num[0].isna().any():
+            if _all_strings(y):
+                return pd.Series(y.astype(object).str.strip(), index=y.index, dtype=object)
+            return pd.Series([str(v).strip() for v in y], index=y.index, dtype=object)
+        y = num[0]
+    if pd.api.types.is_float_dtype(y.dtype):
+        v = y.to_numpy(dtype=float)
+        if np.all(np.mod(v, 1) == 0) and np.all(np.abs(v) < 2**53):
+            return pd.Series(v.astype(np.int64), index=y.index)
+    return y
+
+
 def prepare_dataset(df: pd.DataFrame, target: str, task: str | None = None,
                     name: str = "", sha256: str = "") -> Dataset:
     """Validate ``df``, split off the target, type the features, and infer the task.
@@ -968,6 +1111,11 @@ def prepare_dataset(df: pd.DataFrame, target: str, task: str | None = None,
         shown = ", ".join(repr(c) for c in repeated[:5])
         raise UsageError(_one_line(f"column names repeat ({shown}); rename the copies"))
     y_raw = df[target]
+    if pd.api.types.is_datetime64_any_dtype(y_raw.dtype) or \
+            pd.api.types.is_timedelta64_dtype(y_raw.dtype):
+        raise UsageError(f"target column {target!r} holds dates / durations; automl-meta "
+                         "predicts classes or numbers: convert it first (e.g. to a year, or "
+                         "to days)")
     if _is_textual(y_raw):
         y_raw = _stripped(y_raw)
     elif pd.api.types.is_numeric_dtype(y_raw.dtype) and not pd.api.types.is_bool_dtype(
@@ -986,32 +1134,25 @@ def prepare_dataset(df: pd.DataFrame, target: str, task: str | None = None,
         notes.append(f"dropped {n_missing} rows with a missing target")
     df = df.loc[~missing]
     y = y_raw.loc[~missing]
-    inferred = infer_task(y)
+    requested = task
     if task is None:
-        task = inferred
-    elif task == "classification":
-        task = "binary" if y.astype(str).nunique() <= 2 else "multiclass"
+        task = infer_task(y)
     if task == "regression":
         y = _regression_target(y, target)
         if y.nunique() <= 1:
             raise UsageError(f"target {target!r} is constant; nothing to learn")
         classes = None
     else:
-        if isinstance(y.dtype, pd.CategoricalDtype) or _is_textual(y):
-            y = pd.Series([str(v) for v in y], index=y.index, dtype=object)
-        elif pd.api.types.is_float_dtype(y.dtype) and np.all(np.mod(y.to_numpy(), 1) == 0) \
-                and np.all(np.abs(y.to_numpy()) < 2**53):
-            y = y.astype(np.int64)
+        y = _class_labels(y)
         counts = y.value_counts()
         if len(counts) < 2:
             raise UsageError(_one_line(
-                f"target {target!r} has a single class ({counts.index[0]!r}): only one class "
-                "found, a classifier needs at least two"))
-        if task == "binary" and len(counts) > 2:
+                f"target {target!r} has a single class ({str(counts.index[0])!r}): only one "
+                "class found, a classifier needs at least two"))
+        if requested == "binary" and len(counts) > 2:
             raise UsageError(f"--task binary but target {target!r} has {len(counts)} classes; "
                              "use --task multiclass")
-        if task == "multiclass" and len(counts) == 2:
-            task = "binary"
+        task = "binary" if len(counts) == 2 else "multiclass"
         classes = sorted(counts.index.tolist(), key=lambda v: (str(type(v)), v))
     if len(y) < 10:
         raise UsageError(f"only {len(y)} rows with a target; at least 10 are needed to "

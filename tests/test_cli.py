@@ -98,7 +98,9 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path, small, capsys):
         "missing_file": "no such file", "empty_file": "empty", "header_only": "no data rows",
         "unknown_target": "did you mean 'label'", "target_all_missing": "entirely missing",
         "single_class": "single class", "too_few_rows": "at least 10",
-        "unknown_metric": "unknown metric", "metric_task_mismatch": "does not apply",
+        "unknown_metric": "unknown metric",
+        "metric_task_mismatch": "--metric r2 is a regression metric, but target 'label' has "
+                                "non-numeric values",
         "bad_task": "unknown task", "garbage": "binary file",
     }[case]
     if case == "missing_file":

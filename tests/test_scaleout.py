@@ -32,30 +32,30 @@ def _cli(*args, **kw) -> subprocess.Popen:
 
 def test_killed_fit_resumes_its_study(tmp_path, breast_cancer_csv, capsys):
     run = tmp_path / "run"
-    args = ["fit", breast_cancer_csv, "--target", "diagnosis", "--n-trials", "12",
+    args = ["fit", breast_cancer_csv, "--target", "diagnosis", "--n-trials", "6",
             "--no-warm-start", "--output", run, "--quiet"]
     proc = _cli(*args)
     db = tmp_path / ".run.partial" / "study.db"
     deadline = time.monotonic() + 90
     done = 0
-    while time.monotonic() < deadline and done < 3:  # kill after 3 finished trials
+    while time.monotonic() < deadline and done < 2:  # kill after 2 finished trials
         time.sleep(0.5)
         if db.exists():
             try:
                 study = optuna.load_study(study_name=None, storage=f"sqlite:///{db}")
                 done = sum(t.state.is_finished() for t in study.trials)
-            except Exception:
+            except Exception:  # the database may be busy or not created yet
                 pass
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not run.exists() and done >= 3
+    assert not run.exists() and done >= 2
 
     capsys.readouterr()
     assert main([str(a) for a in args]) == 2  # the left-over state is not silently replaced
     assert "--resume" in capsys.readouterr().err
     assert main([str(a) for a in args] + ["--resume"]) == 0
     lb = pd.read_csv(run / "leaderboard.csv")
-    assert len(lb) >= 12 and lb["trial"].is_unique
+    assert len(lb) >= 6 and lb["trial"].is_unique
     assert (lb["trial"] < done).sum() >= done  # the trials before the kill are kept
 
 
@@ -77,12 +77,12 @@ def test_two_workers_share_one_study(backend, tmp_path, breast_cancer_csv, reque
         request.getfixturevalue("postgres_url")
     study = f"two-workers-{backend}"
     run = tmp_path / "run"
-    leader = _cli("fit", breast_cancer_csv, "--target", "diagnosis", "--time-budget", "30",
+    leader = _cli("fit", breast_cancer_csv, "--target", "diagnosis", "--time-budget", "20",
                   "--no-warm-start", "--storage", url, "--study", study, "--output", run,
                   "--json")
     time.sleep(6)  # the leader creates the study first
     helper = _cli("worker", breast_cancer_csv, "--storage", url, "--study", study,
-                  "--time-budget", "15", "--json")
+                  "--time-budget", "10", "--json")
     out_h, err_h = helper.communicate(timeout=120)
     out_l, err_l = leader.communicate(timeout=120)
     assert helper.returncode == 0, err_h
