@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from corpus_fit import choose  # noqa: E402
 from loo import stem  # noqa: E402
 
 from automl_meta import AutoML  # noqa: E402
@@ -53,17 +54,6 @@ def metabase_without(task_names: set[str], out: Path) -> Path:
     manifest.update(derived_statistics(tasks, configs, results, manifest))
     write_metabase(out, tasks, configs, results, manifest)
     return out
-
-
-def choose(n: int) -> pd.DataFrame:
-    m = pd.read_csv(CORPUS / "manifest.csv")
-    m = m[(m.n_rows <= 20_000) & (m.n_rows >= 150)].sort_values("n_rows")
-    picks = []
-    for task in ("classification", "regression"):
-        sub = m[m.task == task]
-        idx = np.unique(np.linspace(0, len(sub) - 1, n // 2).round().astype(int))
-        picks.append(sub.iloc[idx])
-    return pd.concat(picks)
 
 
 def _encode(X: pd.DataFrame, cats: list[str]) -> pd.DataFrame:
@@ -185,7 +175,8 @@ def main() -> None:
                "flaml": lambda *a, mb: run_flaml(*a),
                "optuna tpe": lambda *a, mb: run_optuna(*a),
                "hgb defaults": lambda *a, mb: run_hgb(*a)}
-    for _, t in choose(args.n_tasks).iterrows():
+    manifest = pd.read_csv(CORPUS / "manifest.csv")
+    for _, t in choose(manifest, args.n_tasks, min_rows=150).iterrows():
         ds = load_dataset(CORPUS / t.file, t.target, t.task)
         from sklearn.model_selection import train_test_split
 

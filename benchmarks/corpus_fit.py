@@ -33,9 +33,11 @@ sys.path.insert(0, str(ROOT))
 from automl_meta.data import read_table  # noqa: E402
 
 
-def choose(manifest: pd.DataFrame, n: int) -> pd.DataFrame:
-    """n datasets ≤ 20 000 rows, half per task, spread over sizes (deterministic)."""
-    m = manifest[manifest.n_rows <= 20_000].sort_values("n_rows")
+def choose(manifest: pd.DataFrame, n: int, min_rows: int = 0) -> pd.DataFrame:
+    """n datasets of min_rows to 20 000 rows, half per task, spread over sizes
+    (deterministic)."""
+    m = manifest[(manifest.n_rows <= 20_000) & (manifest.n_rows >= min_rows)]
+    m = m.sort_values("n_rows")
     picks = []
     for task in ("classification", "regression"):
         sub = m[m.task == task]
