@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from . import metrics as metrics_mod
-from .data import Dataset, prepare_dataset
+from .data import Dataset, _regression_target, prepare_dataset
 from .diagnostics import compute_diagnostics, target_distribution
 from .errors import AutoMLError, UsageError
 from .evaluate import EvalContext, make_folds
@@ -491,10 +491,8 @@ def study_attributes(dataset: Dataset, metric: str, seed: int, max_search_rows: 
 def score_model(model: TabularModel, X: pd.DataFrame, y: pd.Series, metric_name: str) -> float:
     """Score a fitted model on labelled data with the named metric."""
     metric = metrics_mod.get_metric(metric_name, model.task)
-    if model.task == "regression":
-        y_true = pd.to_numeric(y, errors="coerce").to_numpy(dtype=float)
-        if np.isnan(y_true).any():
-            raise UsageError("the target column has missing or non-numeric values")
+    if model.task == "regression":  # parsed as fit parses it (e.g. "1,234.5")
+        y_true = _regression_target(y, model.target).to_numpy(dtype=float)
         return metrics_mod.compute(metric, y_true, model.predict(X), None)
     codes = model.encode_labels(y)
     if (codes < 0).any() and metric.needs_proba:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -104,7 +105,7 @@ def fit(
     from .automl import AutoML
     from .data import load_dataset
     from .errors import UsageError
-    from .metrics import task_from_metric
+    from .metrics import get_metric, task_from_metric
     from .rundir import RunStaging, check_output_dir
 
     if output is None:
@@ -122,6 +123,11 @@ def fit(
         if implied is None or "target" not in str(exc):
             raise
         raise UsageError(f"--metric {metric} is a {implied} metric, but {exc}") from None
+    get_metric(metric, dataset.task)  # usage errors before any state is written
+    if time_budget is not None and time_budget <= 0:
+        raise UsageError("--time-budget must be positive")
+    if n_trials is not None and n_trials < 1:
+        raise UsageError("--n-trials must be at least 1")
     staging = RunStaging(output).open(resume=resume, overwrite=overwrite)
     if study is None:
         study = f"automl-meta-{dataset.sha256[:12]}-seed{seed}"
@@ -138,7 +144,12 @@ def fit(
     if reporter is not None:
         for note in dataset.notes:
             reporter.console.print(f"[yellow]note:[/yellow] {note}")
-    automl.fit_dataset(dataset, started=started, reporter=reporter)
+    try:
+        automl.fit_dataset(dataset, started=started, reporter=reporter)
+    except UsageError:
+        if not resume:  # nothing worth resuming: leave no state behind
+            shutil.rmtree(staging.path, ignore_errors=True)
+        raise
     run_dir = automl.save(output, overwrite=overwrite, data_file=str(data),
                           model_format=model_format, staging=staging, report=not no_report)
     summary = automl.summary() | {"run_dir": str(run_dir), "study": study,
@@ -645,27 +656,47 @@ def main(argv: list[str] | None = None) -> int:
         print(f"quality gate failed: {exc}", file=sys.stderr)
         return _exit(1)
     except AutoMLError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)  # always one line
         return _exit(exc.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return _exit(130)
     except typer.Exit as exc:
         return _exit(exc.exit_code)
-    except Exception as exc:  # click usage errors and the unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
+    except Exception as exc:  # usage errors of the argument parser, and the unexpected
+        abort, click_exception, no_args_help = _parser_exceptions()
+        if isinstance(exc, abort):
             print("interrupted", file=sys.stderr)
             return _exit(130)
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, no_args_help):
             exc.show()
+            return _exit(2)
+        if isinstance(exc, click_exception):
+            first = (argv if argv is not None else sys.argv[1:])[:1]
+            known = {c.name or c.callback.__name__ for c in app.registered_commands}
+            known |= {g.name for g in app.registered_groups}
+            command = first[0] if first and first[0] in known else ""
+            hint = f"automl-meta {command} --help" if command else "automl-meta --help"
+            message = " ".join(exc.format_message().split())
+            print(f"error: {message} (see {hint})", file=sys.stderr)
             return _exit(2)
         if os.environ.get("AUTOML_META_DEBUG"):
             raise
-        print(f"internal error: {type(exc).__name__}: {exc} "
-              "(set AUTOML_META_DEBUG=1 for a traceback)", file=sys.stderr)
+        message = " ".join(f"{type(exc).__name__}: {exc}".split())
+        print(f"internal error: {message} (set AUTOML_META_DEBUG=1 for a traceback)",
+              file=sys.stderr)
         return _exit(3)
+
+
+def _parser_exceptions() -> tuple[type, type, type]:
+    """Abort / ClickException / NoArgsIsHelpError of whichever click typer uses (typer ≥ 0.20
+    bundles its own copy as typer._click; older versions use the click package)."""
+    try:
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+        from typer.exceptions import Abort
+    except ImportError:  # pragma: no cover - depends on the typer version
+        from click.exceptions import Abort, ClickException, NoArgsIsHelpError
+    return Abort, ClickException, NoArgsIsHelpError
 
 
 def _exit(code: int) -> int:

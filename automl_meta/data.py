@@ -1,9 +1,18 @@
 """Reading tables, typing columns and inferring the task.
 
 Supported formats (by file name, optionally gzipped): CSV (delimiter detected), TSV, Parquet,
-ARFF. Column kinds: ``numeric``, ``categorical``, ``boolean``, ``datetime``. Columns that
-cannot help a model are dropped with a note: constant, entirely missing, ID-like (a distinct
-value on every row) and free text.
+ARFF. Text is UTF-8 (BOM or not), UTF-16 / UTF-32 with a BOM, else Windows-1252 / Latin-1;
+binary files (Excel workbooks, ZIP, PDF, …) are refused saying what they are. Column kinds:
+``numeric``, ``categorical``, ``boolean``, ``datetime``. Columns that cannot help a model are
+dropped with a note: constant, entirely missing, ID-like (a distinct value on every row) and
+free text.
+
+Text columns are typed once, when fitting, and the way they were read is kept in the schema
+(``Column.dtype``) so that ``predict`` reads a one-row file exactly as the training file:
+numbers with separators (``1,234.5``; ``1.234,5`` / ``12,5`` with a decimal comma) and one
+datetime format per column (ISO 8601 or a strftime pattern such as ``%d/%m/%Y``; offsets are
+converted to UTC). Anything the rules cannot read is a :class:`UsageError` (exit 2) with one
+line naming the problem and the fix.
 
 Task inference rule (``infer_task``), unless ``task`` is given:
 
@@ -120,6 +129,8 @@ def _decode(raw: bytes, path: Path) -> str:
         raise UsageError(f"{path}: looks like a binary file, not a text table "
                          "(expected CSV, TSV, Parquet or ARFF)")
     for encoding in ("utf-8-sig", "cp1252", "latin-1"):
+        if encoding != "utf-8-sig" and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]  # a UTF-8 BOM on a file that is not all UTF-8 after all
         try:
             return _check_text(raw.decode(encoding), path)
         except UnicodeDecodeError:
@@ -170,7 +181,7 @@ def _header_names(text: str, sep: str) -> list[str] | None:
     """The header row's names as written (pandas renames duplicates on its own)."""
     try:
         return next(csv.reader(io.StringIO(text), delimiter=sep, skipinitialspace=True))
-    except (csv.Error, StopIteration):
+    except (csv.Error, StopIteration, TypeError):  # TypeError: a multi-character delimiter
         return None
 
 
@@ -211,9 +222,9 @@ def _read_delimited(path: Path, sep: str | None) -> pd.DataFrame:
 
 def _check_row_widths(text: str, sep: str, path: Path) -> None:
     """Refuse rows with more (non-empty) fields than the header; a trailing delimiter is ok."""
-    reader = csv.reader(io.StringIO(text), delimiter=sep, skipinitialspace=True)
     width = None
     try:
+        reader = csv.reader(io.StringIO(text), delimiter=sep, skipinitialspace=True)
         for row in reader:
             if width is None:
                 width = len(row) if row else None
@@ -222,7 +233,7 @@ def _check_row_widths(text: str, sep: str, path: Path) -> None:
                 raise UsageError(f"{path}: line {reader.line_num} has {len(row)} fields but the "
                                  f"header has {width} (delimiter {sep!r}); fix that line, or "
                                  "quote fields that contain the delimiter")
-    except csv.Error:
+    except (csv.Error, TypeError):
         return
 
 
@@ -618,7 +629,7 @@ def _to_float_values(strings: pd.Series, fmt: str | None, keep_inf: bool = False
     if not pd.api.types.is_numeric_dtype(num.dtype) or pd.api.types.is_complex_dtype(num.dtype):
         return np.full(len(strings), np.nan)
     if keep_inf:
-        return num.to_numpy(dtype=float, na_value=np.nan)
+        return np.array(num.to_numpy(dtype=float, na_value=np.nan), dtype=float, copy=True)
     return _floats(num)
 
 

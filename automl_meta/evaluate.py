@@ -60,6 +60,13 @@ def make_folds(y: np.ndarray, task: str, seed: int, n_splits: int | None = None
     return [(tr, te) for tr, te in splitter.split(dummy)]
 
 
+def _min_class_count(y: np.ndarray, task: str) -> int | None:
+    if task == "regression":
+        return None
+    counts = np.bincount(np.asarray(y, dtype=int))
+    return int(counts[counts > 0].min())
+
+
 def _full_proba(model: Any, X: pd.DataFrame, n_classes: int) -> np.ndarray:
     """predict_proba with one column per class code even if the fold lacked some classes."""
     raw = model.predict_proba(X)
@@ -100,7 +107,8 @@ def evaluate_fold(ctx: EvalContext, config: Mapping[str, Any], fold: int) -> dic
     metric = metrics_mod.METRICS[ctx.metric]
     final = metric.needs_proba and metric.name == "log_loss"
     pipe = build_pipeline(config, ctx.schema, ctx.task, ctx.space, n_rows=len(train),
-                          n_classes=ctx.n_classes, random_state=ctx.seed, final=final)
+                          n_classes=ctx.n_classes, random_state=ctx.seed, final=final,
+                          min_class_count=_min_class_count(ctx.y[train], ctx.task))
     X_train, y_train = ctx.X.iloc[train], ctx.y[train]
     X_test, y_test = ctx.X.iloc[test], ctx.y[test]
     t0 = time.perf_counter()
@@ -120,7 +128,8 @@ def fit_full(ctx: EvalContext, config: Mapping[str, Any],
     """Fit ``config`` on every row of the context (the final model), or on ``rows`` only."""
     X, y = (ctx.X, ctx.y) if rows is None else (ctx.X.iloc[rows], ctx.y[rows])
     pipe = build_pipeline(config, ctx.schema, ctx.task, ctx.space, n_rows=len(y),
-                          n_classes=ctx.n_classes, random_state=ctx.seed, final=True)
+                          n_classes=ctx.n_classes, random_state=ctx.seed, final=True,
+                          min_class_count=_min_class_count(y, ctx.task))
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

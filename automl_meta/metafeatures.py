@@ -968,6 +968,15 @@ def compute_metafeatures(X: pd.DataFrame, y: pd.Series, task: str, *, random_sta
         For an unknown task, ``X`` and ``y`` of different lengths, missing target values or
         a non-numeric regression target.
     """
+    # extreme values (e.g. 1e308) overflow in moments / correlations: the results are
+    # already reported as None or finite, so the warnings are noise
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _compute_metafeatures(X, y, task, random_state=random_state,
+                                     landmarkers=landmarkers)
+
+
+def _compute_metafeatures(X: pd.DataFrame, y: pd.Series, task: str, *, random_state: int,
+                          landmarkers: bool) -> dict[str, float | None]:
     _check_task(task)
     if not isinstance(X, pd.DataFrame):
         raise UsageError("X must be a pandas DataFrame")

@@ -49,9 +49,17 @@ class TabularModel:
         if self.classes is None:
             raise UsageError("probabilities exist only for classification models")
         self.check_columns(X)
-        raw = self.pipeline.predict_proba(X)
+        seen = np.asarray(self.pipeline.classes_, dtype=int)
         out = np.zeros((len(X), len(self.classes)))
-        out[:, np.asarray(self.pipeline.classes_, dtype=int)] = raw
+        if hasattr(self.pipeline[-1], "predict_proba"):
+            out[:, seen] = self.pipeline.predict_proba(X)
+            return out
+        # an SVM whose classes were too rare to calibrate: a softmax of its decision values
+        dec = np.asarray(self.pipeline.decision_function(X), dtype=float)
+        if dec.ndim == 1:
+            dec = np.column_stack([-dec, dec])
+        dec = np.exp(dec - dec.max(axis=1, keepdims=True))
+        out[:, seen] = dec / dec.sum(axis=1, keepdims=True)
         return out
 
     def encode_labels(self, y: pd.Series) -> np.ndarray:

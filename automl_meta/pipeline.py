@@ -74,6 +74,10 @@ class FeaturePreparer(TransformerMixin, BaseEstimator):
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         X = coerce_features(X, self.schema_)
+        # numeric and boolean columns in one block (a per-column loop costs seconds at
+        # thousands of columns); the next step selects columns by name, so order is free
+        plain = [c.name for c in self.schema_.columns if c.kind in ("numeric", "boolean")]
+        blocks = [pd.DataFrame(X[plain].to_numpy(dtype=float), columns=plain, index=X.index)]
         out: dict[str, Any] = {}
         for col in self.schema_.columns:
             s = X[col.name]
@@ -88,9 +92,9 @@ class FeaturePreparer(TransformerMixin, BaseEstimator):
                 out[f"{col.name}__epoch_days"] = epoch.astype(float)
             elif col.kind == "categorical":
                 out[col.name] = s.where(s.notna(), MISSING).astype(object)
-            else:
-                out[col.name] = s.astype(float)
-        return pd.DataFrame(out, index=X.index)
+        if out:
+            blocks.append(pd.DataFrame(out, index=X.index))
+        return pd.concat(blocks, axis=1) if len(blocks) > 1 else blocks[0]
 
 
 def output_columns(schema: Schema) -> tuple[list[str], list[str]]:
@@ -152,7 +156,7 @@ def estimate_n_inputs(schema: Schema, space: SearchSpace, family: str, n_classes
 
 def build_pipeline(config: Mapping[str, Any], schema: Schema, task: str, space: SearchSpace,
                    *, n_rows: int, n_classes: int = 0, random_state: int = 0,
-                   final: bool = False) -> Pipeline:
+                   final: bool = False, min_class_count: int | None = None) -> Pipeline:
     """Build the (unfitted) pipeline for ``config``.
 
     Parameters
@@ -170,6 +174,10 @@ def build_pipeline(config: Mapping[str, Any], schema: Schema, task: str, space: 
     random_state : int
     final : bool
         The final model: SVMs also fit probability estimates so ``predict_proba`` works.
+    min_class_count : int, optional
+        Rows of the rarest class; the SVM's probability calibration needs folds that hold
+        every class (below 2 rows it is skipped and probabilities come from the decision
+        function, see :class:`~automl_meta.model.TabularModel`).
     """
     family = config["family"]
     fam = space.families[family]
@@ -222,13 +230,15 @@ def build_pipeline(config: Mapping[str, Any], schema: Schema, task: str, space: 
     n_inputs = estimate_n_inputs(schema, space, family, n_classes)
     model = _estimator(family, p, task, n_rows=n_rows, n_inputs=n_inputs,
                        random_state=random_state, final=final,
+                       min_class_count=min_class_count,
                        categorical_mask=categorical_mask if any(categorical_mask) else None)
     return Pipeline([("prepare", FeaturePreparer(schema.to_dict())), ("preprocess", prep),
                      ("model", model)])
 
 
 def _estimator(family: str, p: dict[str, Any], task: str, *, n_rows: int, n_inputs: int,
-               random_state: int, final: bool, categorical_mask: list[bool] | None) -> Any:
+               random_state: int, final: bool, categorical_mask: list[bool] | None,
+               min_class_count: int | None = None) -> Any:
     clf = task != "regression"
     if family == "hgb":
         cls = HistGradientBoostingClassifier if clf else HistGradientBoostingRegressor
@@ -263,7 +273,10 @@ def _estimator(family: str, p: dict[str, Any], task: str, *, n_rows: int, n_inpu
                       random_state=random_state)
             # probabilities for the final model: Platt scaling fitted by 3-fold CV, then one
             # SVC on all rows (what SVC(probability=True) did before scikit-learn 1.9)
-            return CalibratedClassifierCV(svc, ensemble=False, cv=3) if final else svc
+            folds = min(3, min_class_count if min_class_count is not None else 3)
+            if final and folds >= 2:
+                return CalibratedClassifierCV(svc, ensemble=False, cv=folds)
+            return svc
         return TransformedTargetRegressor(
             SVR(C=p["C"], gamma=gamma, epsilon=p["epsilon"], cache_size=500),
             transformer=StandardScaler())

@@ -144,16 +144,20 @@ class Worker:
         with self._lock:
             if timeout is not None and timeout <= 0:
                 raise EvaluationTimeout("no time left")
+            # the clock starts now: restarting a killed child counts against the time-out
+            deadline = None if timeout is None else time.monotonic() + timeout
             if not self._alive():
                 self.kill()
                 self.start()
-            self._sender.join()
+            self._sender.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if self._sender.is_alive():
+                self.kill()
+                raise EvaluationTimeout(f"stopped after {timeout:.1f} s (worker start-up)")
             try:
                 self._conn.send(request)
             except (BrokenPipeError, OSError):
                 self.kill()
                 raise EvaluationFailed("worker process could not receive the request") from None
-            deadline = None if timeout is None else time.monotonic() + timeout
             while True:
                 step = 0.1 if self.memory_limit else 0.5
                 wait = step if deadline is None else min(step, deadline - time.monotonic())

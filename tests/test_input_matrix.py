@@ -81,7 +81,7 @@ def _assert_fitted(o: Outcome, trial_completed: bool = True) -> None:
     assert not list(o.run.parent.glob(f".{o.run.name}.partial*")), "staging left behind"
 
 
-def _assert_usage_error(o: Outcome, *expected: str) -> None:
+def _assert_usage_error(o: Outcome, *expected: str) -> str:
     assert o.code == 2, f"exit {o.code}: {o.err}"
     lines = o.err.splitlines()
     assert len(lines) == 1, f"expected one line on stderr, got: {o.err!r}"
@@ -91,7 +91,7 @@ def _assert_usage_error(o: Outcome, *expected: str) -> None:
         assert text in lines[0], f"{text!r} not in {lines[0]!r}"
     assert not o.run.exists(), "a failed fit left its --output directory"
     assert not list(o.run.parent.glob(f".{o.run.name}.partial*")), "staging left behind"
-    print(f"\nMATRIX exit {o.code} | {lines[0]}")
+    return lines[0]
 
 
 def _frame(seed: int = 0, n: int = N) -> pd.DataFrame:
@@ -213,7 +213,30 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path, capsys):
     build, expected = FAILING[case]
     data, target = build(tmp_path)
     o = _fit(capsys, tmp_path, data, target)
-    _assert_usage_error(o, *expected)
+    line = _assert_usage_error(o, *expected)
+    print(f"\nMATRIX {case} | exit 2 | {line}")  # shown with pytest -s
+
+
+@pytest.mark.parametrize("args,expected", [
+    pytest.param([], "Missing option '--target'",
+                 id="missing --target"),
+    pytest.param(["--target", "label", "--time-budget", "soon"], "--time-budget",
+                 id="non-numeric --time-budget"),
+    pytest.param(["--target", "label", "--bogus"], "--bogus",
+                 id="unknown option"),
+    pytest.param(["--target", "label", "--time-budget", "-5"], "must be positive",
+                 id="negative --time-budget"),
+    pytest.param(["--target", "label", "--metric", "awesomeness"], "unknown metric",
+                 id="unknown metric"),
+    pytest.param(["--target", "label", "--task", "ranking"], "unknown task",
+                 id="unknown task"),
+])
+def test_bad_arguments_exit_2_with_one_line(args, expected, tmp_path, capsys):
+    data = _csv(tmp_path / "ok.csv", _frame())
+    run = tmp_path / "run"
+    code, _, err = _cli(capsys, "fit", data, *args, "--n-trials", "1", "--no-warm-start",
+                        "--output", run)
+    _assert_usage_error(Outcome(code, "", err, run), expected)
 
 
 # --------------------------------------------------------------- cases that must fit well
@@ -489,7 +512,7 @@ def test_messy_input_fits_and_predicts(case, tmp_path, capsys, in_process_trials
     pred = _predict_roundtrip(capsys, o, data, tmp_path)
     assert len(pred) == s["rows"]
     assert pred.columns[0] == s["target"]
-    print(f"\nMATRIX exit 0 | {s['task']}, {s['columns']}, notes: {s['notes']}")
+    print(f"\nMATRIX {case} | exit 0 | {s['task']}, {s['columns']}, notes: {s['notes']}")
 
 
 def test_5000_columns_fit_within_budget(tmp_path, capsys):
@@ -505,7 +528,7 @@ def test_5000_columns_fit_within_budget(tmp_path, capsys):
     assert o.summary["columns"]["numeric"] == 5000
     pred = _predict_roundtrip(capsys, o, data, tmp_path)
     assert len(pred) == 60
-    print(f"\nMATRIX exit 0 | 5000 columns in {o.summary['elapsed_seconds']} s")
+    print(f"\nMATRIX 5000 columns | exit 0 | {o.summary['elapsed_seconds']} s")
 
 
 def test_categorical_with_10000_levels(tmp_path, capsys):
@@ -522,7 +545,7 @@ def test_categorical_with_10000_levels(tmp_path, capsys):
     manifest = json.loads((o.run / "manifest.json").read_text())
     code = next(c for c in manifest["feature_schema"]["columns"] if c["name"] == "code")
     assert code["kind"] == "categorical" and code["n_unique"] == 10_000
-    print(f"\nMATRIX exit 0 | 10 000 levels, CV {o.summary['best']['cv_score']:.3f}")
+    print(f"\nMATRIX 10 000 levels | exit 0 | CV {o.summary['best']['cv_score']:.3f}")
 
 
 # ------------------------------------------------------------------------------ predict
@@ -563,7 +586,7 @@ def test_predict_missing_column_exits_2_naming_it(fitted, capsys, tmp_path):
                             tmp_path / "lacking.csv")
     assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
     assert "lacks 1 column(s) the model needs: 'colour'" in err
-    print(f"\nMATRIX exit {code} | {err}")
+    print(f"\nMATRIX predict, missing column | exit {code} | {err}")
 
 
 def test_predict_extra_columns_and_unseen_categories(fitted, capsys, tmp_path):
@@ -577,7 +600,7 @@ def test_predict_extra_columns_and_unseen_categories(fitted, capsys, tmp_path):
     assert code == 0, err
     assert len(pred) == 12 and set(pred["label"]) <= {"up", "down"}
     assert np.allclose(pred[["proba_down", "proba_up"]].sum(axis=1), 1)
-    print(f"\nMATRIX exit {code} | extra columns + unseen categories: {len(pred)} predictions")
+    print(f"\nMATRIX predict, extra columns + unseen categories | exit {code} | {len(pred)} rows")
 
 
 def test_predict_reads_a_subset_like_the_training_file(fitted, capsys, tmp_path):

@@ -72,3 +72,16 @@ def test_time_budget_kills_a_slow_configuration():
     first = model.search_.records[0]
     assert first.state == "FAIL" and "stopped" in first.error
     assert model.predict(X.iloc[:3]).shape == (3,)
+
+
+def test_final_svm_with_a_single_example_class_still_gives_probabilities():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60)})
+    y = np.where(X["a"] > 0, "p", "n").astype(object)
+    y[0] = "rare"  # too rare for a 3-fold probability calibration
+    svm = load_space().default_config("svm", "multiclass")
+    model = AutoML(n_trials=1, warm_start=0, warm_start_configs=[svm], isolation=False,
+                   diagnostics=False).fit(X, y)
+    assert model.refit_["config"]["family"] == "svm"
+    proba = model.predict_proba(X.head(4))
+    assert proba.shape == (4, 3) and np.allclose(proba.sum(axis=1), 1)
