@@ -14,8 +14,9 @@ from automl_meta import AutoML
 
 # isolation=False evaluates trials in-process and warm_start=0 skips the metabase: the checks
 # fit ~100 times on tiny arrays, where a worker process per fit would only add start-up time.
-# The isolated, warm-started path is the default and is exercised by every other test. No check is skipped or expected to fail; the one
-# scikit-learn skips itself is check_array_api_input (SCIPY_ARRAY_API not set).
+# The isolated, warm-started path is the default and is exercised by every other test.
+# No check is skipped or expected to fail; the one scikit-learn skips itself is
+# check_array_api_input (SCIPY_ARRAY_API not set).
 
 
 @parametrize_with_checks([AutoML(n_trials=1, isolation=False, warm_start=0, diagnostics=False)])
