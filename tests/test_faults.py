@@ -60,7 +60,7 @@ def test_interrupt_refits_best_and_exits_130(tmp_path, breast_cancer_csv, sig):
                              "--target", "diagnosis", "--time-budget", "120", "--output",
                              str(run), "--no-warm-start", "--quiet"],
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(12)  # worker start-up and a few trials
+    time.sleep(9)  # worker start-up and a few trials
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
