@@ -70,8 +70,13 @@ def _child_main(conn: Any) -> None:
             answer = ("error", f"{type(exc).__name__}: {str(exc)[:300]}{where}")
         try:
             conn.send(answer)
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the parent is gone: nothing to report to
         except Exception as exc:  # e.g. an unpicklable fitted model
-            conn.send(("error", f"cannot return result: {type(exc).__name__}: {exc}"))
+            try:
+                conn.send(("error", f"cannot return result: {type(exc).__name__}: {exc}"))
+            except OSError:
+                return
 
 
 class Worker:
