@@ -17,10 +17,10 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from . import metrics as metrics_mod
-from .data import Dataset, _regression_target, prepare_dataset
+from .data import Dataset, prepare_dataset, regression_target
 from .diagnostics import compute_diagnostics, target_distribution
 from .errors import AutoMLError, UsageError
-from .evaluate import EvalContext, make_folds
+from .evaluate import EvalContext, make_folds, search_rows
 from .model import TabularModel
 from .progress import Reporter
 from .rundir import write_run_dir
@@ -324,7 +324,7 @@ class AutoML(BaseEstimator):
         sub = None
         last_resort = []
         if n > LAST_RESORT_ROWS:
-            sub = _search_rows(worker.ctx.y, dataset.task, LAST_RESORT_ROWS, self.seed)
+            sub = search_rows(worker.ctx.y, dataset.task, LAST_RESORT_ROWS, self.seed)
             last_resort = [(space.default_config("linear", dataset.task),
                             f"fallback: linear defaults on {LAST_RESORT_ROWS} of {n} rows "
                             "(no time left for more)", None)]
@@ -458,9 +458,12 @@ class PreparedSearch:
 
 
 def prepare_search(dataset: Dataset, metric: str, seed: int, max_search_rows: int,
-                   space: Any) -> PreparedSearch:
+                   space: Any, folds: list | None = None) -> PreparedSearch:
     """Encode the target, choose the search rows and the CV folds — deterministically, so
-    that every process of a distributed search evaluates on exactly the same folds."""
+    that every process of a distributed search evaluates on exactly the same folds.
+
+    ``folds`` (e.g. an OpenML task's own splits) are used when the search takes every row.
+    """
     classes = dataset.classes
     if classes is not None:
         lookup = {c: i for i, c in enumerate(classes)}
@@ -468,10 +471,11 @@ def prepare_search(dataset: Dataset, metric: str, seed: int, max_search_rows: in
     else:
         y_codes = dataset.y.to_numpy(dtype=float)
     n_classes = len(classes) if classes else 0
-    search_idx = _search_rows(y_codes, dataset.task, max_search_rows, seed)
+    search_idx = search_rows(y_codes, dataset.task, max_search_rows, seed)
     X_search = dataset.X.iloc[search_idx].reset_index(drop=True)
     y_search = y_codes[search_idx]
-    folds = make_folds(y_search, dataset.task, seed)
+    if not folds or len(search_idx) != len(y_codes):
+        folds = make_folds(y_search, dataset.task, seed)
     ctx = EvalContext(X_search, y_search, dataset.task, dataset.schema, n_classes, metric,
                       folds, space, seed)
     full_ctx = ctx if len(search_idx) == len(y_codes) else EvalContext(
@@ -492,7 +496,7 @@ def score_model(model: TabularModel, X: pd.DataFrame, y: pd.Series, metric_name:
     """Score a fitted model on labelled data with the named metric."""
     metric = metrics_mod.get_metric(metric_name, model.task)
     if model.task == "regression":  # parsed as fit parses it (e.g. "1,234.5")
-        y_true = _regression_target(y, model.target).to_numpy(dtype=float)
+        y_true = regression_target(y, model.target).to_numpy(dtype=float)
         return metrics_mod.compute(metric, y_true, model.predict(X), None)
     codes = model.encode_labels(y)
     if (codes < 0).any() and metric.needs_proba:
@@ -520,18 +524,6 @@ def _as_frame(X: Any) -> pd.DataFrame:
                          "either using array.reshape(-1, 1) if your data has a single feature "
                          "or array.reshape(1, -1) if it contains a single sample.")
     return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
-
-
-def _search_rows(y: np.ndarray, task: str, cap: int, seed: int) -> np.ndarray:
-    """Row indices the search uses: all, or a (stratified) subsample of ``cap`` rows."""
-    n = len(y)
-    if n <= cap:
-        return np.arange(n)
-    from sklearn.model_selection import train_test_split
-
-    strat = y if task != "regression" and np.bincount(y.astype(int)).min() >= 2 else None
-    idx, _ = train_test_split(np.arange(n), train_size=cap, random_state=seed, stratify=strat)
-    return np.sort(idx)
 
 
 def _preload_report_modules() -> None:

@@ -475,7 +475,10 @@ def neighbors(
 # --------------------------------------------------------------------------- metabase
 @app.command("build-metabase")
 def build_metabase_cmd(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Metabase folder to write.")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Metabase folder to write (with --storage: where the "
+                               "finished build is exported; not needed with --worker).")
+    ] = None,
     source: Annotated[str, typer.Option(help="'dir' (a local folder) or 'openml'.")] = "dir",
     path: Annotated[Path | None, typer.Argument(
         help="With --source dir: folder of CSV / Parquet / ARFF(.gz) files, with an optional "
@@ -493,7 +496,10 @@ def build_metabase_cmd(
         help="Wall-clock limit per trial, seconds.")] = 120.0,
     max_rows: Annotated[int, typer.Option(
         help="Searches use at most this many rows per task (stratified subsample).")] = 5000,
-    n_jobs: Annotated[int, typer.Option(help="Tasks built in parallel.")] = 1,
+    n_jobs: Annotated[int, typer.Option(
+        "--n-jobs", "--n-workers",
+        help="Tasks built in parallel by this process (with --storage: its worker "
+             "threads).")] = 1,
     seed: Annotated[int, typer.Option(help="Base seed (each task derives its own).")] = 0,
     resume: Annotated[bool, typer.Option(
         help="Continue a partial build in --output; finished tasks are kept.")] = False,
@@ -504,13 +510,33 @@ def build_metabase_cmd(
         help="openml client cache folder.")] = None,
     openml_server: Annotated[str | None, typer.Option(
         help="openml API URL (e.g. the test server).")] = None,
+    storage: Annotated[str | None, typer.Option(
+        help="Build through this database (postgresql://user@host/db) so that many "
+             "processes and machines share the tasks; the database holds the build state "
+             "and the searches. Re-running the command resumes the build.")] = None,
+    worker: Annotated[bool, typer.Option(
+        "--worker", help="With --storage: only build tasks of the build (started by the "
+                         "same command on another machine), do not export; exits when "
+                         "every task is finished.")] = False,
+    build: Annotated[str | None, typer.Option(
+        help="With --storage: the build's name (default: build-<hash of the task ids>, so "
+             "that every machine listing the same tasks joins the same build; printed at "
+             "the start).")] = None,
+    heartbeat_grace: Annotated[float, typer.Option(
+        help="With --storage: seconds without a heartbeat after which a task whose worker "
+             "died is claimed again by another.")] = 60.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Build the meta-knowledge base: a search on every prior task, every trial stored.
 
     Resumable: killed at any point, run the same command with --resume.
+
+    Distributed: `build-metabase SOURCE --storage postgresql://… --n-workers N --output DIR`
+    registers the build in the database and builds with N worker threads; the same command
+    with --worker instead of --output on other machines adds workers. The metabase is
+    exported to --output when every task is finished (or any time with `metabase export`).
     """
-    from .build import build_metabase, summarize_failures
+    from .build import build_metabase
     from .build import refresh_metafeatures as refresh
     from .errors import UsageError
 
@@ -551,6 +577,25 @@ def build_metabase_cmd(
 
     console = Console(stderr=True)
     started = time.monotonic()
+    if storage is None and (worker or build):
+        raise UsageError("--worker and --build need --storage (a database shared by the "
+                         "workers)")
+    if storage is not None:
+        if refresh_metafeatures or resume:
+            raise UsageError("with --storage, re-running the command resumes the build; "
+                             "--resume and --refresh-metafeatures are for local builds")
+        if worker and output is not None and not quiet:
+            console.print("note: --worker does not export, --output is ignored (the leader "
+                          "exports; or run `automl-meta metabase export`)")
+        _build_distributed(specs, storage, output=output, build=build, n_workers=n_jobs,
+                           worker=worker, grace=heartbeat_grace, overwrite=overwrite,
+                           trials_per_task=trials_per_task, time_per_task=time_per_task,
+                           trial_timeout=trial_timeout, max_rows=max_rows, seed=seed,
+                           source_info=source_info, command=command, console=console,
+                           quiet=quiet)
+        return
+    if output is None:
+        raise UsageError("--output is required (the metabase folder to write)")
     if refresh_metafeatures:
         manifest = refresh(specs, output, seed=seed, on_task=None if quiet else (
             lambda tid, i, n: console.print(f"[{i}/{n}] {tid}")))
@@ -558,15 +603,9 @@ def build_metabase_cmd(
         def on_task(outcome: Any, done: int, total: int) -> None:
             if quiet:
                 return
-            row = outcome.row
             elapsed = time.monotonic() - started
-            if row["status"] == "ok":
-                line = (f"[{done}/{total}] {row['task_id']}: {row['n_trials']} trials, best "
-                        f"{row['metric']} {row['best_score']:.4f} "
-                        f"({row.get('search_seconds', 0):.0f} s)")
-            else:
-                line = f"[{done}/{total}] {row['task_id']}: FAILED — {row['error']}"
-            console.print(f"{line}  · {elapsed / 60:.1f} min elapsed")
+            console.print(f"[{done}/{total}] {_task_line(outcome.row)}  · "
+                          f"{elapsed / 60:.1f} min elapsed")
 
         manifest = build_metabase(
             specs, output, trials_per_task=trials_per_task, time_per_task=time_per_task,
@@ -574,19 +613,83 @@ def build_metabase_cmd(
             resume=resume, overwrite=overwrite, source=source_info, command=command,
             on_task=on_task)
     if not quiet:
-        from .metabase import load_metabase
-
-        mb = load_metabase(output)
-        failures = summarize_failures(mb.tasks)
-        c = manifest["counts"]
-        console.print(f"metabase {output}: {c['tasks']} tasks ok, {c['tasks_failed']} failed, "
-                      f"{c['results']} trials, {c['configs']} configurations "
-                      f"({time.monotonic() - started:.0f} s)")
-        for line in failures:
-            console.print(f"  failed {line}")
+        _print_metabase_summary(console, output, manifest, time.monotonic() - started)
 
 
-metabase_app = typer.Typer(help="Inspect a metabase.", no_args_is_help=True)
+def _task_line(row: dict[str, Any]) -> str:
+    if row["status"] == "ok":
+        return (f"{row['task_id']}: {row['n_trials']} trials, best {row['metric']} "
+                f"{row['best_score']:.4f} ({row.get('search_seconds', 0):.0f} s)")
+    return f"{row['task_id']}: FAILED — {row['error']}"
+
+
+def _print_metabase_summary(console: Any, output: Path, manifest: dict[str, Any],
+                            seconds: float) -> None:
+    from .build import summarize_failures
+    from .metabase import load_metabase
+
+    mb = load_metabase(output)
+    c = manifest["counts"]
+    console.print(f"metabase {output}: {c['tasks']} tasks ok, {c['tasks_failed']} failed, "
+                  f"{c['results']} trials, {c['configs']} configurations ({seconds:.0f} s)")
+    for line in summarize_failures(mb.tasks):
+        console.print(f"  failed {line}")
+
+
+def _build_distributed(specs: list[Any], storage: str, *, output: Path | None,
+                       build: str | None, n_workers: int, worker: bool, grace: float,
+                       overwrite: bool, trials_per_task: int, time_per_task: float | None,
+                       trial_timeout: float, max_rows: int, seed: int,
+                       source_info: dict[str, Any], command: str, console: Any,
+                       quiet: bool) -> None:
+    """``build-metabase --storage``: register or join the build, work, export (leader)."""
+    from .build import build_metabase_distributed
+    from .search import redact
+
+    started = time.monotonic()
+
+    def on_start(name: str, counts: dict[str, int]) -> None:
+        if quiet:
+            return
+        total = sum(counts.values())
+        role = f"{n_workers} worker{'s' if n_workers > 1 else ''}" + \
+            (" (--worker)" if worker else f", export to {output}")
+        console.print(f"build {name} in {redact(storage)}: {total} tasks ({counts['done']} "
+                      f"done, {counts['failed']} failed, {counts['running']} running, "
+                      f"{counts['pending']} pending); this process: {role}")
+
+    def on_task(event: Any) -> None:
+        if quiet:
+            return
+        c = event.counts
+        line = f"[{c['done'] + c['failed']}/{sum(c.values())}] {_task_line(event.outcome.row)}"
+        if event.attempt > 1:
+            line += f" (attempt {event.attempt})"
+        if not event.accepted:
+            line += " — DISCARDED: another worker claimed it meanwhile"
+        console.print(f"{line}  · {event.worker} · {(time.monotonic() - started) / 60:.1f} "
+                      "min elapsed")
+
+    result = build_metabase_distributed(
+        specs, storage, output=output, build_name=build, n_workers=n_workers,
+        worker_only=worker, heartbeat_grace=grace, overwrite=overwrite,
+        trials_per_task=trials_per_task, time_per_task=time_per_task,
+        trial_timeout=trial_timeout, max_rows=max_rows, seed=seed, source=source_info,
+        command=redact(command), on_start=on_start, on_task=on_task)
+    if quiet:
+        return
+    if result.retried:
+        console.print(f"(tried again: {len(result.retried)} tasks that had failed)")
+    c = result.counts
+    console.print(f"build {result.build}: this process built {result.built} tasks"
+                  + (f" ({result.discarded} discarded)" if result.discarded else "")
+                  + f"; {c['done'] + c['failed']} of {sum(c.values())} finished")
+    if result.manifest is not None and output is not None:
+        _print_metabase_summary(console, output, result.manifest, time.monotonic() - started)
+
+
+metabase_app = typer.Typer(help="Inspect a metabase, or export one built in a database.",
+                           no_args_is_help=True)
 app.add_typer(metabase_app, name="metabase")
 
 
@@ -635,6 +738,35 @@ def metabase_info(
             k for k, v in checks.items() if not v)),
     ]
     typer.echo("\n".join(lines))
+
+
+@metabase_app.command("export")
+def metabase_export(
+    storage: Annotated[str, typer.Option(
+        help="Database of the build (as given to build-metabase --storage).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Metabase folder to write.")],
+    build: Annotated[str | None, typer.Option(
+        help="The build's name (needed only when the database holds several).")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace a metabase in --output that is not an export of this build.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")
+                        ] = False,
+) -> None:
+    """Write the metabase of a `build-metabase --storage` build (same files as a local
+    build): status complete when every task is done or failed, else partial (a snapshot)."""
+    from .build import export_build
+
+    manifest = export_build(storage, output, build_name=build, overwrite=overwrite)
+    if json_out:
+        _emit_json(manifest)
+        return
+    c = manifest["counts"]
+    d = manifest["distributed"]["tasks_by_state"]
+    typer.echo(f"exported build {manifest['distributed']['build']} to {output}: "
+               f"{manifest['status']}, {c['tasks']} tasks ok, {c['tasks_failed']} failed"
+               + (f", {d['pending'] + d['running']} not finished yet"
+                  if d["pending"] + d["running"] else "")
+               + f", {c['results']} trials")
 
 
 # ------------------------------------------------------------------------------------ main

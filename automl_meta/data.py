@@ -1051,7 +1051,9 @@ class Dataset:
         return len(self.y)
 
 
-def _regression_target(y: pd.Series, target: str) -> pd.Series:
+def regression_target(y: pd.Series, target: str) -> pd.Series:
+    """A regression target as floats, parsed as numeric features are ("1,234.5", booleans);
+    a value that is not a number is a :class:`UsageError` naming it."""
     if isinstance(y.dtype, pd.CategoricalDtype):
         y = y.astype(object)
     if pd.api.types.is_bool_dtype(y.dtype) or (pd.api.types.is_numeric_dtype(y.dtype)
@@ -1149,7 +1151,7 @@ def prepare_dataset(df: pd.DataFrame, target: str, task: str | None = None,
     if task is None:
         task = infer_task(y)
     if task == "regression":
-        y = _regression_target(y, target)
+        y = regression_target(y, target)
         if y.nunique() <= 1:
             raise UsageError(f"target {target!r} is constant; nothing to learn")
         classes = None

@@ -135,3 +135,15 @@ def fit_full(ctx: EvalContext, config: Mapping[str, Any],
         warnings.simplefilter("ignore")
         pipe.fit(X, y)
     return {"pipeline": pipe, "fit_seconds": time.perf_counter() - t0}
+
+
+def search_rows(y: np.ndarray, task: str, cap: int, seed: int) -> np.ndarray:
+    """Row indices the search uses: all, or a (stratified) subsample of ``cap`` rows."""
+    n = len(y)
+    if n <= cap:
+        return np.arange(n)
+    from sklearn.model_selection import train_test_split
+
+    strat = y if task != "regression" and np.bincount(y.astype(int)).min() >= 2 else None
+    idx, _ = train_test_split(np.arange(n), train_size=cap, random_state=seed, stratify=strat)
+    return np.sort(idx)

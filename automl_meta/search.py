@@ -135,11 +135,12 @@ def make_storage(url: str | None) -> Any:
     except Exception as exc:  # bad URL, missing driver, unreachable server
         from .errors import UsageError
 
-        raise UsageError(f"cannot open storage {_redact(url)}: {type(exc).__name__}: "
+        raise UsageError(f"cannot open storage {redact(url)}: {type(exc).__name__}: "
                          f"{str(exc).splitlines()[0][:200]}") from None
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
+    """``url`` without its password (for messages and manifests)."""
     import re
 
     return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)

@@ -1,15 +1,26 @@
 """Warm-start suggestions: the neighbours' best configurations, topped up from a portfolio.
 
-Neighbour configurations. Each neighbour's completed trials are ranked by CV score; a
-configuration of rank r (0 = best) from a neighbour at distance d gets the priority
-``(r + 1) * (1 + d / d_ref)`` (``d_ref`` = the nearest neighbour's distance, at least 0.25):
-lower is earlier, so near neighbours contribute more of their top configurations and every
-neighbour's best comes early. Duplicates are dropped.
+Transfer estimate. The metabase holds each task's own trials, never one configuration run
+on every task, so how configuration c would do on task t is estimated by the normalised
+score on t of t's most similar trial of c's family (per-parameter distance on the space's
+[0, 1] scale; normalised per task: 0 = the task's median trial, 1 = its best, clipped at -1;
+a family never tried on t counts as -1).
+
+Neighbour configurations, strategy ``"local"`` (the default). The candidates are the ten
+best configurations of each of the k nearest tasks; they are ordered greedily: each step
+takes the candidate that raises ``sum_t w_t * max(best so far on t, estimate of c on t)``
+the most, with the similarity weight ``w_t = 1 / (1 + d_t / d_ref)`` (``d_ref`` = the
+nearest neighbour's distance, at least 0.25). The first suggestion is thus the configuration
+expected to do best across the neighbourhood, not one neighbour's (possibly lucky) best; the
+next ones cover the neighbours the earlier ones served poorly.
+
+Strategy ``"rank"`` (kept for comparison, see ``benchmarks/loo.py``). Each neighbour's trials
+are ranked by CV score; a configuration of rank r (0 = best) from a neighbour at distance d
+gets the priority ``(r + 1) * (1 + d / d_ref)``, lower first.
 
 Portfolio. A greedy portfolio (Feurer et al., auto-sklearn 2.0) over the metabase: the
-candidates are the top configurations of every task; a candidate's score on another task is
-that task's normalised score of its most similar trial of the same family (normalised per
-task: 0 = the task's median trial, 1 = its best); each step adds the candidate that raises
+candidates are the top three configurations of every task, scored on every task by the
+transfer estimate; each step adds the candidate that raises
 the sum over tasks of the best score so far the most. It fills the list when neighbours are
 few or far (nearest distance above ``FAR_DISTANCE``: half the list comes from it).
 
@@ -34,6 +45,7 @@ from .space import SearchSpace, task_kind
 FAR_DISTANCE = 1.5
 PORTFOLIO_SIZE = 25
 CANDIDATES_PER_TASK = 3
+LOCAL_CANDIDATES_PER_TASK = 10
 
 
 @dataclass
@@ -123,6 +135,75 @@ def normalised_scores(results: pd.DataFrame, greater: Mapping[str, bool]) -> pd.
     return out
 
 
+def _normalised_results(metabase: Metabase, space: SearchSpace,
+                        task_ids: Sequence[str]) -> pd.DataFrame:
+    """Completed trials of ``task_ids`` with their per-task normalised score and family."""
+    wanted = set(task_ids)
+    info = metabase.tasks[metabase.tasks["task_id"].isin(wanted)]
+    greater = {str(t): str(g).lower() in ("true", "1", "1.0") for t, g in
+               zip(info["task_id"], info.get("greater_is_better", pd.Series(True, info.index)),
+                   strict=True)}
+    res = metabase.results
+    res = _complete(res[res["task_id"].isin(wanted)])
+    family = res["config_id"].map(lambda c: metabase.configs.get(c, {}).get("family"))
+    res = res.assign(family=family)
+    res = res[res["family"].isin(list(space.families))]
+    return res.assign(norm=normalised_scores(res, greater))
+
+
+def _top_candidates(res: pd.DataFrame, task_ids: Sequence[str], per_task: int) -> list[str]:
+    """The ``per_task`` best config ids of each task, in task order, de-duplicated."""
+    out: list[str] = []
+    for tid in task_ids:
+        grp = res[res["task_id"] == tid]
+        out += list(grp.sort_values(["norm", "trial"], ascending=[False, True])["config_id"]
+                    .head(per_task))
+    return list(dict.fromkeys(out))
+
+
+def transfer_matrix(metabase: Metabase, space: SearchSpace, candidates: Sequence[str],
+                    res: pd.DataFrame, task_ids: Sequence[str]) -> np.ndarray:
+    """Estimated normalised score of each candidate configuration on each task.
+
+    A candidate's estimate on a task is the normalised score there of the task's most similar
+    trial of the same family (its own score on the task it came from); a family never tried
+    on a task counts as -1 (a poor result).
+    """
+    cand_family = np.array([metabase.configs[c]["family"] for c in candidates])
+    perf = np.full((len(candidates), len(task_ids)), -1.0)
+    col = {t: j for j, t in enumerate(task_ids)}
+    for family, fam_rows in res.groupby("family"):
+        rows_c = np.flatnonzero(cand_family == family)
+        if len(rows_c) == 0:
+            continue
+        cand_m, is_cat = _family_matrix([metabase.configs[candidates[i]] for i in rows_c],
+                                        family, space)
+        for tid, grp in fam_rows.groupby("task_id"):
+            if tid not in col:
+                continue
+            trial_m, _ = _family_matrix([metabase.configs[c] for c in grp["config_id"]],
+                                        family, space)
+            nearest = _pairwise(cand_m, trial_m, is_cat).argmin(axis=1)
+            perf[rows_c, col[tid]] = grp["norm"].to_numpy()[nearest]
+    return perf
+
+
+def greedy_order(perf: np.ndarray, weights: np.ndarray, size: int) -> list[int]:
+    """Greedy portfolio over a candidate × task matrix: each step adds the candidate that
+    raises the weighted sum over tasks of the best estimate so far the most."""
+    chosen: list[int] = []
+    current = np.full(perf.shape[1], -1.0)
+    for _ in range(min(size, perf.shape[0])):
+        gains = (np.maximum(perf, current) - current) @ weights
+        gains[chosen] = -np.inf
+        best = int(np.argmax(gains))
+        if not np.isfinite(gains[best]):
+            break
+        chosen.append(best)
+        current = np.maximum(current, perf[best])
+    return chosen
+
+
 def compute_portfolio(metabase: Metabase, space: SearchSpace, kind: str,
                       size: int = PORTFOLIO_SIZE, exclude: set[str] | None = None
                       ) -> list[str]:
@@ -134,48 +215,82 @@ def compute_portfolio(metabase: Metabase, space: SearchSpace, kind: str,
     task_ids = list(tasks["task_id"])
     if not task_ids:
         return []
-    greater = {t: _greater_is_better(metabase, t) for t in task_ids}
-    res = _complete(metabase.results)
-    res = res[res["task_id"].isin(task_ids) & res["config_id"].isin(metabase.configs)]
-    res = res.assign(norm=normalised_scores(res, greater),
-                     family=res["config_id"].map(lambda c: metabase.configs[c]["family"]))
-    res = res[res["family"].isin(list(space.families))]
-    candidates: list[str] = []
-    for _, grp in res.groupby("task_id"):
-        candidates += list(grp.sort_values("norm", ascending=False)["config_id"]
-                           .head(CANDIDATES_PER_TASK))
-    candidates = list(dict.fromkeys(candidates))
-    cand_family = np.array([metabase.configs[c]["family"] for c in candidates])
-    # a family never tried on a task counts as a poor result there
-    perf = np.full((len(candidates), len(task_ids)), -1.0)
-    col = {t: j for j, t in enumerate(task_ids)}
-    for family, fam_rows in res.groupby("family"):
-        rows_c = np.flatnonzero(cand_family == family)
-        if len(rows_c) == 0:
-            continue
-        cand_m, is_cat = _family_matrix([metabase.configs[candidates[i]] for i in rows_c],
-                                        family, space)
-        for tid, grp in fam_rows.groupby("task_id"):
-            trial_m, _ = _family_matrix([metabase.configs[c] for c in grp["config_id"]],
-                                        family, space)
-            nearest = _pairwise(cand_m, trial_m, is_cat).argmin(axis=1)
-            perf[rows_c, col[tid]] = grp["norm"].to_numpy()[nearest]
-    chosen: list[int] = []
-    current = np.full(len(task_ids), -1.0)
-    for _ in range(min(size, len(candidates))):
-        gains = np.maximum(perf, current).sum(axis=1) - current.sum()
-        gains[chosen] = -np.inf
-        best = int(np.argmax(gains))
-        if not np.isfinite(gains[best]):
-            break
-        chosen.append(best)
-        current = np.maximum(current, perf[best])
+    res = _normalised_results(metabase, space, task_ids)
+    candidates = _top_candidates(res, task_ids, CANDIDATES_PER_TASK)
+    if not candidates:
+        return []
+    perf = transfer_matrix(metabase, space, candidates, res, task_ids)
+    chosen = greedy_order(perf, np.ones(len(task_ids)), size)
     return [candidates[i] for i in chosen]
 
 
 # ------------------------------------------------------------------------------ suggestions
+STRATEGIES = ("local", "blend", "rank", "portfolio")
+#: neighbours whose estimates the "blend" strategy weighs (its candidates come from the
+#: first ``LOCAL_SOURCES`` of them and from the portfolio)
+BLEND_NEIGHBOURS = 30
+LOCAL_SOURCES = 10
+
+
+def _rank_candidates(metabase: Metabase, neighbours: Sequence[Neighbor], n: int
+                     ) -> list[Suggestion]:
+    """Neighbours' configurations ordered by ``(r + 1) * (1 + d / d_ref)``."""
+    candidates: list[tuple[float, int, Suggestion]] = []
+    d_ref = max(neighbours[0].distance, 0.25)
+    for nb in neighbours:
+        ranked = _ranked_trials(metabase, nb.task_id, _greater_is_better(metabase, nb.task_id))
+        for r, row in enumerate(ranked.head(n).itertuples()):
+            config = metabase.configs.get(row.config_id)
+            if config is None:
+                continue
+            priority = (r + 1) * (1 + nb.distance / d_ref)
+            candidates.append((priority, len(candidates), Suggestion(
+                dict(config), f"neighbour:{nb.task_id}", float(row.score), r)))
+    candidates.sort(key=lambda c: (c[0], c[1]))
+    return [c[2] for c in candidates]
+
+
+def neighbour_weights(neighbours: Sequence[Neighbor]) -> np.ndarray:
+    """Similarity weights ``1 / (1 + d / d_ref)`` (``d_ref`` = nearest distance, ≥ 0.25)."""
+    d_ref = max(neighbours[0].distance, 0.25)
+    return np.array([1.0 / (1.0 + nb.distance / d_ref) for nb in neighbours])
+
+
+def _local_candidates(metabase: Metabase, neighbours: Sequence[Neighbor], space: SearchSpace,
+                      allowed: set[str], extra: Sequence[str] = ()
+                      ) -> tuple[list[Suggestion], list[str]]:
+    """A greedy portfolio over the neighbours, weighted by similarity (see module docstring),
+    and the families left out because this dataset cannot take them. Candidates: the best
+    configurations of the first ``LOCAL_SOURCES`` neighbours, and the config ids ``extra``."""
+    task_ids = [nb.task_id for nb in neighbours]
+    res = _normalised_results(metabase, space, task_ids)
+    excluded = sorted(set(res.loc[res["norm"] >= 1.0, "family"]) - allowed)
+    res = res[res["family"].isin(allowed)]
+    candidates = _top_candidates(res, task_ids[:LOCAL_SOURCES], LOCAL_CANDIDATES_PER_TASK)
+    candidates += [c for c in extra if c in metabase.configs and c not in candidates
+                   and metabase.configs[c].get("family") in allowed]
+    if not candidates:
+        return [], excluded
+    perf = transfer_matrix(metabase, space, candidates, res, task_ids)
+    order = greedy_order(perf, neighbour_weights(neighbours), len(candidates))
+    res = res.assign(rank=res.groupby("task_id")["norm"].rank(ascending=False,
+                                                               method="first") - 1)
+    source = res.drop_duplicates("config_id").set_index("config_id")
+    out = []
+    for i in order:
+        cid = candidates[i]
+        if cid in source.index:
+            row = source.loc[cid]
+            out.append(Suggestion(dict(metabase.configs[cid]), f"neighbour:{row['task_id']}",
+                                  float(row["score"]), int(row["rank"])))
+        else:
+            out.append(Suggestion(dict(metabase.configs[cid]), "portfolio"))
+    return out, excluded
+
+
 def suggest(metabase: Metabase, neighbours: Sequence[Neighbor], task: str, n_rows: int,
-            space: SearchSpace, n: int, portfolio: Sequence[str] | None = None) -> WarmStart:
+            space: SearchSpace, n: int, portfolio: Sequence[str] | None = None,
+            strategy: str = "local") -> WarmStart:
     """An ordered, de-duplicated list of at most ``n`` configurations for this dataset.
 
     Parameters
@@ -192,7 +307,16 @@ def suggest(metabase: Metabase, neighbours: Sequence[Neighbor], task: str, n_row
         How many configurations.
     portfolio : sequence of str, optional
         Portfolio config ids (default: the metabase manifest's for this task kind).
+    strategy : {"local", "blend", "rank", "portfolio"}
+        How configurations are chosen and ordered (see the module docstring): ``"local"``
+        a greedy portfolio over the (first ``LOCAL_SOURCES``) neighbours weighted by
+        similarity; ``"blend"`` the same over all ``neighbours`` given (pass
+        ``BLEND_NEIGHBOURS``), with the global portfolio's configurations as candidates too;
+        ``"rank"`` by each configuration's rank on its own neighbour and that neighbour's
+        distance; ``"portfolio"`` the global portfolio alone.
     """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown warm-start strategy {strategy!r}; use one of {STRATEGIES}")
     out = WarmStart()
     if n <= 0:
         return out
@@ -218,31 +342,27 @@ def suggest(metabase: Metabase, neighbours: Sequence[Neighbor], task: str, n_row
         seen.add(cid)
         return adapted
 
-    candidates: list[tuple[float, int, Suggestion]] = []
-    if neighbours:
-        d_ref = max(neighbours[0].distance, 0.25)
-        for nb in neighbours:
-            ranked = _ranked_trials(metabase, nb.task_id, _greater_is_better(metabase,
-                                                                             nb.task_id))
-            for r, row in enumerate(ranked.head(n).itertuples()):
-                config = metabase.configs.get(row.config_id)
-                if config is None:
-                    continue
-                priority = (r + 1) * (1 + nb.distance / d_ref)
-                candidates.append((priority, len(candidates), Suggestion(
-                    dict(config), f"neighbour:{nb.task_id}", float(row.score), r)))
-    candidates.sort(key=lambda c: (c[0], c[1]))
+    candidates: list[Suggestion] = []
+    if portfolio is None:
+        portfolio = metabase.manifest.get("portfolio", {}).get(task_kind(task), [])
+    if neighbours and strategy in ("local", "blend"):
+        pool = neighbours[:LOCAL_SOURCES] if strategy == "local" else neighbours
+        candidates, excluded = _local_candidates(
+            metabase, pool, space, allowed, portfolio if strategy == "blend" else ())
+        for family in excluded:  # left out of the local portfolio: say so
+            out.log.append(f"skipped neighbours' {family} configs: family not offered "
+                           f"for {n_rows} rows / {task}")
+    elif neighbours and strategy == "rank":
+        candidates = _rank_candidates(metabase, neighbours, n)
     far = not neighbours or neighbours[0].distance > FAR_DISTANCE
     n_neighbour = n if not far else n // 2
-    for _, _, sug in candidates:
+    for sug in candidates:
         if len(out.suggestions) >= n_neighbour:
             break
         adapted = admit(sug.config, sug.origin)
         if adapted is not None:
             sug.config = adapted
             out.suggestions.append(sug)
-    if portfolio is None:
-        portfolio = metabase.manifest.get("portfolio", {}).get(task_kind(task), [])
     for cid in portfolio:
         if len(out.suggestions) >= n:
             break

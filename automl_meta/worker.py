@@ -160,9 +160,8 @@ class Worker:
                 raise EvaluationTimeout(f"stopped after {timeout:.1f} s (worker start-up)")
             try:
                 self._conn.send(request)
-            except (BrokenPipeError, OSError):
-                self.kill()
-                raise EvaluationFailed("worker process could not receive the request") from None
+            except (BrokenPipeError, OSError):  # the child died between two requests
+                raise EvaluationFailed(self._reap()) from None
             while True:
                 step = 0.1 if self.memory_limit else 0.5
                 wait = step if deadline is None else min(step, deadline - time.monotonic())
@@ -185,17 +184,21 @@ class Worker:
             try:
                 status, payload = self._conn.recv()
             except (EOFError, OSError):
-                code = None
-                if self._proc is not None:  # closed pipe: reap the child for its exit status
-                    try:
-                        code = self._proc.wait(timeout=2)
-                    except subprocess.TimeoutExpired:
-                        code = None
-                self.kill()
-                raise EvaluationFailed(_death_reason(code)) from None
+                raise EvaluationFailed(self._reap()) from None
             if status != "ok":
                 raise EvaluationFailed(payload)
             return payload
+
+    def _reap(self) -> str:
+        """The pipe to the child is closed: wait for its exit status, clean up, say why."""
+        code = None
+        if self._proc is not None:
+            try:
+                code = self._proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                code = None
+        self.kill()
+        return _death_reason(code)
 
     def kill(self) -> None:
         """Stop the child now (a new one starts with the next request)."""

@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +32,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from automl_meta.automl import _search_rows  # noqa: E402
+from automl_meta.automl import prepare_search  # noqa: E402
 from automl_meta.build import task_seed  # noqa: E402
-from automl_meta.evaluate import EvalContext, make_folds  # noqa: E402
+from automl_meta.evaluate import EvalContext  # noqa: E402
 from automl_meta.metabase import Metabase, load_metabase  # noqa: E402
 from automl_meta.neighbors import fit_normalisation, nearest  # noqa: E402
 from automl_meta.search import run_search  # noqa: E402
@@ -51,14 +53,19 @@ def stem(name: str) -> str:
 
 
 def choose_tasks(mb: Metabase, n: int) -> list[str]:
+    """``n`` tasks spread evenly over each task kind (sorted by id), the kinds interleaved so
+    that a partial run is balanced."""
     ok = mb.ok_tasks().sort_values("task_id")
     per_kind = []
     for kind in ("classification", "regression"):
         sub = ok[ok["task"].map(task_kind) == kind]
         k = min(len(sub), n // 2)
         idx = np.unique(np.linspace(0, len(sub) - 1, k).round().astype(int)) if k else []
-        per_kind.append(sub.iloc[idx])
-    return list(pd.concat(per_kind)["task_id"])
+        per_kind.append(list(sub.iloc[idx]["task_id"]))
+    out = []
+    for i in range(max(map(len, per_kind))):
+        out += [ids[i] for ids in per_kind if i < len(ids)]
+    return out
 
 
 def best_so_far(scores: list[float | None], greater: bool, n: int) -> float | None:
@@ -84,22 +91,19 @@ def context_for(row: pd.Series, mb: Metabase, spec) -> tuple[EvalContext, int]:
     build = mb.manifest["build"]
     seed = task_seed(int(build["seed"]), row["task_id"])
     loaded = spec.load()
-    ds = loaded.dataset
-    if ds.classes is not None:
-        y = ds.y.map({c: i for i, c in enumerate(ds.classes)}).to_numpy(dtype=int)
-    else:
-        y = ds.y.to_numpy(dtype=float)
-    idx = _search_rows(y, ds.task, int(build["max_rows"]), seed)
-    folds = loaded.folds if (loaded.folds and len(idx) == len(y)) else \
-        make_folds(y[idx], ds.task, seed)
-    ctx = EvalContext(ds.X.iloc[idx].reset_index(drop=True), y[idx], ds.task, ds.schema,
-                      len(ds.classes) if ds.classes else 0, row["metric"], folds, load_space(),
-                      seed)
-    return ctx, seed
+    prepared = prepare_search(loaded.dataset, row["metric"], seed, int(build["max_rows"]),
+                              load_space(), folds=loaded.folds)
+    return prepared.ctx, seed
+
+
+def _scores(result) -> list[float | None]:
+    return [r.score if r.state == "COMPLETE" else None for r in result.records]
 
 
 def run_task(mb: Metabase, specs: dict, task_id: str, warm_n: int, k: int,
-             verify_cold: bool = False) -> dict:
+             variants: tuple[str, ...] = ("local",), verify_cold: bool = False) -> dict:
+    """Warm searches (the first variant to 25 trials, the others through their suggestions)
+    and the stored cold study of one task, with the task and its variants left out."""
     space = load_space()
     row = mb.tasks.set_index("task_id").loc[task_id]
     row["task_id"] = task_id
@@ -113,47 +117,66 @@ def run_task(mb: Metabase, specs: dict, task_id: str, warm_n: int, k: int,
     kind = task_kind(row["task"])
     portfolio = compute_portfolio(mb, space, kind, exclude=excluded)
     ctx, seed = context_for(row, mb, specs[task_id])
-    ws = suggest(mb, neighbours, row["task"], len(ctx.y), space, warm_n, portfolio=portfolio)
-    t0 = time.monotonic()
-    warm = run_search(ctx, n_trials=max(BUDGETS), seed=seed,
-                      enqueue=[(x.config, x.origin) for x in ws.suggestions],
-                      trial_timeout=float(mb.manifest["build"].get("trial_timeout") or 120))
-    warm_seconds = time.monotonic() - t0
+    timeout = float(mb.manifest["build"].get("trial_timeout") or 120)
     greater = str(row["greater_is_better"]).lower() in ("true", "1", "1.0")
+    out = {"task_id": task_id, "name": row["name"], "task": row["task"],
+           "n_rows": int(row["n_rows"]), "excluded": len(excluded),
+           "nearest": neighbours[0].task_id if neighbours else None,
+           "nearest_distance": neighbours[0].distance if neighbours else None,
+           "greater_is_better": greater}
+    for i, variant in enumerate(variants):
+        ws = suggest(mb, neighbours, row["task"], len(ctx.y), space, warm_n,
+                     portfolio=portfolio, strategy=variant)
+        t0 = time.monotonic()
+        n_trials = max(BUDGETS) if i == 0 else len(ws.suggestions)
+        warm = run_search(ctx, n_trials=n_trials, seed=seed,
+                          enqueue=[(x.config, x.origin) for x in ws.suggestions],
+                          trial_timeout=timeout)
+        scores = _scores(warm)
+        prefix = "" if i == 0 else f"{variant}_"
+        out[f"{prefix}zero_shot"] = scores[0] if scores else None
+        for b in BUDGETS if i == 0 else BUDGETS[:2]:
+            out[f"{prefix}warm_{b}"] = best_so_far(scores, greater, b)
+        if i == 0:
+            out["n_suggested"] = len(ws.suggestions)
+            out["warm_seconds"] = round(time.monotonic() - t0, 1)
     cold_rows = mb.results[mb.results["task_id"] == task_id].sort_values("trial")
     cold_scores = [None if r.state != "COMPLETE" else float(r.score)
                    for r in cold_rows.itertuples()]
-    warm_scores = [r.score if r.state == "COMPLETE" else None for r in warm.records]
     if verify_cold:  # the cold search re-run here must equal the build's stored study
-        cold = run_search(ctx, n_trials=max(BUDGETS), seed=seed)
-        rerun = [r.score if r.state == "COMPLETE" else None for r in cold.records]
+        rerun = _scores(run_search(ctx, n_trials=max(BUDGETS), seed=seed))
         stored = cold_scores[:max(BUDGETS)]
         same = all((a is None and b is None) or (a is not None and b is not None and
                                                  abs(a - b) < 1e-9)
                    for a, b in zip(rerun, stored, strict=True))
         if not same:
             raise SystemExit(f"{task_id}: re-run cold search differs from the metabase's")
-    out = {"task_id": task_id, "name": row["name"], "task": row["task"],
-           "n_rows": int(row["n_rows"]), "excluded": len(excluded),
-           "nearest": neighbours[0].task_id if neighbours else None,
-           "nearest_distance": neighbours[0].distance if neighbours else None,
-           "n_suggested": len(ws.suggestions), "greater_is_better": greater,
-           "warm_seconds": round(warm_seconds, 1), "zero_shot": warm_scores[0]}
     for b in BUDGETS:
-        out[f"warm_{b}"] = best_so_far(warm_scores, greater, b)
         out[f"cold_{b}"] = best_so_far(cold_scores, greater, b)
     return out
 
 
-def summarise(df: pd.DataFrame) -> str:
-    cols = [f"{m}_{b}" for m in ("warm", "cold") for b in BUDGETS] + ["zero_shot"]
+def normalise_per_task(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """Each task's scores in ``cols`` scaled to [0, 1]: 0 = the worst of them, 1 = the best
+    (a run with no score counts as the worst)."""
     norm = pd.DataFrame(index=df.index, columns=cols, dtype=float)
     for i, r in df.iterrows():
-        vals = pd.to_numeric(r[cols], errors="coerce").astype(float)
         sign = 1.0 if r["greater_is_better"] else -1.0
-        v = vals * sign
+        v = pd.to_numeric(r[cols], errors="coerce").astype(float) * sign
         lo, hi = np.nanmin(v), np.nanmax(v)
         norm.loc[i] = ((v - lo) / (hi - lo)).fillna(0.0) if hi > lo else 1.0
+    return norm
+
+
+def summarise(df: pd.DataFrame) -> str:
+    main_cols = [f"{m}_{b}" for m in ("warm", "cold") for b in BUDGETS] + ["zero_shot"]
+    extra = sorted({c.split("_warm_")[0].split("_zero_shot")[0] for c in df.columns
+                    if "_warm_" in c or c.endswith("_zero_shot")} - {""})
+    extra = [v for v in extra if v not in ("warm", "cold")]
+    variant_cols = [f"{v}_{c}" for v in extra for c in ("warm_5", "warm_10", "zero_shot")
+                    if f"{v}_{c}" in df.columns]
+    cols = main_cols + variant_cols
+    norm = normalise_per_task(df, cols)
     lines = [f"{len(df)} tasks ({(df.task == 'regression').sum()} regression, "
              f"{(df.task != 'regression').sum()} classification)", "",
              "| run | mean normalised score |", "|---|---:|"]
@@ -169,8 +192,12 @@ def summarise(df: pd.DataFrame) -> str:
 
     lines += ["", "| comparison | wins | ties | losses | wins where they differ |",
               "|---|---:|---:|---:|---:|"]
-    for a, b in (("warm_5", "cold_5"), ("warm_10", "cold_10"), ("warm_25", "cold_25"),
-                 ("warm_10", "cold_25"), ("zero_shot", "cold_5")):
+    pairs = [("warm_5", "cold_5"), ("warm_10", "cold_10"), ("warm_25", "cold_25"),
+             ("warm_10", "cold_25"), ("zero_shot", "cold_5")]
+    for v in extra:
+        pairs += [(f"{v}_warm_10", "cold_10"), (f"{v}_zero_shot", "cold_5"),
+                  ("warm_10", f"{v}_warm_10")]
+    for a, b in pairs:
         lines.append(wtl(a, b))
     return "\n".join(lines)
 
@@ -181,6 +208,10 @@ def main() -> None:
     ap.add_argument("--n-tasks", type=int, default=60)
     ap.add_argument("--warm-start", type=int, default=10)
     ap.add_argument("-k", type=int, default=10)
+    ap.add_argument("--variants", default="local,rank",
+                    help="warm-start strategies, comma-separated; the first runs to 25 trials, "
+                         "the others through their suggestions only")
+    ap.add_argument("--n-jobs", type=int, default=1, help="tasks run at once")
     ap.add_argument("--out", default=str(RESULTS / "loo_tasks.csv"))
     ap.add_argument("--summary-only", action="store_true")
     ap.add_argument("--verify-cold", type=int, default=2,
@@ -189,25 +220,32 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     mb = load_metabase(args.metabase)
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     done = pd.read_csv(out) if out.exists() else pd.DataFrame()
     if not args.summary_only:
         rows = done.to_dict("records")
         specs = task_specs(mb)
-        for tid in choose_tasks(mb, args.n_tasks):
-            if len(done) and tid in set(done["task_id"]):
-                continue
-            verify = args.verify_cold > 0
-            args.verify_cold -= 1
-            res = run_task(mb, specs, tid, args.warm_start, args.k, verify_cold=verify)
-            rows.append(res)
-            pd.DataFrame(rows).to_csv(out, index=False)
-            print(f"{tid:<45} warm10={res['warm_10']} cold10={res['cold_10']} "
-                  f"({res['warm_seconds']} s)", flush=True)
+        todo = [t for t in choose_tasks(mb, args.n_tasks)
+                if not (len(done) and t in set(done["task_id"]))]
+        lock = threading.Lock()
+
+        def one(i: int, tid: str) -> None:
+            res = run_task(mb, specs, tid, args.warm_start, args.k, variants,
+                           verify_cold=i < args.verify_cold)
+            with lock:
+                rows.append(res)
+                pd.DataFrame(rows).to_csv(out, index=False)
+                print(f"[{len(rows)}] {tid:<45} warm10={res['warm_10']} "
+                      f"cold10={res['cold_10']} ({res['warm_seconds']} s)", flush=True)
+
+        with ThreadPoolExecutor(max_workers=max(1, args.n_jobs)) as pool:
+            for f in [pool.submit(one, i, t) for i, t in enumerate(todo)]:
+                f.result()
         done = pd.DataFrame(rows)
     text = summarise(done)
     (out.with_suffix(".md")).write_text(
         "# Leave-one-task-out: warm vs cold\n\nCommand: `python benchmarks/loo.py "
-        f"--n-tasks {args.n_tasks}`\n\n" + text + "\n")
+        f"--n-tasks {args.n_tasks} --variants {args.variants}`\n\n" + text + "\n")
     print(text)
 
 

@@ -33,6 +33,24 @@ def breast_cancer_csv(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_csv(tmp_path_factory) -> Path:
+    """160 rows, 4 numeric and 1 categorical feature, a binary target ``label``: for tests of
+    the machinery (processes, storage, signals) where trials should take a fraction of a
+    second."""
+    rng = np.random.default_rng(7)
+    n = 160
+    X = rng.normal(size=(n, 4))
+    colour = rng.choice(["red", "green", "blue"], size=n)
+    logit = X[:, 0] - 0.8 * X[:, 1] + (colour == "red") + rng.normal(scale=0.7, size=n)
+    df = pd.DataFrame(X, columns=["a", "b", "c", "d"]).round(4)
+    df["colour"] = colour
+    df["label"] = np.where(logit > 0.3, "yes", "no")
+    path = tmp_path_factory.mktemp("data") / "small.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
 def diabetes_csv(tmp_path_factory) -> Path:
     from sklearn.datasets import load_diabetes
 
@@ -60,3 +78,13 @@ def mixed_frame() -> pd.DataFrame:
         "const": 7,
         "label": y,
     })
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throwaway PostgreSQL cluster for the whole session (skips without PostgreSQL;
+    fails under CI=true)."""
+    from .postgres import throwaway_cluster
+
+    with throwaway_cluster() as url:
+        yield url

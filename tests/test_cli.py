@@ -22,16 +22,16 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_fit_predict_evaluate_classification(tmp_path, breast_cancer_csv):
     run = tmp_path / "run"
-    r = run_cli("fit", breast_cancer_csv, "--target", "diagnosis", "--n-trials", "4",
+    r = run_cli("fit", breast_cancer_csv, "--target", "diagnosis", "--n-trials", "3",
                 "--output", run, "--json")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)  # stdout holds exactly one JSON document
-    assert summary["task"] == "binary" and summary["trials"]["total"] == 4
+    assert summary["task"] == "binary" and summary["trials"]["total"] == 3
     assert {p.name for p in run.iterdir()} == {"model.joblib", "manifest.json", "study.db",
                                                "leaderboard.csv", "report.json", "report.html"}
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["target"] == "diagnosis" and len(manifest["model_sha256"]) == 64
-    assert len(pd.read_csv(run / "leaderboard.csv")) == 4
+    assert len(pd.read_csv(run / "leaderboard.csv")) == 3
     report = json.loads((run / "report.json").read_text())
     assert report["target_distribution"]["counts"] == {"benign": 357, "malignant": 212}
     oof = report["diagnostics"]["oof"]

@@ -18,6 +18,8 @@ import pytest
 from automl_meta import AutoML
 from automl_meta.space import load_space
 
+from .studies import wait_for_trials
+
 
 def _worker_children() -> list[int]:
     """PIDs of this process's trial-worker children (Linux /proc)."""
@@ -54,13 +56,13 @@ def _svm_hog() -> dict:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_refits_best_and_exits_130(tmp_path, breast_cancer_csv, sig):
+def test_interrupt_refits_best_and_exits_130(tmp_path, small_csv, sig):
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "automl_meta", "fit", str(breast_cancer_csv),
-                             "--target", "diagnosis", "--time-budget", "120", "--output",
+    proc = subprocess.Popen([sys.executable, "-m", "automl_meta", "fit", str(small_csv),
+                             "--target", "label", "--time-budget", "120", "--output",
                              str(run), "--no-warm-start", "--quiet"],
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(9)  # worker start-up and a few trials
+    wait_for_trials(proc, tmp_path / ".run.partial" / "study.db", 1)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -73,7 +75,7 @@ def test_interrupt_refits_best_and_exits_130(tmp_path, breast_cancer_csv, sig):
         assert report["final_model"]["trial"] == report["best"]["trial"]
     assert "interrupted" in err
     pred = subprocess.run([sys.executable, "-m", "automl_meta", "predict", str(run),
-                           str(breast_cancer_csv)], capture_output=True, text=True)
+                           str(small_csv)], capture_output=True, text=True)
     assert pred.returncode == 0, pred.stderr
     leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".run.partial")]
     assert not leftovers

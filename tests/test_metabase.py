@@ -84,11 +84,11 @@ def test_build_from_folder_end_to_end(corpus, tmp_path, capsys):
 
 def test_resume_after_kill_equals_uninterrupted(corpus, tmp_path):
     reference = tmp_path / "reference"
-    build_metabase(list_tasks(corpus), reference, trials_per_task=5)
+    build_metabase(list_tasks(corpus), reference, trials_per_task=3)
 
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "automl_meta", "build-metabase", str(corpus), "--output",
-           str(out), "--trials-per-task", "5", "--quiet"]
+           str(out), "--trials-per-task", "3", "--quiet"]
     proc = subprocess.Popen(cmd, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # kill once the first task is stored
@@ -102,7 +102,7 @@ def test_resume_after_kill_equals_uninterrupted(corpus, tmp_path):
     assert partial.manifest["status"] == "partial" and 1 <= len(partial.tasks) < 3
 
     assert main(["build-metabase", str(corpus), "--output", str(out), "--trials-per-task",
-                 "5", "--resume", "--quiet"]) == 0
+                 "3", "--resume", "--quiet"]) == 0
     resumed = load_metabase(out)
     assert resumed.manifest["status"] == "complete"
     a, b = _without_timing(resumed), _without_timing(load_metabase(reference))

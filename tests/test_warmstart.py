@@ -16,7 +16,7 @@ from automl_meta.metabase import load_metabase
 from automl_meta.neighbors import distances, fit_normalisation, nearest, normalise
 from automl_meta.sources.directory import list_tasks
 from automl_meta.space import load_space
-from automl_meta.warmstart import compute_portfolio, suggest
+from automl_meta.warmstart import compute_portfolio, greedy_order, suggest
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def tiny_metabase(tmp_path_factory):
     r["t"] = r.a * 2 + rng.normal(size=150)
     r.to_csv(folder / "reg.csv", index=False)
     out = tmp_path_factory.mktemp("mb") / "metabase"
-    build_metabase(list_tasks(folder), out, trials_per_task=4)
+    build_metabase(list_tasks(folder), out, trials_per_task=4, n_jobs=2)
     return out
 
 
@@ -78,7 +78,10 @@ def test_suggestions_ordered_deduplicated_and_adapted(tiny_metabase):
     nbs = nearest(mb, mb.tasks.iloc[0].to_dict(), "binary", k=4)
     ws = suggest(mb, nbs, "binary", 500, space, n=8)
     origins = [s.origin for s in ws.suggestions]
-    assert origins[0] == f"neighbour:{nbs[0].task_id}"
+    assert origins[0] in {f"neighbour:{nb.task_id}" for nb in nbs}
+    ranked = suggest(mb, nbs, "binary", 500, space, n=8, strategy="rank")
+    assert ranked.suggestions[0].origin == f"neighbour:{nbs[0].task_id}"
+    assert ranked.suggestions[0].rank == 0  # the nearest neighbour's best comes first
     ids = [json.dumps(s.config, sort_keys=True) for s in ws.suggestions]
     assert len(ids) == len(set(ids)) and len(ids) <= 8
     assert all(space.check_config(s.config, "binary") is None for s in ws.suggestions)
@@ -87,6 +90,40 @@ def test_suggestions_ordered_deduplicated_and_adapted(tiny_metabase):
     assert all(s.config["family"] != "svm" for s in big.suggestions)
     if any(mb.configs[c]["family"] == "svm" for c in mb.results["config_id"]):
         assert any("svm" in line for line in big.log)
+
+
+def test_greedy_order_weighs_tasks_and_covers_them():
+    perf = np.array([[1.0, -1.0, -1.0],    # excellent on task 0 only
+                     [0.6, 0.6, 0.6],      # good everywhere
+                     [-1.0, 1.0, 1.0]])    # excellent on tasks 1 and 2
+    # equal weights: the all-rounder first, then what covers tasks 1 and 2, then task 0
+    assert greedy_order(perf, np.ones(3), 3) == [1, 2, 0]
+    # task 0 is by far the most similar: its specialist first
+    assert greedy_order(perf, np.array([10.0, 1.0, 1.0]), 3)[0] == 0
+    assert greedy_order(perf, np.ones(3), 2) == [1, 2]
+
+
+def test_local_strategy_starts_with_the_best_across_neighbours(tiny_metabase):
+    from automl_meta.warmstart import (
+        _normalised_results,
+        _top_candidates,
+        neighbour_weights,
+        transfer_matrix,
+    )
+
+    mb = load_metabase(tiny_metabase)
+    space = load_space()
+    nbs = nearest(mb, mb.tasks.iloc[0].to_dict(), "binary", k=4)
+    ids = [nb.task_id for nb in nbs]
+    res = _normalised_results(mb, space, ids)
+    cands = _top_candidates(res, ids, 10)
+    expected = transfer_matrix(mb, space, cands, res, ids) @ neighbour_weights(nbs)
+    first = suggest(mb, nbs, "binary", 500, space, n=1).suggestions[0]
+    best = cands[int(np.argmax(expected))]
+    assert json.dumps(first.config, sort_keys=True) == json.dumps(mb.configs[best],
+                                                                  sort_keys=True)
+    with pytest.raises(ValueError, match="strategy"):
+        suggest(mb, nbs, "binary", 500, space, n=1, strategy="nope")
 
 
 def test_portfolio_is_greedy_and_valid(tiny_metabase):
@@ -102,24 +139,26 @@ def test_portfolio_is_greedy_and_valid(tiny_metabase):
 
 def test_warm_fit_marks_origins_and_reports_neighbours(tiny_metabase, mixed_frame):
     X, y = mixed_frame.drop(columns="label"), mixed_frame["label"]
-    model = AutoML(n_trials=5, warm_start=3, metabase=str(tiny_metabase), seed=0).fit(X, y)
+    model = AutoML(n_trials=5, warm_start=3, metabase=str(tiny_metabase), seed=0,
+                   diagnostics=False).fit(X, y)
     origins = model.leaderboard_["origin"].tolist()
     assert all(o.startswith(("neighbour:", "portfolio")) for o in origins[:3])
     assert origins[3:] == ["tpe", "tpe"]
     summary = model.summary()
     assert len(summary["warm_start"]["neighbors"]) == 4
-    cold = AutoML(n_trials=3, warm_start=0, metabase=str(tiny_metabase)).fit(X, y)
+    cold = AutoML(n_trials=3, warm_start=0, metabase=str(tiny_metabase),
+                  diagnostics=False).fit(X, y)
     assert set(cold.leaderboard_["origin"]) == {"tpe"}
 
 
-def test_broken_metabase_means_cold_start_with_warning(tiny_metabase, tmp_path, breast_cancer_csv,
+def test_broken_metabase_means_cold_start_with_warning(tiny_metabase, tmp_path, small_csv,
                                                        capsys):
     broken = tmp_path / "broken"
     shutil.copytree(tiny_metabase, broken)
     with open(broken / "tasks.csv", "a") as fh:
         fh.write("garbage\n")
     run = tmp_path / "run"
-    code = main(["fit", str(breast_cancer_csv), "--target", "diagnosis", "--n-trials", "2",
+    code = main(["fit", str(small_csv), "--target", "label", "--n-trials", "2", "--no-report",
                  "--metabase", str(broken), "--output", str(run), "--json"])
     captured = capsys.readouterr()
     assert code == 0

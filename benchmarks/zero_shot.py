@@ -1,0 +1,142 @@
+"""Zero-shot: how good is the *first* warm-start configuration of each strategy?
+
+Leave-one-task-out as in ``loo.py`` (the task and its variants removed; normalisation,
+neighbours and portfolio from what is left), on the same tasks, data, folds and seed. For
+each strategy of :func:`automl_meta.warmstart.suggest` the first suggested configuration is
+evaluated once (a configuration two strategies both chose is evaluated once); its CV score
+is compared with the best of the cold search's first 5 trials (the build's stored study).
+
+    python benchmarks/zero_shot.py --n-tasks 60 --n-jobs 2     # resumable
+
+Writes ``benchmarks/results/zero_shot.csv`` and ``zero_shot.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from loo import (  # noqa: E402
+    best_so_far,
+    choose_tasks,
+    context_for,
+    normalise_per_task,
+    stem,
+    task_specs,
+)
+
+from automl_meta.metabase import Metabase, load_metabase  # noqa: E402
+from automl_meta.neighbors import fit_normalisation, nearest  # noqa: E402
+from automl_meta.search import run_search  # noqa: E402
+from automl_meta.space import load_space, task_kind  # noqa: E402
+from automl_meta.warmstart import BLEND_NEIGHBOURS, compute_portfolio, suggest  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+STRATEGIES = ("local", "blend", "portfolio", "rank")
+
+
+def run_task(mb: Metabase, specs: dict, task_id: str, k: int) -> dict:
+    space = load_space()
+    row = mb.tasks.set_index("task_id").loc[task_id].copy()
+    row["task_id"] = task_id
+    names = mb.tasks.set_index("task_id")["name"].astype(str)
+    excluded = {t for t, n in names.items() if stem(n) == stem(str(row["name"]))}
+    norm = fit_normalisation(mb.tasks[~mb.tasks["task_id"].isin(excluded)])
+    wide = nearest(mb, row.to_dict(), row["task"], k=max(k, BLEND_NEIGHBOURS),
+                   exclude=excluded, normalisation=norm)
+    portfolio = compute_portfolio(mb, space, task_kind(row["task"]), exclude=excluded)
+    ctx, seed = context_for(row, mb, specs[task_id])
+    timeout = float(mb.manifest["build"].get("trial_timeout") or 120)
+    greater = str(row["greater_is_better"]).lower() in ("true", "1", "1.0")
+    cold = mb.results[mb.results["task_id"] == task_id].sort_values("trial")
+    cold_scores = [None if r.state != "COMPLETE" else float(r.score)
+                   for r in cold.itertuples()]
+    out = {"task_id": task_id, "task": row["task"], "greater_is_better": greater,
+           "cold_1": best_so_far(cold_scores, greater, 1),
+           "cold_5": best_so_far(cold_scores, greater, 5)}
+    scored: dict[str, float | None] = {}
+    for strategy in STRATEGIES:
+        nbs = wide if strategy == "blend" else wide[:k]
+        ws = suggest(mb, nbs, row["task"], len(ctx.y), space, 1, portfolio=portfolio,
+                     strategy=strategy)
+        if not ws.suggestions:
+            out[strategy] = None
+            continue
+        config = ws.suggestions[0].config
+        key = json.dumps(config, sort_keys=True)
+        if key not in scored:
+            res = run_search(ctx, n_trials=1, seed=seed, enqueue=[(config, strategy)],
+                             trial_timeout=timeout, prune=False)
+            rec = res.records[0] if res.records else None
+            scored[key] = rec.score if rec is not None and rec.state == "COMPLETE" else None
+        out[strategy] = scored[key]
+        out[f"{strategy}_family"] = config["family"]
+    return out
+
+
+def summarise(df: pd.DataFrame) -> str:
+    lines = [f"{len(df)} tasks ({(df.task == 'regression').sum()} regression, "
+             f"{(df.task != 'regression').sum()} classification)", "",
+             "| first configuration of | beats cold best of 5 | ties | loses | beats cold's "
+             "first trial | mean normalised score |", "|---|---:|---:|---:|---:|---:|"]
+    norm = normalise_per_task(df, list(STRATEGIES) + ["cold_1", "cold_5"])
+    for s in STRATEGIES:
+        d5 = norm[s] - norm["cold_5"]
+        d1 = norm[s] - norm["cold_1"]
+        w, t, lo = int((d5 > 1e-9).sum()), int((d5.abs() <= 1e-9).sum()), int((d5 < -1e-9).sum())
+        lines.append(f"| {s} | {w} ({w / len(df):.0%}) | {t} | {lo} | "
+                     f"{int((d1 > 1e-9).sum())} ({(d1 > 1e-9).mean():.0%}) | "
+                     f"{norm[s].mean():.3f} |")
+    lines.append(f"| (cold best of 5) | | | | | {norm['cold_5'].mean():.3f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="zero-shot warm-start strategies")
+    ap.add_argument("--metabase", default=str(ROOT / "metabase"))
+    ap.add_argument("--n-tasks", type=int, default=60)
+    ap.add_argument("-k", type=int, default=10)
+    ap.add_argument("--n-jobs", type=int, default=1)
+    ap.add_argument("--out", default=str(RESULTS / "zero_shot.csv"))
+    ap.add_argument("--summary-only", action="store_true")
+    args = ap.parse_args()
+    out = Path(args.out)
+    mb = load_metabase(args.metabase)
+    done = pd.read_csv(out) if out.exists() else pd.DataFrame()
+    rows = done.to_dict("records")
+    if not args.summary_only:
+        specs = task_specs(mb)
+        have = set(done["task_id"]) if len(done) else set()
+        todo = [t for t in choose_tasks(mb, args.n_tasks) if t not in have]
+        lock = threading.Lock()
+
+        def one(tid: str) -> None:
+            res = run_task(mb, specs, tid, args.k)
+            with lock:
+                rows.append(res)
+                pd.DataFrame(rows).to_csv(out, index=False)
+                print(f"[{len(rows)}] {tid:<45} " + " ".join(
+                    f"{s}={res.get(s)}" for s in (*STRATEGIES, "cold_5")), flush=True)
+
+        with ThreadPoolExecutor(max_workers=max(1, args.n_jobs)) as pool:
+            for f in [pool.submit(one, t) for t in todo]:
+                f.result()
+    text = summarise(pd.DataFrame(rows))
+    out.with_suffix(".md").write_text(
+        "# Zero-shot: the first warm-start configuration of each strategy\n\nCommand: "
+        f"`python benchmarks/zero_shot.py --n-tasks {args.n_tasks}`\n\n{text}\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
