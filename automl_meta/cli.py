@@ -643,7 +643,7 @@ def _build_distributed(specs: list[Any], storage: str, *, output: Path | None,
                        source_info: dict[str, Any], command: str, console: Any,
                        quiet: bool) -> None:
     """``build-metabase --storage``: register or join the build, work, export (leader)."""
-    from .build import build_metabase_distributed
+    from .build_distributed import build_metabase_distributed
     from .search import redact
 
     started = time.monotonic()
@@ -754,7 +754,7 @@ def metabase_export(
 ) -> None:
     """Write the metabase of a `build-metabase --storage` build (same files as a local
     build): status complete when every task is done or failed, else partial (a snapshot)."""
-    from .build import export_build
+    from .build_distributed import export_build
 
     manifest = export_build(storage, output, build_name=build, overwrite=overwrite)
     if json_out:

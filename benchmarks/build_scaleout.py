@@ -36,8 +36,9 @@ CORPUS = ROOT.parent / "shared" / "corpus"
 REPORT = ROOT / "benchmarks" / "results" / "build_scaleout.md"
 sys.path.insert(0, str(ROOT))
 
-from automl_meta.build_queue import BuildQueue, redact  # noqa: E402
+from automl_meta.build_queue import BuildQueue  # noqa: E402
 from automl_meta.metabase import load_metabase  # noqa: E402
+from automl_meta.search import redact  # noqa: E402
 from automl_meta.sources.directory import _task_id  # noqa: E402
 
 
