@@ -272,7 +272,7 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
                 limits = [x for x in (search_deadline(), trial_end) if x is not None]
                 timeout = min(limits) - time.monotonic() if limits else None
                 try:
-                    out = worker.run(("fold", config, k), timeout)
+                    out = worker.run(("fold", config, k), timeout, limit=search_deadline)
                 except EvaluationTimeout as exc:
                     what = "trial time-out" if trial_end is not None and \
                         time.monotonic() >= trial_end - 0.01 else "time budget"

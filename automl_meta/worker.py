@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -137,8 +138,14 @@ class Worker:
     def _alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def run(self, request: tuple, timeout: float | None) -> dict[str, Any]:
-        """Evaluate ``request``; raise :class:`EvaluationTimeout` / :class:`EvaluationFailed`."""
+    def run(self, request: tuple, timeout: float | None,
+            limit: Callable[[], float | None] | None = None) -> dict[str, Any]:
+        """Evaluate ``request``; raise :class:`EvaluationTimeout` / :class:`EvaluationFailed`.
+
+        ``limit``, if given, is polled while the child works: a ``time.monotonic()`` value
+        that may move earlier (e.g. the search keeps time for the final refit once a slow
+        best trial exists); the evaluation is stopped when it passes.
+        """
         if self.in_process:
             try:
                 if request[0] == "fold":
@@ -162,12 +169,17 @@ class Worker:
                 self._conn.send(request)
             except (BrokenPipeError, OSError):  # the child died between two requests
                 raise EvaluationFailed(self._reap()) from None
+            started = time.monotonic()
             while True:
+                if limit is not None:
+                    moved = limit()
+                    if moved is not None and (deadline is None or moved < deadline):
+                        deadline = moved
                 step = 0.1 if self.memory_limit else 0.5
                 wait = step if deadline is None else min(step, deadline - time.monotonic())
                 if wait <= 0:
                     self.kill()
-                    raise EvaluationTimeout(f"stopped after {timeout:.1f} s")
+                    raise EvaluationTimeout(f"stopped after {time.monotonic() - started:.1f} s")
                 if self._conn.poll(wait):
                     break
                 if not self._alive():
