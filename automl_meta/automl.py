@@ -20,7 +20,7 @@ from . import metrics as metrics_mod
 from .data import Dataset, prepare_dataset, regression_target
 from .diagnostics import compute_diagnostics, target_distribution
 from .errors import AutoMLError, UsageError
-from .evaluate import EvalContext, make_folds, search_rows
+from .evaluate import EvalContext, fit_full, make_folds, search_rows
 from .model import TabularModel
 from .progress import Reporter
 from .rundir import write_run_dir
@@ -31,6 +31,9 @@ from .worker import EvaluationFailed, EvaluationTimeout, Worker
 DEFAULT_TIME_BUDGET = 60.0
 DEFAULT_WARM_START = 10
 DEFAULT_NEIGHBORS = 10
+DEFAULT_STRATEGY = "learned"
+#: below this many seconds left for the search, "learned" gives way to the cheaper "local"
+LEARNED_MIN_SECONDS = 8.0
 DEFAULT_MAX_SEARCH_ROWS = 20_000
 WRITE_RESERVE_SECONDS = 1.5
 REPORT_RESERVE_SECONDS = 1.5  # rendering report.html (matplotlib imported during the search)
@@ -68,7 +71,12 @@ class AutoML(BaseEstimator):
         Metabase folder (default: the bundled one). A metabase that cannot be used (corrupt,
         other search-space version) means a cold start with a warning, never a crash.
     n_neighbors : int
-        How many nearest prior tasks the warm start draws on.
+        How many nearest prior tasks the warm start draws on (and the report lists).
+    warm_start_strategy : {"learned", "local", "blend", "rank", "portfolio"}
+        How the warm-start configurations are chosen (:func:`automl_meta.warmstart.suggest`):
+        ``"learned"`` (default) ranks the prior tasks' best configurations with a
+        performance model fitted on the metabase (:mod:`automl_meta.surrogate`); the others
+        draw on the nearest neighbours or the global portfolio.
     warm_start_configs : list of dict, optional
         Your own configurations, evaluated before the warm start's (each a flat
         configuration, optionally with an ``"_origin"`` key saying where it came from).
@@ -115,6 +123,7 @@ class AutoML(BaseEstimator):
                  time_budget: float | None = None, n_trials: int | None = None, seed: int = 0,
                  n_jobs: int = 1, warm_start: int = DEFAULT_WARM_START,
                  metabase: str | None = None, n_neighbors: int = DEFAULT_NEIGHBORS,
+                 warm_start_strategy: str = DEFAULT_STRATEGY,
                  warm_start_configs: list[dict] | None = None,
                  max_search_rows: int = DEFAULT_MAX_SEARCH_ROWS,
                  memory_limit: float | None = None, storage: str | None = None,
@@ -131,6 +140,7 @@ class AutoML(BaseEstimator):
         self.warm_start = warm_start
         self.metabase = metabase
         self.n_neighbors = n_neighbors
+        self.warm_start_strategy = warm_start_strategy
         self.warm_start_configs = warm_start_configs
         self.max_search_rows = max_search_rows
         self.memory_limit = memory_limit
@@ -216,6 +226,10 @@ class AutoML(BaseEstimator):
             raise UsageError("--time-budget must be positive")
         if self.n_trials is not None and self.n_trials < 1:
             raise UsageError("--n-trials must be at least 1")
+        from .warmstart import STRATEGIES
+        if self.warm_start_strategy not in STRATEGIES:
+            raise UsageError(f"unknown warm-start strategy {self.warm_start_strategy!r}; "
+                             f"use one of {', '.join(STRATEGIES)}")
         deadline = started + budget if budget else None
         self.metric_ = metric
         self.dataset_ = dataset
@@ -237,9 +251,10 @@ class AutoML(BaseEstimator):
             else:
                 self.warnings_.append(f"ignored a warm_start_configs entry: {reason}")
         self.metafeatures_, self.neighbors_, self.warm_start_log_ = {}, [], []
+        self.warm_start_strategy_: str | None = None
         if self.warm_start and self.warm_start > 0:
             reporter.phase("warm start")
-            enqueue += self._warm_start(dataset, space, len(search_idx))
+            enqueue += self._warm_start(dataset, space, len(search_idx), deadline)
         for w in self.warnings_:
             reporter.warn(w)
         if self.report:  # import the report's plotting stack while the search runs
@@ -285,9 +300,14 @@ class AutoML(BaseEstimator):
         self.fit_seconds_ = time.monotonic() - started
         return self
 
-    def _warm_start(self, dataset: Dataset, space: Any, n_rows: int
-                    ) -> list[tuple[dict, str]]:
-        """Meta-features → nearest prior tasks → ordered configurations (empty on failure)."""
+    def _warm_start(self, dataset: Dataset, space: Any, n_rows: int,
+                    deadline: float | None = None) -> list[tuple[dict, str]]:
+        """Meta-features → nearest prior tasks → ordered configurations (empty on failure).
+
+        The ``"learned"`` strategy fits its performance model first (one to two seconds);
+        with less than ``LEARNED_MIN_SECONDS`` of the budget left it gives way to
+        ``"local"``, which needs a fraction of a second, and the log says so.
+        """
         from .errors import MetabaseError
         from .metabase import load_metabase
         from .metafeatures import compute_metafeatures
@@ -306,50 +326,42 @@ class AutoML(BaseEstimator):
         if not self.neighbors_:
             self.warnings_.append("the metabase holds no prior task of this kind; the "
                                   "portfolio alone seeds the search")
-        ws = suggest(mb, self.neighbors_, dataset.task, n_rows, space, self.warm_start)
-        self.warm_start_log_ = ws.log
+        strategy, log = self.warm_start_strategy, []
+        if strategy == "learned" and deadline is not None and \
+                deadline - time.monotonic() < LEARNED_MIN_SECONDS:
+            strategy = "local"
+            log.append(f"strategy 'local' instead of 'learned': less than "
+                       f"{LEARNED_MIN_SECONDS:g} s of the budget left for the search")
+        ws = suggest(mb, self.neighbors_, dataset.task, n_rows, space, self.warm_start,
+                     strategy=strategy, metafeatures=self.metafeatures_)
+        self.warm_start_strategy_ = strategy
+        self.warm_start_log_ = log + ws.log
         return [(s.config, s.origin) for s in ws.suggestions]
 
     def _refit(self, search: SearchResult, worker: Worker, dataset: Dataset, space: Any,
                deadline: float | None, grace: float | None) -> tuple[TabularModel, dict]:
         """Fit the best configuration on all rows; fall back to faster ones if time runs out."""
         # Order: the best trial; faster top-5 trials (only if their estimated refit fits
-        # the time left); family defaults only when no trial completed; last, a linear
-        # model on a subsample, so a fit always ends with a model (the report says which).
+        # the time left); last, whatever time is left, a linear model with default settings
+        # on at most LAST_RESORT_ROWS rows, fitted in this process (no worker to start), so
+        # that a fit always ends with a model (the report says which and why).
         candidates: list[tuple[dict, str, TrialRecord | None]] = []
         ranked = search.ranked()
         n = dataset.n_rows
         # rows each CV fit saw (the fit times in the leaderboard were measured on them)
         train_rows = max(self.search_rows_ * (search.n_folds - 1) // max(search.n_folds, 1), 1)
-        sub = None
-        last_resort = []
-        if n > LAST_RESORT_ROWS:
-            sub = search_rows(worker.ctx.y, dataset.task, LAST_RESORT_ROWS, self.seed)
-            last_resort = [(space.default_config("linear", dataset.task),
-                            f"fallback: linear defaults on {LAST_RESORT_ROWS} of {n} rows "
-                            "(no time left for more)", None)]
         if ranked:
             candidates.append((ranked[0].config, "best trial", ranked[0]))
             for r in sorted(ranked[1:5], key=lambda r: r.fit_seconds):
                 candidates.append((r.config, "fallback: faster top-5 trial", r))
-            candidates += last_resort
-        else:  # nothing completed in time: the cheap guaranteed model first
-            candidates += last_resort
-            candidates.append((space.default_config("linear", dataset.task),
-                               "fallback: linear defaults (no trial succeeded)", None))
         errors = []
         for i, (config, why, record) in enumerate(candidates):
-            rows = sub if why.startswith("fallback: linear defaults on") else None
             if deadline is None:
                 timeout = None
             else:
-                # the best gets most of the remaining grace; later candidates what is left
-                # the refit must leave the end of the grace period to diagnostics, writing
-                # and the report
-                share = 0.3 if i == 0 else 0.45
-                if rows is not None:
-                    share = 0.55
-                timeout = deadline + share * grace - time.monotonic()
+                # the best gets part of the grace period, later candidates what is left; the
+                # rest is for the last resort, diagnostics, writing and the report
+                timeout = deadline + (0.3 if i == 0 else 0.45) * grace - time.monotonic()
                 if timeout <= 0.2:
                     errors.append(f"{config['family']}: no time left")
                     continue
@@ -360,8 +372,7 @@ class AutoML(BaseEstimator):
                                       f"{timeout:.0f} s left")
                         continue
             try:
-                out = worker.run(("fit", config) if rows is None else ("fit", config, rows),
-                                 timeout)
+                out = worker.run(("fit", config), timeout)
             except (EvaluationTimeout, EvaluationFailed) as exc:
                 errors.append(f"{config['family']}: {exc}")
                 continue
@@ -371,8 +382,22 @@ class AutoML(BaseEstimator):
                     "trial": record.number if record else None,
                     "cv_score": record.score if record else None, "skipped": errors}
             return model, info
-        raise AutoMLError("no configuration could be fitted on all rows within the budget: "
-                          + "; ".join(errors))
+        config = space.default_config("linear", dataset.task)
+        rows = None
+        why = "fallback: linear defaults" + (" (no trial succeeded)" if not ranked else "")
+        if n > LAST_RESORT_ROWS:
+            rows = search_rows(worker.ctx.y, dataset.task, LAST_RESORT_ROWS, self.seed)
+            why += f" on {LAST_RESORT_ROWS} of {n} rows (no time left for more)"
+        try:
+            out = fit_full(worker.ctx, config, rows)
+        except Exception as exc:
+            errors.append(f"linear: {type(exc).__name__}: {exc}")
+            raise AutoMLError("no configuration could be fitted: " + "; ".join(errors)
+                              ) from exc
+        model = TabularModel(out["pipeline"], dataset.schema, dataset.task, dataset.target,
+                             dataset.classes, config)
+        return model, {"config": config, "reason": why, "fit_seconds": out["fit_seconds"],
+                       "trial": None, "cv_score": None, "skipped": errors}
 
     # ------------------------------------------------------------------ outputs
     def summary(self) -> dict[str, Any]:
@@ -401,6 +426,7 @@ class AutoML(BaseEstimator):
             | {"skipped": self.refit_["skipped"]},
             "time_budget": self.time_budget_, "elapsed_seconds": round(self.fit_seconds_, 2),
             "warm_start": {"requested": self.warm_start,
+                           "strategy": self.warm_start_strategy_,
                            "metabase": getattr(self, "metabase_path_", None),
                            "neighbors": [n.to_dict() for n in self.neighbors_],
                            "log": self.warm_start_log_},

@@ -72,6 +72,11 @@ def fit(
         help="Configurations from the nearest prior tasks evaluated first.")] = 10,
     no_warm_start: Annotated[bool, typer.Option(
         "--no-warm-start", help="Cold start: plain TPE, nothing from the metabase.")] = False,
+    warm_start_strategy: Annotated[str, typer.Option(
+        help="How warm-start configurations are chosen: learned (a performance model "
+             "fitted on the metabase ranks the prior tasks' best configurations), local "
+             "(a similarity-weighted portfolio of the nearest tasks), blend, rank, or "
+             "portfolio (good across the whole metabase).")] = "learned",
     metabase: Annotated[Path | None, typer.Option(
         help="Metabase folder (default: the bundled one).")] = None,
     n_jobs: Annotated[int, typer.Option(help="Trials evaluated in parallel.")] = 1,
@@ -115,6 +120,11 @@ def fit(
     check_output_dir(output, overwrite)
     if model_format not in ("joblib", "skops"):
         raise UsageError(f"unknown --model-format {model_format!r}; use joblib or skops")
+    from .warmstart import STRATEGIES
+
+    if warm_start_strategy not in STRATEGIES:
+        raise UsageError(f"unknown --warm-start-strategy {warm_start_strategy!r}; use one of "
+                         + ", ".join(STRATEGIES))
 
     implied = None if task else task_from_metric(metric)
     try:
@@ -135,6 +145,7 @@ def fit(
                     n_trials=n_trials, seed=seed, n_jobs=n_jobs, memory_limit=memory_limit,
                     storage=storage or staging.storage_url, study_name=study,
                     warm_start=0 if no_warm_start else warm_start,
+                    warm_start_strategy=warm_start_strategy,
                     metabase=str(metabase) if metabase else None, report=not no_report)
     reporter = None
     if not quiet and not json_out or (json_out and not quiet and sys.stderr.isatty()):

@@ -49,6 +49,7 @@ ORIGIN_STYLE = {
     "tpe": ("TPE", "#1f77b4", "o"),
     "neighbour": ("warm start: nearest prior task", "#ff7f0e", "s"),
     "portfolio": ("warm start: portfolio", "#2ca02c", "^"),
+    "learned": ("warm start: performance model", "#d62728", "v"),
     "user": ("user configuration", "#9467bd", "D"),
 }
 TOP_N = 10
@@ -290,6 +291,8 @@ def _origin_group(origin: str) -> str:
         return "neighbour"
     if origin.startswith("portfolio"):
         return "portfolio"
+    if origin.startswith("learned"):
+        return "learned"
     return "user"
 
 
@@ -301,6 +304,9 @@ def _origin_label(origin: str) -> str:
         return f"warm start · {task_id.rsplit('/', 1)[-1]}"
     if group == "portfolio":
         return "warm start · portfolio"
+    if group == "learned":
+        task_id = origin.split(":", 1)[1] if ":" in origin else ""
+        return "warm start · model" + (f" ({task_id.rsplit('/', 1)[-1]})" if task_id else "")
     if group == "tpe":
         return "TPE"
     return f"user · {origin}" if origin != "user" else "user"
@@ -723,7 +729,7 @@ def _section_neighbours(ctx: _Context) -> str:
         tried: dict[str, list[Any]] = {}
         for row in ctx.lb.itertuples(index=False):
             origin = str(row.origin)
-            if _origin_group(origin) == "neighbour" and ":" in origin:
+            if _origin_group(origin) in ("neighbour", "learned") and ":" in origin:
                 tried.setdefault(origin.split(":", 1)[1], []).append(row)
         rows = []
         for i, n in enumerate(neighbours, 1):

@@ -1,4 +1,12 @@
-"""Warm-start suggestions: the neighbours' best configurations, topped up from a portfolio.
+"""Warm-start suggestions: the prior tasks' best configurations, topped up from a portfolio.
+
+Strategy ``"learned"`` (the default). A performance model fitted on the metabase
+(:mod:`automl_meta.surrogate`: task meta-features + configuration → percentile rank among
+the task's trials) scores the five best configurations of every prior task of the same
+kind for this dataset; they are suggested highest predicted first, at most
+``max(2, n // 3)`` of one family before the other families had their turn (so a list of 10
+spans at least four families when the model likes several). In the leave-one-task-out
+benchmark (``benchmarks/loo.py``) it beat the neighbour-based strategies below.
 
 Transfer estimate. The metabase holds each task's own trials, never one configuration run
 on every task, so how configuration c would do on task t is estimated by the normalised
@@ -6,7 +14,7 @@ score on t of t's most similar trial of c's family (per-parameter distance on th
 [0, 1] scale; normalised per task: 0 = the task's median trial, 1 = its best, clipped at -1;
 a family never tried on t counts as -1).
 
-Neighbour configurations, strategy ``"local"`` (the default). The candidates are the ten
+Neighbour configurations, strategy ``"local"``. The candidates are the ten
 best configurations of each of the k nearest tasks; they are ordered greedily: each step
 takes the candidate that raises ``sum_t w_t * max(best so far on t, estimate of c on t)``
 the most, with the similarity weight ``w_t = 1 / (1 + d_t / d_ref)`` (``d_ref`` = the
@@ -41,6 +49,7 @@ import pandas as pd
 from .metabase import Metabase, config_id
 from .neighbors import Neighbor
 from .space import SearchSpace, task_kind
+from .surrogate import Surrogate, fit_surrogate
 
 FAR_DISTANCE = 1.5
 PORTFOLIO_SIZE = 25
@@ -153,12 +162,12 @@ def _normalised_results(metabase: Metabase, space: SearchSpace,
 
 def _top_candidates(res: pd.DataFrame, task_ids: Sequence[str], per_task: int) -> list[str]:
     """The ``per_task`` best config ids of each task, in task order, de-duplicated."""
-    out: list[str] = []
-    for tid in task_ids:
-        grp = res[res["task_id"] == tid]
-        out += list(grp.sort_values(["norm", "trial"], ascending=[False, True])["config_id"]
-                    .head(per_task))
-    return list(dict.fromkeys(out))
+    position = {t: i for i, t in enumerate(task_ids)}
+    top = res[res["task_id"].isin(position)].sort_values(["norm", "trial"],
+                                                          ascending=[False, True])
+    top = top.groupby("task_id", sort=False).head(per_task)
+    top = top.assign(pos=top["task_id"].map(position)).sort_values("pos", kind="stable")
+    return list(dict.fromkeys(top["config_id"]))
 
 
 def transfer_matrix(metabase: Metabase, space: SearchSpace, candidates: Sequence[str],
@@ -225,7 +234,9 @@ def compute_portfolio(metabase: Metabase, space: SearchSpace, kind: str,
 
 
 # ------------------------------------------------------------------------------ suggestions
-STRATEGIES = ("local", "blend", "rank", "portfolio")
+STRATEGIES = ("local", "blend", "rank", "portfolio", "learned")
+#: candidates of the "learned" strategy: the best configurations of every prior task
+LEARNED_CANDIDATES_PER_TASK = 5
 #: neighbours whose estimates the "blend" strategy weighs (its candidates come from the
 #: first ``LOCAL_SOURCES`` of them and from the portfolio)
 BLEND_NEIGHBOURS = 30
@@ -288,9 +299,40 @@ def _local_candidates(metabase: Metabase, neighbours: Sequence[Neighbor], space:
     return out, excluded
 
 
+def _learned_candidates(metabase: Metabase, surrogate: Surrogate,
+                        metafeatures: Mapping[str, Any], space: SearchSpace, allowed: set[str],
+                        n: int, extra: Sequence[str] = ()) -> list[Suggestion]:
+    """The prior tasks' best configurations ordered by the surrogate's prediction for this
+    dataset, at most ``max(2, n // 3)`` of one family before every family had its turn."""
+    res = _normalised_results(metabase, space, surrogate.task_ids)
+    res = res[res["family"].isin(allowed)]
+    candidates = _top_candidates(res, surrogate.task_ids, LEARNED_CANDIDATES_PER_TASK)
+    candidates += [c for c in extra if c in metabase.configs and c not in candidates
+                   and metabase.configs[c].get("family") in allowed]
+    if not candidates:
+        return []
+    pred = surrogate.predict(metafeatures, [metabase.configs[c] for c in candidates])
+    order = np.argsort(-pred, kind="stable")
+    source = res.drop_duplicates("config_id").set_index("config_id")
+    cap = max(2, n // 3)
+    first, rest, per_family = [], [], {}
+    for i in order:
+        family = metabase.configs[candidates[i]]["family"]
+        (first if per_family.get(family, 0) < cap else rest).append(i)
+        per_family[family] = per_family.get(family, 0) + 1
+    out = []
+    for i in first + rest:
+        cid = candidates[i]
+        origin = f"learned:{source.loc[cid, 'task_id']}" if cid in source.index \
+            else "portfolio"
+        out.append(Suggestion(dict(metabase.configs[cid]), origin, float(pred[i])))
+    return out
+
+
 def suggest(metabase: Metabase, neighbours: Sequence[Neighbor], task: str, n_rows: int,
             space: SearchSpace, n: int, portfolio: Sequence[str] | None = None,
-            strategy: str = "local") -> WarmStart:
+            strategy: str = "local", metafeatures: Mapping[str, Any] | None = None,
+            surrogate: Surrogate | None = None) -> WarmStart:
     """An ordered, de-duplicated list of at most ``n`` configurations for this dataset.
 
     Parameters
@@ -313,7 +355,14 @@ def suggest(metabase: Metabase, neighbours: Sequence[Neighbor], task: str, n_row
         similarity; ``"blend"`` the same over all ``neighbours`` given (pass
         ``BLEND_NEIGHBOURS``), with the global portfolio's configurations as candidates too;
         ``"rank"`` by each configuration's rank on its own neighbour and that neighbour's
-        distance; ``"portfolio"`` the global portfolio alone.
+        distance; ``"portfolio"`` the global portfolio alone; ``"learned"`` the prior
+        tasks' best configurations ranked by a performance model learned on the metabase
+        (:mod:`automl_meta.surrogate`; needs ``metafeatures``).
+    metafeatures : mapping, optional
+        The dataset's meta-features (strategy ``"learned"``).
+    surrogate : Surrogate, optional
+        A fitted performance model (strategy ``"learned"``; fitted on the whole metabase
+        when not given).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown warm-start strategy {strategy!r}; use one of {STRATEGIES}")
@@ -354,7 +403,17 @@ def suggest(metabase: Metabase, neighbours: Sequence[Neighbor], task: str, n_row
                            f"for {n_rows} rows / {task}")
     elif neighbours and strategy == "rank":
         candidates = _rank_candidates(metabase, neighbours, n)
-    far = not neighbours or neighbours[0].distance > FAR_DISTANCE
+    elif strategy == "learned":
+        if metafeatures is None:
+            raise ValueError("the 'learned' warm-start strategy needs the meta-features")
+        if surrogate is None:
+            surrogate = fit_surrogate(metabase, space, task)
+        if surrogate is None:
+            out.log.append("no performance model: fewer than 5 prior tasks of this kind")
+        else:
+            candidates = _learned_candidates(metabase, surrogate, metafeatures, space,
+                                             allowed, n, portfolio)
+    far = strategy != "learned" and (not neighbours or neighbours[0].distance > FAR_DISTANCE)
     n_neighbour = n if not far else n // 2
     for sug in candidates:
         if len(out.suggestions) >= n_neighbour:

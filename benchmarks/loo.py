@@ -40,6 +40,7 @@ from automl_meta.neighbors import fit_normalisation, nearest  # noqa: E402
 from automl_meta.search import run_search  # noqa: E402
 from automl_meta.sources.directory import list_tasks  # noqa: E402
 from automl_meta.space import load_space, task_kind  # noqa: E402
+from automl_meta.surrogate import fit_surrogate  # noqa: E402
 from automl_meta.warmstart import compute_portfolio, suggest  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -124,9 +125,12 @@ def run_task(mb: Metabase, specs: dict, task_id: str, warm_n: int, k: int,
            "nearest": neighbours[0].task_id if neighbours else None,
            "nearest_distance": neighbours[0].distance if neighbours else None,
            "greater_is_better": greater}
+    surrogate = fit_surrogate(mb, space, row["task"], exclude=excluded, normalisation=norm) \
+        if "learned" in variants else None
     for i, variant in enumerate(variants):
         ws = suggest(mb, neighbours, row["task"], len(ctx.y), space, warm_n,
-                     portfolio=portfolio, strategy=variant)
+                     portfolio=portfolio, strategy=variant, metafeatures=row.to_dict(),
+                     surrogate=surrogate)
         t0 = time.monotonic()
         n_trials = max(BUDGETS) if i == 0 else len(ws.suggestions)
         warm = run_search(ctx, n_trials=n_trials, seed=seed,
@@ -173,7 +177,8 @@ def summarise(df: pd.DataFrame) -> str:
     extra = sorted({c.split("_warm_")[0].split("_zero_shot")[0] for c in df.columns
                     if "_warm_" in c or c.endswith("_zero_shot")} - {""})
     extra = [v for v in extra if v not in ("warm", "cold")]
-    variant_cols = [f"{v}_{c}" for v in extra for c in ("warm_5", "warm_10", "zero_shot")
+    variant_cols = [f"{v}_{c}" for v in extra
+                    for c in ("warm_5", "warm_10", "warm_25", "zero_shot")
                     if f"{v}_{c}" in df.columns]
     cols = main_cols + variant_cols
     norm = normalise_per_task(df, cols)
@@ -184,7 +189,8 @@ def summarise(df: pd.DataFrame) -> str:
         lines.append(f"| {c} | {norm[c].mean():.3f} |")
 
     def wtl(a: str, b: str) -> str:
-        diff = (norm[a] - norm[b]).astype(float)
+        both = df[a].notna() & df[b].notna()  # tasks a variant was not run on are left out
+        diff = (norm[a] - norm[b]).astype(float)[both]
         w, t, lo = int((diff > 1e-9).sum()), int((diff.abs() <= 1e-9).sum()), int(
             (diff < -1e-9).sum())
         share = w / (w + lo) if w + lo else float("nan")
@@ -197,6 +203,8 @@ def summarise(df: pd.DataFrame) -> str:
     for v in extra:
         pairs += [(f"{v}_warm_10", "cold_10"), (f"{v}_zero_shot", "cold_5"),
                   ("warm_10", f"{v}_warm_10")]
+        if f"{v}_warm_25" in df.columns:
+            pairs += [(f"{v}_warm_25", "cold_25"), ("warm_25", f"{v}_warm_25")]
     for a, b in pairs:
         lines.append(wtl(a, b))
     return "\n".join(lines)
@@ -224,16 +232,23 @@ def main() -> None:
     done = pd.read_csv(out) if out.exists() else pd.DataFrame()
     if not args.summary_only:
         rows = done.to_dict("records")
+        by_task = {r["task_id"]: r for r in rows}
         specs = task_specs(mb)
+        # a task is to do when it has no default-variant result (warm_25) yet; results of
+        # other variants already in its row are kept
         todo = [t for t in choose_tasks(mb, args.n_tasks)
-                if not (len(done) and t in set(done["task_id"]))]
+                if pd.isna(by_task.get(t, {}).get("warm_25"))]
         lock = threading.Lock()
 
         def one(i: int, tid: str) -> None:
             res = run_task(mb, specs, tid, args.warm_start, args.k, variants,
                            verify_cold=i < args.verify_cold)
             with lock:
-                rows.append(res)
+                if tid in by_task:
+                    by_task[tid].update(res)
+                else:
+                    rows.append(res)
+                    by_task[tid] = res
                 pd.DataFrame(rows).to_csv(out, index=False)
                 print(f"[{len(rows)}] {tid:<45} warm10={res['warm_10']} "
                       f"cold10={res['cold_10']} ({res['warm_seconds']} s)", flush=True)

@@ -39,13 +39,15 @@ from automl_meta.metabase import Metabase, load_metabase  # noqa: E402
 from automl_meta.neighbors import fit_normalisation, nearest  # noqa: E402
 from automl_meta.search import run_search  # noqa: E402
 from automl_meta.space import load_space, task_kind  # noqa: E402
+from automl_meta.surrogate import fit_surrogate  # noqa: E402
 from automl_meta.warmstart import BLEND_NEIGHBOURS, compute_portfolio, suggest  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-STRATEGIES = ("local", "blend", "portfolio", "rank")
+STRATEGIES = ("local", "blend", "portfolio", "rank", "learned")
 
 
-def run_task(mb: Metabase, specs: dict, task_id: str, k: int) -> dict:
+def run_task(mb: Metabase, specs: dict, task_id: str, k: int,
+             strategies: tuple[str, ...] = STRATEGIES) -> dict:
     space = load_space()
     row = mb.tasks.set_index("task_id").loc[task_id].copy()
     row["task_id"] = task_id
@@ -65,10 +67,12 @@ def run_task(mb: Metabase, specs: dict, task_id: str, k: int) -> dict:
            "cold_1": best_so_far(cold_scores, greater, 1),
            "cold_5": best_so_far(cold_scores, greater, 5)}
     scored: dict[str, float | None] = {}
-    for strategy in STRATEGIES:
+    surrogate = fit_surrogate(mb, space, row["task"], exclude=excluded, normalisation=norm) \
+        if "learned" in strategies else None
+    for strategy in strategies:
         nbs = wide if strategy == "blend" else wide[:k]
         ws = suggest(mb, nbs, row["task"], len(ctx.y), space, 1, portfolio=portfolio,
-                     strategy=strategy)
+                     strategy=strategy, metafeatures=row.to_dict(), surrogate=surrogate)
         if not ws.suggestions:
             out[strategy] = None
             continue
@@ -89,8 +93,9 @@ def summarise(df: pd.DataFrame) -> str:
              f"{(df.task != 'regression').sum()} classification)", "",
              "| first configuration of | beats cold best of 5 | ties | loses | beats cold's "
              "first trial | mean normalised score |", "|---|---:|---:|---:|---:|---:|"]
-    norm = normalise_per_task(df, list(STRATEGIES) + ["cold_1", "cold_5"])
-    for s in STRATEGIES:
+    present = [s for s in STRATEGIES if s in df]
+    norm = normalise_per_task(df, present + ["cold_1", "cold_5"])
+    for s in present:
         d5 = norm[s] - norm["cold_5"]
         d1 = norm[s] - norm["cold_1"]
         w, t, lo = int((d5 > 1e-9).sum()), int((d5.abs() <= 1e-9).sum()), int((d5 < -1e-9).sum())
@@ -116,17 +121,25 @@ def main() -> None:
     rows = done.to_dict("records")
     if not args.summary_only:
         specs = task_specs(mb)
-        have = set(done["task_id"]) if len(done) else set()
-        todo = [t for t in choose_tasks(mb, args.n_tasks) if t not in have]
+        by_task = {r["task_id"]: r for r in rows}
+        # a task is to do for the strategies it has no column for (a strategy added later)
+        todo = [(t, tuple(s for s in STRATEGIES if s not in by_task.get(t, {})))
+                for t in choose_tasks(mb, args.n_tasks)]
+        todo = [(t, s) for t, s in todo if s]
         lock = threading.Lock()
 
-        def one(tid: str) -> None:
-            res = run_task(mb, specs, tid, args.k)
+        def one(item: tuple[str, tuple[str, ...]]) -> None:
+            tid, strategies = item
+            res = run_task(mb, specs, tid, args.k, strategies)
             with lock:
-                rows.append(res)
+                if tid in by_task:
+                    by_task[tid].update(res)
+                else:
+                    rows.append(res)
+                    by_task[tid] = res
                 pd.DataFrame(rows).to_csv(out, index=False)
-                print(f"[{len(rows)}] {tid:<45} " + " ".join(
-                    f"{s}={res.get(s)}" for s in (*STRATEGIES, "cold_5")), flush=True)
+                print(f"{tid:<45} " + " ".join(
+                    f"{s}={res.get(s)}" for s in (*strategies, "cold_5")), flush=True)
 
         with ThreadPoolExecutor(max_workers=max(1, args.n_jobs)) as pool:
             for f in [pool.submit(one, t) for t in todo]:

@@ -71,6 +71,9 @@ def test_time_budget_kills_a_slow_configuration():
     assert elapsed <= budget + max(5.0, 0.1 * budget)
     first = model.search_.records[0]
     assert first.state == "FAIL" and "stopped" in first.error
+    # with under 8 s left for the search the learned warm start gives way to "local"
+    assert model.warm_start_strategy_ == "local"
+    assert any("instead of 'learned'" in line for line in model.warm_start_log_)
     assert model.predict(X.iloc[:3]).shape == (3,)
 
 

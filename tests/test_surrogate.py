@@ -1,0 +1,105 @@
+"""The performance model learned on the metabase, on a synthetic metabase whose ground truth
+is known: k-NN wins on small tasks, gradient boosting on large ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from automl_meta.metabase import Metabase, config_id
+from automl_meta.neighbors import fit_normalisation
+from automl_meta.space import load_space
+from automl_meta.surrogate import encode_configs, fit_surrogate, trial_ranks
+from automl_meta.warmstart import suggest
+
+
+@pytest.fixture(scope="module")
+def synthetic_metabase() -> Metabase:
+    space = load_space()
+    rng = np.random.default_rng(0)
+    sampler = optuna.samplers.RandomSampler(seed=0)
+    study = optuna.create_study(sampler=sampler)
+    tasks, results, configs = [], [], {}
+    for i in range(12):
+        n_rows = int(100 * 4 ** (i % 6))  # 100 … 102 400 rows
+        tid = f"synthetic/t{i}"
+        tasks.append({"task_id": tid, "name": f"t{i}", "task": "regression", "status": "ok",
+                      "greater_is_better": True, "NumberOfInstances": n_rows,
+                      "NumberOfFeatures": 5 + i, "Dimensionality": (5 + i) / n_rows})
+        favourite = "knn" if n_rows < 3000 else "hgb"
+        for trial in range(20):
+            config = space.suggest(study.ask(), "regression", ["knn", "hgb"])
+            cid = config_id(config)
+            configs[cid] = config
+            score = 0.5 + 0.3 * (config["family"] == favourite) + rng.normal(scale=0.05)
+            results.append({"task_id": tid, "config_id": cid, "trial": trial,
+                            "state": "COMPLETE", "score": score, "fit_seconds": 0.1,
+                            "duration": 0.2})
+    tasks_df = pd.DataFrame(tasks)
+    return Metabase(tasks_df, configs, pd.DataFrame(results),
+                    {"normalisation": fit_normalisation(tasks_df)})
+
+
+def test_trial_ranks_per_task_with_failures_worst():
+    res = pd.DataFrame({"task_id": ["a", "a", "a", "b", "b"],
+                        "state": ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE", "COMPLETE"],
+                        "score": [0.9, 0.5, np.nan, 3.0, 1.0]})
+    ranks = trial_ranks(res, {"a": True, "b": False})  # b: a loss, lower is better
+    assert ranks.tolist() == [1.0, 0.5, 0.0, 0.0, 1.0]
+
+
+def test_encoding_scales_to_unit_interval_and_marks_absent_parameters():
+    space = load_space()
+    cfgs = [space.default_config("knn", "regression"), space.default_config("hgb", "regression")]
+    X = encode_configs(cfgs, space, "regression")
+    assert X.shape[0] == 2 and X[0, 0] != X[1, 0]  # family code differs
+    numeric = X[:, 1:][np.isfinite(X[:, 1:])]
+    assert numeric.min() >= 0
+    # each configuration leaves the other family's parameters absent
+    assert np.isnan(X[0, 1:]).sum() > 0 and np.isnan(X[1, 1:]).sum() > 0
+
+
+def test_surrogate_learns_which_family_wins_where(synthetic_metabase):
+    space = load_space()
+    model = fit_surrogate(synthetic_metabase, space, "regression")
+    assert model is not None and model.n_trials == 240
+    knn = space.default_config("knn", "regression")
+    hgb = space.default_config("hgb", "regression")
+    small = {"NumberOfInstances": 150, "NumberOfFeatures": 6, "Dimensionality": 0.04}
+    large = {"NumberOfInstances": 80_000, "NumberOfFeatures": 15, "Dimensionality": 2e-4}
+    p_small, p_large = model.predict(small, [knn, hgb]), model.predict(large, [knn, hgb])
+    assert p_small[0] > p_small[1] and p_large[1] > p_large[0]
+    # too few tasks of a kind: no model
+    assert fit_surrogate(synthetic_metabase, space, "binary") is None
+
+
+def test_learned_strategy_puts_the_predicted_best_first(synthetic_metabase):
+    space = load_space()
+    mb = synthetic_metabase
+    held_out = {"synthetic/t0", "synthetic/t6"}  # both 100-row tasks: knn wins there
+    model = fit_surrogate(mb, space, "regression", exclude=held_out)
+    small = {"NumberOfInstances": 100, "NumberOfFeatures": 5, "Dimensionality": 0.05}
+    ws = suggest(mb, [], "regression", 100, space, 6, strategy="learned",
+                 metafeatures=small, surrogate=model)
+    assert ws.suggestions[0].config["family"] == "knn"
+    assert ws.suggestions[0].origin.startswith("learned:")
+    assert not any(s.origin.split(":")[1] in held_out for s in ws.suggestions)
+    assert len({config_id(s.config) for s in ws.suggestions}) == len(ws.suggestions) == 6
+    # neither family gets more than max(2, n // 3) places before the other had its turn
+    assert [s.config["family"] for s in ws.suggestions][:4].count("knn") == 2
+    with pytest.raises(ValueError, match="meta-features"):
+        suggest(mb, [], "regression", 100, space, 3, strategy="learned")
+
+
+def test_warm_fit_with_the_bundled_metabase_uses_the_learned_strategy():
+    from sklearn.datasets import load_breast_cancer
+
+    from automl_meta import AutoML
+
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    model = AutoML(n_trials=3, warm_start=2, seed=0, diagnostics=False).fit(X, y)
+    assert model.summary()["warm_start"]["strategy"] == "learned"
+    origins = model.leaderboard_["origin"].tolist()
+    assert all(o.startswith("learned:") for o in origins[:2]) and origins[2] == "tpe"
