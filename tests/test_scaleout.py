@@ -62,13 +62,14 @@ def test_two_workers_share_one_study(backend, tmp_path, small_csv, request):
     study = f"two-workers-{backend}"
     run = tmp_path / "run"
     # the helper stops well before the leader's search does, so every trial it finishes is
-    # in the leader's leaderboard
-    leader = _cli("fit", small_csv, "--target", "label", "--time-budget", "20",
+    # in the leader's leaderboard; the budgets leave room for slow process start-ups on a
+    # loaded machine (importing scikit-learn and creating the study can take seconds there)
+    leader = _cli("fit", small_csv, "--target", "label", "--time-budget", "36",
                   "--no-warm-start", "--no-report", "--storage", url, "--study", study,
                   "--output", run, "--json")
     time.sleep(3)  # the leader creates the study first
     helper = _cli("worker", small_csv, "--storage", url, "--study", study,
-                  "--time-budget", "4", "--json")
+                  "--time-budget", "10", "--json")
     out_h, err_h = helper.communicate(timeout=120)
     out_l, err_l = leader.communicate(timeout=120)
     assert helper.returncode == 0, err_h
