@@ -84,3 +84,39 @@ def test_two_workers_share_one_study(backend, tmp_path, small_csv, request):
     assert len(lb) == len(finished) and lb["trial"].is_unique  # nothing lost or duplicated
     complete = lb[lb["state"] == "COMPLETE"]
     assert summary["best"]["cv_score"] == pytest.approx(complete["score"].max())
+
+
+def test_killed_worker_trial_is_failed_not_left_running(tmp_path, small_csv, postgres_url):
+    """A worker SIGKILLed in the middle of a trial: its heartbeat stops, and the leader marks
+    that trial FAIL once the grace period is over; the search and the fit go on."""
+    study = "killed-worker"
+    run = tmp_path / "run"
+    leader = _cli("fit", small_csv, "--target", "label", "--time-budget", "50",
+                  "--no-warm-start", "--no-report", "--storage", postgres_url,
+                  "--study", study, "--output", run, "--json")
+    time.sleep(3)
+    helper = _cli("worker", small_csv, "--storage", postgres_url, "--study", study,
+                  "--time-budget", "45", "--json")
+    victim = None
+    deadline = time.monotonic() + 40
+    while victim is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            running = optuna.load_study(study_name=study, storage=postgres_url).get_trials(
+                deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        except KeyError:  # the leader has not created the study yet
+            continue
+        victim = next((t.number for t in running
+                       if str(t.user_attrs.get("worker", "")).endswith(f":{helper.pid}")), None)
+    os.killpg(helper.pid, signal.SIGKILL)
+    helper.wait()
+    assert victim is not None, "the worker never ran a trial"
+    out, err = leader.communicate(timeout=120)
+    assert leader.returncode == 0, err
+    trials = {t.number: t for t in optuna.load_study(study_name=study,
+                                                     storage=postgres_url).trials}
+    assert trials[victim].state == optuna.trial.TrialState.FAIL
+    assert not [t for t in trials.values() if t.state == optuna.trial.TrialState.RUNNING]
+    lb = pd.read_csv(run / "leaderboard.csv")
+    assert victim in set(lb["trial"]) and lb["trial"].is_unique
+    assert json.loads(out)["best"] is not None
