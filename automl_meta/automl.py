@@ -240,6 +240,12 @@ class AutoML(BaseEstimator):
         self.search_rows_ = len(search_idx)
         refit_worker = Worker(full_ctx, self.memory_limit, in_process=not self.isolation)
         refit_worker.start()  # imports scikit-learn in parallel with the search
+        # the trial workers too: their start-up (a second or more) overlaps with the
+        # meta-features and the warm start instead of delaying the first trials
+        search_workers = [Worker(ctx, self.memory_limit, in_process=not self.isolation)
+                          for _ in range(max(1, self.n_jobs))]
+        for w in search_workers:
+            w.start()
         self.warnings_: list[str] = []
         enqueue = []
         for cfg in self.warm_start_configs or []:
@@ -254,7 +260,12 @@ class AutoML(BaseEstimator):
         self.warm_start_strategy_: str | None = None
         if self.warm_start and self.warm_start > 0:
             reporter.phase("warm start")
-            enqueue += self._warm_start(dataset, space, len(search_idx), deadline)
+            try:
+                enqueue += self._warm_start(dataset, space, len(search_idx), deadline)
+            except BaseException:  # Ctrl-C or a bug: no worker process is left behind
+                for w in [refit_worker, *search_workers]:
+                    w.close()
+                raise
         for w in self.warnings_:
             reporter.warn(w)
         if self.report:  # import the report's plotting stack while the search runs
@@ -272,7 +283,8 @@ class AutoML(BaseEstimator):
                                              self.max_search_rows, space.version),
                 memory_limit_gb=self.memory_limit, refit_rows=len(y_codes),
                 trial_timeout=None if budget is None else max(10.0, 0.4 * budget),
-                on_trial=reporter.trial, in_process=not self.isolation)
+                on_trial=reporter.trial, in_process=not self.isolation,
+                search_workers=search_workers)
             reporter.phase("refit")
             grace = grace_seconds(budget) if budget else None
             model, refit_info = self._refit(search, refit_worker, dataset, space, deadline,
@@ -286,7 +298,8 @@ class AutoML(BaseEstimator):
                 self.diagnostics_ = compute_diagnostics(model, dataset, y_codes, y_search,
                                                         search.best_oof, allowance, self.seed)
         finally:
-            refit_worker.close()
+            for w in [refit_worker, *search_workers]:  # the search closed its own already
+                w.close()
             reporter.stop()
         self.search_ = search
         self.interrupted_ = search.interrupted

@@ -186,7 +186,8 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
                refit_rows: int | None = None, prune: bool = True,
                trial_timeout: float | None = None,
                on_trial: Callable[[TrialRecord, SearchResult], None] | None = None,
-               in_process: bool = False) -> SearchResult:
+               in_process: bool = False,
+               search_workers: Sequence[Worker] | None = None) -> SearchResult:
     """Run the Optuna search on ``ctx``.
 
     Parameters
@@ -221,6 +222,10 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         Seconds one trial (all its folds) may take before it is stopped and failed.
     on_trial : callable, optional
         Called after every trial with its record and the result so far.
+    search_workers : sequence of Worker, optional
+        Worker processes for ``ctx`` started by the caller ahead of time (so that their
+        start-up overlaps with the caller's own work); one per ``n_jobs``. The search
+        closes them when it ends. Default: started here.
     in_process : bool
         Evaluate without child processes (no time-outs); for debugging only.
     """
@@ -241,7 +246,8 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
     n_folds = len(ctx.folds)
     train_rows = len(ctx.folds[0][0])
     workers: queue.Queue[Worker] = queue.Queue()
-    all_workers = [Worker(ctx, memory_limit_gb, in_process) for _ in range(max(1, n_jobs))]
+    all_workers = list(search_workers) if search_workers else [
+        Worker(ctx, memory_limit_gb, in_process) for _ in range(max(1, n_jobs))]
     for w in all_workers:
         workers.put(w)
     result = SearchResult([], metric.name, metric.greater_is_better, n_folds, "")

@@ -132,7 +132,10 @@ def run_ours(X_tr, y_tr, X_te, task, budget, seed, metabase, warm):
                    metabase=str(metabase), diagnostics=False,
                    task="regression" if task == "regression" else "classification")
     model.fit(X_tr, y_tr)
-    return model.predict(X_te)
+    s = model.summary()
+    info = {"trials": s["trials"]["total"], "strategy": s["warm_start"]["strategy"],
+            "best_origin": (s["best"] or {}).get("origin")}
+    return model.predict(X_te), info
 
 
 def score(task: str, y_true, y_pred) -> float:
@@ -164,8 +167,10 @@ def main() -> None:
     ap.add_argument("--budgets", type=float, nargs="+", default=[10.0, 30.0])
     ap.add_argument("--systems", nargs="+", default=list(SYSTEMS))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=RESULTS / "compare.csv",
+                    help="results table (compare.md and compare.png are written beside it)")
     args = ap.parse_args()
-    out = RESULTS / "compare.csv"
+    out = args.out
     done = pd.read_csv(out) if out.exists() else pd.DataFrame(
         columns=["name", "task", "budget", "system"])
     rows = done.to_dict("records")
@@ -198,20 +203,21 @@ def main() -> None:
                             warnings.simplefilter("ignore")
                             pred = runners[system](X_tr_c, y_tr, X_te_c, t.task, budget,
                                                    args.seed, mb=mb)
+                        pred, info = pred if isinstance(pred, tuple) else (pred, {})
                         s, err = score(t.task, y_te, pred), ""
                     except Exception as exc:  # a system failing is a result too
-                        s, err = np.nan, f"{type(exc).__name__}: {exc}"[:200]
+                        s, err, info = np.nan, f"{type(exc).__name__}: {exc}"[:200], {}
                     rows.append({"name": t["name"], "task": t.task, "rows": ds.n_rows,
                                  "budget": budget, "system": system, "score": s,
                                  "wall_seconds": round(time.monotonic() - t0, 1),
-                                 "error": err})
+                                 "error": err} | info)
                     pd.DataFrame(rows).to_csv(out, index=False)
                     print(f"{t['name']:<28} {budget:>4.0f}s {system:<18} {s:.4f}", flush=True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     df = pd.DataFrame(rows)
     text = summarise(df.dropna(subset=["score"]))
-    (RESULTS / "compare.md").write_text(
+    out.with_suffix(".md").write_text(
         "# automl-meta side by side\n\nCommand: `python benchmarks/compare.py --n-tasks "
         f"{args.n_tasks} --budgets {' '.join(f'{b:g}' for b in args.budgets)}`\n\n"
         + text + "\n")
@@ -228,7 +234,7 @@ def main() -> None:
             wide.rank(axis=1, ascending=False).mean().sort_values().plot.barh(ax=ax)
             ax.set_title(f"average rank, {budget:g} s (lower is better)")
         fig.tight_layout()
-        fig.savefig(RESULTS / "compare.png", dpi=100)
+        fig.savefig(out.with_suffix(".png"), dpi=100)
     except ImportError:
         pass
 
