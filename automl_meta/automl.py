@@ -21,12 +21,14 @@ from .data import Dataset, prepare_dataset, regression_target
 from .diagnostics import compute_diagnostics, target_distribution
 from .errors import AutoMLError, UsageError
 from .evaluate import EvalContext, fit_full, make_folds, search_rows
+from .forkserver import ForkServer
+from .forkserver import available as forkserver_available
 from .model import TabularModel
 from .progress import Reporter
 from .rundir import write_run_dir
 from .search import SearchResult, TrialRecord, run_search
 from .space import load_space
-from .worker import EvaluationFailed, EvaluationTimeout, Worker
+from .worker import EvaluationFailed, EvaluationTimeout, Worker, worker_env
 
 DEFAULT_TIME_BUDGET = 60.0
 DEFAULT_WARM_START = 10
@@ -38,6 +40,11 @@ DEFAULT_MAX_SEARCH_ROWS = 20_000
 WRITE_RESERVE_SECONDS = 1.5
 REPORT_RESERVE_SECONDS = 1.5  # rendering report.html (matplotlib imported during the search)
 LAST_RESORT_ROWS = 2000
+
+
+def save_reserve(report: bool) -> float:
+    """Seconds of the budget a caller that saves the run keeps for writing it (and the report)."""
+    return WRITE_RESERVE_SECONDS + (REPORT_RESERVE_SECONDS if report else 0.0)
 
 
 def grace_seconds(time_budget: float) -> float:
@@ -103,7 +110,8 @@ class AutoML(BaseEstimator):
         best trial (free: its CV predictions) and permutation importance of the original
         columns (within max(5 s, 5 % of the budget)).
     report : bool
-        Leave time in the budget for rendering ``report.html`` when the run is saved.
+        The run will be saved with ``report.html``: the plotting stack is imported while
+        the search runs, so that rendering starts at once (the command line sets it).
     verbose : int
         0 silent; 1 progress bar on stderr.
 
@@ -129,7 +137,7 @@ class AutoML(BaseEstimator):
                  memory_limit: float | None = None, storage: str | None = None,
                  study_name: str | None = None,
                  space: str | None = None, isolation: bool = True, diagnostics: bool = True,
-                 report: bool = True,
+                 report: bool = False,
                  verbose: int = 0):
         self.task = task
         self.metric = metric
@@ -209,11 +217,13 @@ class AutoML(BaseEstimator):
 
     # ------------------------------------------------------------------ the job
     def fit_dataset(self, dataset: Dataset, *, started: float | None = None,
-                    reporter: Reporter | None = None) -> AutoML:
+                    reporter: Reporter | None = None, reserve: float = 0.0) -> AutoML:
         """Run search and final fit on a prepared :class:`~automl_meta.data.Dataset`.
 
         ``started`` (a ``time.monotonic()`` value) is when the job began, so that time spent
-        reading the data counts against ``time_budget``.
+        reading the data counts against ``time_budget``. ``reserve`` seconds of the budget
+        are kept for what the caller does after the fit (the command line writes the run
+        directory and renders the report: :func:`save_reserve`).
         """
         started = time.monotonic() if started is None else started
         reporter = reporter or _default_reporter(self.verbose)
@@ -238,12 +248,18 @@ class AutoML(BaseEstimator):
         ctx, full_ctx, y_codes = prepared.ctx, prepared.full_ctx, prepared.y_codes
         search_idx, y_search = prepared.search_idx, ctx.y
         self.search_rows_ = len(search_idx)
-        refit_worker = Worker(full_ctx, self.memory_limit, in_process=not self.isolation)
-        refit_worker.start()  # imports scikit-learn in parallel with the search
-        # the trial workers too: their start-up (a second or more) overlaps with the
-        # meta-features and the warm start instead of delaying the first trials
-        search_workers = [Worker(ctx, self.memory_limit, in_process=not self.isolation)
-                          for _ in range(max(1, self.n_jobs))]
+        # One fork server imports scikit-learn once (~1.7 s of CPU), in parallel with the
+        # meta-features and the warm start; the trial workers and the refit worker are forks
+        # of it (milliseconds each, also when a worker killed at a time-out is replaced).
+        server = ForkServer(env=worker_env()) if self.isolation and forkserver_available() \
+            else None
+        if server is not None:
+            server.start()
+        refit_worker = Worker(full_ctx, self.memory_limit, in_process=not self.isolation,
+                              server=server)
+        refit_worker.start()
+        search_workers = [Worker(ctx, self.memory_limit, in_process=not self.isolation,
+                                 server=server) for _ in range(max(1, self.n_jobs))]
         for w in search_workers:
             w.start()
         self.warnings_: list[str] = []
@@ -265,6 +281,8 @@ class AutoML(BaseEstimator):
             except BaseException:  # Ctrl-C or a bug: no worker process is left behind
                 for w in [refit_worker, *search_workers]:
                     w.close()
+                if server is not None:
+                    server.close()
                 raise
         for w in self.warnings_:
             reporter.warn(w)
@@ -276,7 +294,7 @@ class AutoML(BaseEstimator):
             search = run_search(
                 ctx, n_trials=self.n_trials,
                 deadline=None if deadline is None else
-                deadline - WRITE_RESERVE_SECONDS - (REPORT_RESERVE_SECONDS if self.report else 0),
+                deadline - reserve,
                 seed=self.seed, n_jobs=self.n_jobs, enqueue=enqueue, storage=self.storage,
                 study_name=self.study_name,
                 study_attrs=study_attributes(dataset, metric.name, self.seed,
@@ -300,6 +318,8 @@ class AutoML(BaseEstimator):
         finally:
             for w in [refit_worker, *search_workers]:  # the search closed its own already
                 w.close()
+            if server is not None:
+                server.close()
             reporter.stop()
         self.search_ = search
         self.interrupted_ = search.interrupted

@@ -38,6 +38,7 @@ from .metabase import (
     MANIFEST_FILE,
     RESULT_COLUMNS,
     TASK_COLUMNS,
+    as_stored,
     config_id,
     load_metabase,
     write_metabase,
@@ -219,10 +220,9 @@ class BuildState:
                 "computes them")
             manifest["openml_ids"] = {str(r.task_id): int(r.openml_id) for r in
                                       tasks.itertuples() if pd.notna(r.openml_id)}
-            manifest.update(derived_statistics(tasks, self.configs,
-                                               self.results[RESULT_COLUMNS], manifest))
-            return write_metabase(self.output, tasks, self.configs,
-                                  self.results[RESULT_COLUMNS], manifest)
+            stored = as_stored(tasks, self.configs, self.results[RESULT_COLUMNS])
+            manifest.update(derived_statistics(*stored, manifest))
+            return write_metabase(self.output, *stored, manifest)
 
 
 def derived_statistics(tasks: pd.DataFrame, configs: dict, results: pd.DataFrame,

@@ -107,7 +107,7 @@ def fit(
     leaderboard.csv (every trial), report.json and report.html.
     """
     started = time.monotonic()
-    from .automl import AutoML
+    from .automl import AutoML, save_reserve
     from .data import load_dataset
     from .errors import UsageError
     from .metrics import get_metric, task_from_metric
@@ -156,7 +156,8 @@ def fit(
         for note in dataset.notes:
             reporter.console.print(f"[yellow]note:[/yellow] {note}")
     try:
-        automl.fit_dataset(dataset, started=started, reporter=reporter)
+        automl.fit_dataset(dataset, started=started, reporter=reporter,
+                           reserve=save_reserve(not no_report))
     except UsageError:
         if not resume:  # nothing worth resuming: leave no state behind
             shutil.rmtree(staging.path, ignore_errors=True)

@@ -100,6 +100,29 @@ def serialise(tasks: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]],
     return out
 
 
+def deserialise(raw: Mapping[str, bytes]
+                ) -> tuple[pd.DataFrame, dict[str, dict[str, Any]], pd.DataFrame]:
+    """Tasks, configurations and results from the bytes of the three data files."""
+    tasks = pd.read_csv(io.BytesIO(raw[TASKS_FILE]), dtype={"task_id": str, "name": str})
+    results = pd.read_csv(io.BytesIO(raw[RESULTS_FILE]), dtype={"task_id": str,
+                                                                "config_id": str})
+    configs = {}
+    for line in raw[CONFIGS_FILE].decode().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            configs[rec["config_id"]] = rec["params"]
+    return tasks, configs, results
+
+
+def as_stored(tasks: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]],
+              results: pd.DataFrame
+              ) -> tuple[pd.DataFrame, dict[str, dict[str, Any]], pd.DataFrame]:
+    """The three tables exactly as they read back once written (sorted, floats in the
+    file format): statistics derived from these (the portfolio, the normalisation) are
+    the ones a reader of the written metabase computes too."""
+    return deserialise(serialise(tasks, configs, results))
+
+
 def write_metabase(path: str | Path, tasks: pd.DataFrame,
                    configs: Mapping[str, Mapping[str, Any]], results: pd.DataFrame,
                    manifest: Mapping[str, Any]) -> dict[str, Any]:
@@ -191,14 +214,7 @@ def load_metabase(path: str | Path | None = None, *, space_version: str | None =
                 raise MetabaseError(f"{fpath}: checksum does not match the manifest (the file "
                                     "was changed or is corrupt); rebuild the metabase")
     try:
-        tasks = pd.read_csv(io.BytesIO(raw[TASKS_FILE]), dtype={"task_id": str, "name": str})
-        results = pd.read_csv(io.BytesIO(raw[RESULTS_FILE]), dtype={"task_id": str,
-                                                                    "config_id": str})
-        configs = {}
-        for line in raw[CONFIGS_FILE].decode().splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                configs[rec["config_id"]] = rec["params"]
+        tasks, configs, results = deserialise(raw)
     except (ValueError, KeyError, pd.errors.ParserError) as exc:
         raise MetabaseError(f"{path}: cannot parse metabase files ({exc})") from None
     missing_cols = [c for c in ("task_id", "task", "status") if c not in tasks.columns]

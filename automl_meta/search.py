@@ -15,10 +15,12 @@ import math
 import os
 import platform
 import queue
+import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +117,36 @@ def _record_from_trial(t: optuna.trial.FrozenTrial, t0: float) -> TrialRecord:
                        fold_scores=list(attrs.get("fold_scores", [])),
                        fit_seconds=float(attrs.get("fit_seconds", 0.0)), duration=duration,
                        started=started, error=attrs.get("error", ""))
+
+
+@contextmanager
+def _stop_on_signals(event: threading.Event) -> Iterator[None]:
+    """While the search runs, Ctrl-C (and SIGTERM where a handler turns it into
+    KeyboardInterrupt, as the command line's does) only sets ``event``: the running
+    evaluations are stopped at their next poll and ``KeyboardInterrupt`` is raised from the
+    objective, where Optuna records the trial as failed. A KeyboardInterrupt raised by the
+    signal itself could land anywhere, e.g. inside Optuna's bookkeeping of a finished trial,
+    and be lost or turned into another error. A second Ctrl-C interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if event.is_set():
+            raise KeyboardInterrupt
+        event.set()
+
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        current = signal.getsignal(sig)
+        if sig == signal.SIGINT and current is signal.default_int_handler or \
+                sig == signal.SIGTERM and callable(current):
+            old[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
 def make_storage(url: str | None) -> Any:
@@ -254,6 +286,8 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
     oof_lock = threading.Lock()
 
     def search_deadline() -> float | None:
+        if stop_requested.is_set():  # Ctrl-C / SIGTERM: running evaluations stop now
+            return time.monotonic() - 1.0
         if deadline is None:
             return None
         best = result.best
@@ -264,6 +298,8 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         return deadline - min(est, 0.4 * window)
 
     def objective(trial: optuna.Trial) -> float:
+        if stop_requested.is_set():
+            raise KeyboardInterrupt
         config = ctx.space.suggest(trial, ctx.task, families)
         trial.set_user_attr("config", config)
         trial.set_user_attr("origin", trial.user_attrs.get("origin", "tpe"))
@@ -280,6 +316,9 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
                 try:
                     out = worker.run(("fold", config, k), timeout, limit=search_deadline)
                 except EvaluationTimeout as exc:
+                    if stop_requested.is_set():
+                        trial.set_user_attr("error", "stopped: interrupted")
+                        raise KeyboardInterrupt from None
                     what = "trial time-out" if trial_end is not None and \
                         time.monotonic() >= trial_end - 0.01 else "time budget"
                     raise TrialFailed(f"stopped: {what} ({exc})") from None
@@ -316,7 +355,9 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         if on_trial is not None:
             on_trial(record, result)
         limit = search_deadline()
-        if limit is not None and limit - time.monotonic() < 0.05:
+        if stop_requested.is_set():
+            study.stop()
+        elif limit is not None and limit - time.monotonic() < 0.05:
             result.stop_reason = "time budget"
             study.stop()
 
@@ -325,12 +366,17 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
     result.records.extend(_record_from_trial(t, t0_wall) for t in study.trials
                           if t.state.is_finished())
     remaining = None if n_trials is None else max(0, n_trials - done_before)
+    stop_requested = threading.Event()
     try:
-        if remaining != 0 and (deadline is None or deadline > time.monotonic()):
-            study.optimize(objective, n_trials=remaining,
-                           timeout=None if deadline is None else
-                           max(0.0, deadline - time.monotonic()),
-                           n_jobs=max(1, n_jobs), catch=(TrialFailed,), callbacks=[callback])
+        with _stop_on_signals(stop_requested):
+            if remaining != 0 and (deadline is None or deadline > time.monotonic()):
+                study.optimize(objective, n_trials=remaining,
+                               timeout=None if deadline is None else
+                               max(0.0, deadline - time.monotonic()),
+                               n_jobs=max(1, n_jobs), catch=(TrialFailed,),
+                               callbacks=[callback])
+        if stop_requested.is_set():  # the signal came between two trials
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         # Ctrl-C / SIGTERM: keep what was found; the caller decides what to do with it
         result.interrupted = True

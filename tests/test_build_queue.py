@@ -151,12 +151,15 @@ def test_two_workers_build_each_task_once(postgres_url, tiny_corpus, tmp_path, c
 
 
 def _mid_task(queue: BuildQueue, storage) -> tuple[dict, int] | None:
-    """A running claim whose study has a finished trial and a RUNNING one (its number)."""
+    """A running claim whose study has a finished trial and a RUNNING one (its number) that
+    is being evaluated (its configuration and worker recorded, not just created)."""
     trials = _studies(storage, queue.name)
     for claim in queue.tasks():
-        states = {t.number: t.state for t in trials.get(claim["task_id"], [])}
-        running = [n for n, s in states.items() if s == optuna.trial.TrialState.RUNNING]
-        if claim["state"] == "running" and running and len(states) > len(running):
+        mine = trials.get(claim["task_id"], [])
+        finished = [t for t in mine if t.state.is_finished()]
+        running = [t.number for t in mine if t.state == optuna.trial.TrialState.RUNNING
+                   and "worker" in t.user_attrs]
+        if claim["state"] == "running" and running and finished:
             return claim, running[0]
     return None
 

@@ -21,9 +21,9 @@ from automl_meta.space import load_space
 from .studies import wait_for_trials
 
 
-def _worker_children() -> list[int]:
-    """PIDs of this process's trial-worker children (Linux /proc)."""
-    pids = []
+def _processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every process (Linux /proc)."""
+    out = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -34,9 +34,18 @@ def _worker_children() -> list[int]:
             continue
         ppid = next((int(line.split()[1]) for line in status.splitlines()
                      if line.startswith("PPid:")), None)
-        if ppid == os.getpid() and "automl_meta.worker" in cmdline:
-            pids.append(int(entry.name))
-    return pids
+        out[int(entry.name)] = (ppid, cmdline)
+    return out
+
+
+def _worker_children() -> list[int]:
+    """PIDs of this process's trial workers: children of its fork server (or, where there
+    is none, interpreters it started)."""
+    procs = _processes()
+    servers = {pid for pid, (ppid, cmd) in procs.items()
+               if ppid == os.getpid() and "automl_meta.forkserver" in cmd}
+    return [pid for pid, (ppid, cmd) in procs.items()
+            if ppid in servers or (ppid == os.getpid() and "automl_meta.worker" in cmd)]
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ def in_process_trials(monkeypatch):
 
     real_init = worker.Worker.__init__
 
-    def init(self, ctx, memory_limit_gb=None, in_process=False):
+    def init(self, ctx, memory_limit_gb=None, in_process=False, server=None):
         real_init(self, ctx, memory_limit_gb, in_process=True)
 
     monkeypatch.setattr(worker.Worker, "__init__", init)
