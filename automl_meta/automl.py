@@ -20,7 +20,14 @@ from . import metrics as metrics_mod
 from .data import Dataset, prepare_dataset, regression_target
 from .diagnostics import compute_diagnostics, target_distribution
 from .errors import AutoMLError, UsageError
-from .evaluate import EvalContext, fit_full, make_folds, search_rows
+from .evaluate import (
+    EvalContext,
+    budget_search_rows,
+    fit_full,
+    make_folds,
+    n_folds_for,
+    search_rows,
+)
 from .forkserver import ForkServer
 from .forkserver import available as forkserver_available
 from .model import TabularModel
@@ -89,7 +96,9 @@ class AutoML(BaseEstimator):
         configuration, optionally with an ``"_origin"`` key saying where it came from).
     max_search_rows : int
         Above this many rows the search runs on a stratified subsample; the final model is
-        fitted on all rows.
+        fitted on all rows. A short ``time_budget`` lowers it further, to what the budget
+        affords (:func:`~automl_meta.evaluate.budget_search_rows`: about 3 400 rows at
+        10 s with two workers; the summary's ``search_rows`` and a warning say so).
     memory_limit : float, optional
         Memory limit per worker process in GiB; a trial exceeding it fails.
     storage : str, optional
@@ -244,10 +253,22 @@ class AutoML(BaseEstimator):
         self.metric_ = metric
         self.dataset_ = dataset
         classes = dataset.classes
-        prepared = prepare_search(dataset, metric.name, self.seed, self.max_search_rows, space)
+        self.warnings_: list[str] = []
+        cap = self.max_search_rows
+        if self.n_trials is None and budget is not None:
+            affordable = budget_search_rows(dataset.n_rows, budget, self.n_jobs)
+            if affordable < min(cap, dataset.n_rows):
+                cap = affordable
+                self.warnings_.append(
+                    f"searching on {cap} of {dataset.n_rows} rows: the {budget:g} s budget "
+                    "affords that many for a useful number of trials (a larger "
+                    "--time-budget searches on more); the final model is fitted on all rows")
+        self.search_cap_ = cap
+        prepared = prepare_search(dataset, metric.name, self.seed, cap, space)
         ctx, full_ctx, y_codes = prepared.ctx, prepared.full_ctx, prepared.y_codes
         search_idx, y_search = prepared.search_idx, ctx.y
         self.search_rows_ = len(search_idx)
+        self._search_idx = search_idx
         # One fork server imports scikit-learn once (~1.7 s of CPU), in parallel with the
         # meta-features and the warm start; the trial workers and the refit worker are forks
         # of it (milliseconds each, also when a worker killed at a time-out is replaced).
@@ -262,7 +283,6 @@ class AutoML(BaseEstimator):
                                  server=server) for _ in range(max(1, self.n_jobs))]
         for w in search_workers:
             w.start()
-        self.warnings_: list[str] = []
         enqueue = []
         for cfg in self.warm_start_configs or []:
             cfg = dict(cfg)
@@ -298,7 +318,7 @@ class AutoML(BaseEstimator):
                 seed=self.seed, n_jobs=self.n_jobs, enqueue=enqueue, storage=self.storage,
                 study_name=self.study_name,
                 study_attrs=study_attributes(dataset, metric.name, self.seed,
-                                             self.max_search_rows, space.version),
+                                             cap, space.version),
                 memory_limit_gb=self.memory_limit, refit_rows=len(y_codes),
                 trial_timeout=None if budget is None else max(10.0, 0.4 * budget),
                 on_trial=reporter.trial, in_process=not self.isolation,
@@ -345,7 +365,7 @@ class AutoML(BaseEstimator):
         from .metabase import load_metabase
         from .metafeatures import compute_metafeatures
         from .neighbors import nearest
-        from .warmstart import suggest
+        from .warmstart import order_by_cost, suggest
 
         try:
             mb = load_metabase(self.metabase, space_version=space.version)
@@ -367,9 +387,15 @@ class AutoML(BaseEstimator):
                        f"{LEARNED_MIN_SECONDS:g} s of the budget left for the search")
         ws = suggest(mb, self.neighbors_, dataset.task, n_rows, space, self.warm_start,
                      strategy=strategy, metafeatures=self.metafeatures_)
+        suggestions, cost_log = ws.suggestions, []
+        if deadline is not None:  # short budgets: configurations that can finish first
+            suggestions, cost_log = order_by_cost(
+                mb, suggestions, n_rows, n_folds_for(n_rows),
+                len(dataset.classes) if dataset.classes else 0,
+                max(0.0, deadline - time.monotonic()))
         self.warm_start_strategy_ = strategy
-        self.warm_start_log_ = log + ws.log
-        return [(s.config, s.origin) for s in ws.suggestions]
+        self.warm_start_log_ = log + ws.log + cost_log
+        return [(s.config, s.origin) for s in suggestions]
 
     def _refit(self, search: SearchResult, worker: Worker, dataset: Dataset, space: Any,
                deadline: float | None, grace: float | None) -> tuple[TabularModel, dict]:
@@ -378,17 +404,21 @@ class AutoML(BaseEstimator):
         # the time left); last, whatever time is left, a linear model with default settings
         # on at most LAST_RESORT_ROWS rows, fitted in this process (no worker to start), so
         # that a fit always ends with a model (the report says which and why).
-        candidates: list[tuple[dict, str, TrialRecord | None]] = []
+        candidates: list[tuple[dict, str, TrialRecord | None, np.ndarray | None]] = []
         ranked = search.ranked()
         n = dataset.n_rows
         # rows each CV fit saw (the fit times in the leaderboard were measured on them)
         train_rows = max(self.search_rows_ * (search.n_folds - 1) // max(search.n_folds, 1), 1)
         if ranked:
-            candidates.append((ranked[0].config, "best trial", ranked[0]))
+            candidates.append((ranked[0].config, "best trial", ranked[0], None))
             for r in sorted(ranked[1:5], key=lambda r: r.fit_seconds):
-                candidates.append((r.config, "fallback: faster top-5 trial", r))
+                candidates.append((r.config, "fallback: faster top-5 trial", r, None))
+            if self.search_rows_ < n:  # the best on the rows it was chosen on: seconds
+                candidates.append((ranked[0].config, f"fallback: best trial on the "
+                                   f"{self.search_rows_} search rows (no time left for all "
+                                   f"{n})", ranked[0], self._search_idx))
         errors = []
-        for i, (config, why, record) in enumerate(candidates):
+        for i, (config, why, record, rows) in enumerate(candidates):
             if deadline is None:
                 timeout = None
             else:
@@ -399,13 +429,15 @@ class AutoML(BaseEstimator):
                     errors.append(f"{config['family']}: no time left")
                     continue
                 if i > 0 and record is not None:  # skip a fallback that cannot make it
-                    est = record.fit_seconds * (n / train_rows) ** 1.2 * 1.5
+                    fit_rows = n if rows is None else len(rows)
+                    est = record.fit_seconds * (fit_rows / train_rows) ** 1.2 * 1.5
                     if est > timeout:
                         errors.append(f"{config['family']}: needs ~{est:.0f} s, "
                                       f"{timeout:.0f} s left")
                         continue
             try:
-                out = worker.run(("fit", config), timeout)
+                out = worker.run(("fit", config) if rows is None else ("fit", config, rows),
+                                 timeout)
             except (EvaluationTimeout, EvaluationFailed) as exc:
                 errors.append(f"{config['family']}: {exc}")
                 continue

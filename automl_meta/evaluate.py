@@ -42,6 +42,37 @@ def n_folds_for(n_rows: int) -> int:
     return 5 if n_rows <= 10_000 else 3
 
 
+#: seconds one CV fold of a typical configuration takes per training row: the median trial
+#: of the bundled metabase's largest tasks (letter, elevators, house8L: 11 000 to 13 000
+#: training rows) took 1 to 2.4 s per fold on this 2-core machine
+SECONDS_PER_TRAINING_ROW = 1.3e-4
+#: a time budget should leave room for at least this many typical trials per worker...
+BUDGET_TRIALS = 8
+#: ...in this share of the budget (the rest: meta-features, warm start, refit, writing)
+SEARCH_SHARE = 0.7
+#: never search on fewer rows than this because of the budget
+MIN_BUDGET_SEARCH_ROWS = 1_000
+
+
+def budget_search_rows(n_rows: int, time_budget: float | None, n_jobs: int = 1) -> int:
+    """How many rows a search with this time budget can afford: the largest number for
+    which ``BUDGET_TRIALS`` typical trials per worker fit in ``SEARCH_SHARE`` of the budget
+    (a typical trial: ``n_folds`` folds at ``SECONDS_PER_TRAINING_ROW``). ``n_rows`` when
+    there is no budget or it affords every row; never below ``MIN_BUDGET_SEARCH_ROWS``.
+
+    With 2 workers: 10 s afford ~3 400 rows, 30 s and more the usual 20 000-row cap.
+    """
+    if time_budget is None or n_rows <= MIN_BUDGET_SEARCH_ROWS:
+        return n_rows
+    per_trial = SEARCH_SHARE * time_budget * max(1, n_jobs) / BUDGET_TRIALS
+    # a trial of k folds fits k - 1 folds' worth of rows k times: (k - 1) * rows row-fits
+    rows = int(per_trial / (SECONDS_PER_TRAINING_ROW * (n_folds_for(10_000) - 1)))
+    if rows > 10_000:  # above 10 000 rows the search runs 3 folds
+        rows = max(10_000, int(per_trial / (SECONDS_PER_TRAINING_ROW
+                                            * (n_folds_for(10_001) - 1))))
+    return max(MIN_BUDGET_SEARCH_ROWS, min(n_rows, rows))
+
+
 def make_folds(y: np.ndarray, task: str, seed: int, n_splits: int | None = None
                ) -> list[tuple[np.ndarray, np.ndarray]]:
     """CV folds: stratified for classification (rare classes spread as far as they go)."""

@@ -65,6 +65,7 @@ class Suggestion:
     origin: str  # "neighbour:<task_id>" or "portfolio"
     source_score: float | None = None
     rank: int = 0
+    source_config_id: str | None = None  # the metabase configuration it was made from
 
 
 @dataclass
@@ -418,9 +419,10 @@ def suggest(metabase: Metabase, neighbours: Sequence[Neighbor], task: str, n_row
     for sug in candidates:
         if len(out.suggestions) >= n_neighbour:
             break
+        source_id = config_id(sug.config)
         adapted = admit(sug.config, sug.origin)
         if adapted is not None:
-            sug.config = adapted
+            sug.config, sug.source_config_id = adapted, source_id
             out.suggestions.append(sug)
     for cid in portfolio:
         if len(out.suggestions) >= n:
@@ -430,5 +432,64 @@ def suggest(metabase: Metabase, neighbours: Sequence[Neighbor], task: str, n_row
             continue
         adapted = admit(config, "portfolio")
         if adapted is not None:
-            out.suggestions.append(Suggestion(adapted, "portfolio"))
+            out.suggestions.append(Suggestion(adapted, "portfolio", source_config_id=cid))
     return out
+
+
+#: families whose fit time grows with the number of classes (one tree, or one set of
+#: coefficients, per class)
+PER_CLASS_FAMILIES = ("hgb", "linear")
+
+
+def estimated_trial_seconds(metabase: Metabase, suggestion: Suggestion, n_rows: int,
+                            n_folds: int, n_classes: int) -> float | None:
+    """How long ``suggestion`` will take as one trial on this data, from the duration of the
+    trial it comes from in the metabase, scaled by the row-fits a CV trial makes
+    (``(n_folds - 1) * n_rows``) and, for hgb and linear models, by the number of classes.
+    None when the metabase does not say how long that trial took."""
+    cid = suggestion.source_config_id
+    if cid is None:
+        return None
+    res = metabase.results
+    rows = res[res["config_id"] == cid]
+    if rows.empty or "duration" not in rows:
+        return None
+    src = rows.iloc[0]
+    duration = pd.to_numeric(pd.Series([src["duration"]]), errors="coerce").iloc[0]
+    tasks = metabase.tasks.set_index("task_id")
+    if not np.isfinite(duration) or src["task_id"] not in tasks.index:
+        return None
+    task = tasks.loc[src["task_id"]]
+    src_rows = pd.to_numeric(task.get("search_rows", task.get("n_rows")), errors="coerce")
+    src_folds = pd.to_numeric(task.get("n_folds"), errors="coerce")
+    if not (np.isfinite(src_rows) and np.isfinite(src_folds)) or src_rows < 1 or src_folds < 2:
+        return None
+    scale = (max(n_folds - 1, 1) * n_rows) / ((src_folds - 1) * src_rows)
+    if suggestion.config.get("family") in PER_CLASS_FAMILIES:
+        src_classes = pd.to_numeric(task.get("n_classes"), errors="coerce")
+        src_classes = src_classes if np.isfinite(src_classes) else 0
+        scale *= max(n_classes, 2) / max(src_classes, 2)
+    return float(duration * scale)
+
+
+def order_by_cost(metabase: Metabase, suggestions: Sequence[Suggestion], n_rows: int,
+                  n_folds: int, n_classes: int, seconds: float
+                  ) -> tuple[list[Suggestion], list[str]]:
+    """Fit the suggestions to the time the search has: a suggestion estimated
+    (:func:`estimated_trial_seconds`) to need more than ``seconds`` is dropped, one that
+    needs more than a quarter of it moves behind the others (a short budget then spends its
+    first trials on configurations that can finish). Returns the suggestions and the log."""
+    fast, slow, log = [], [], []
+    for sug in suggestions:
+        est = estimated_trial_seconds(metabase, sug, n_rows, n_folds, n_classes)
+        family = sug.config.get("family")
+        if est is not None and est > seconds:
+            log.append(f"skipped {sug.origin} {family} config: a trial needs ~{est:.1f} s on "
+                       f"this data, the search has {seconds:.1f} s")
+        elif est is not None and est > seconds / 4:
+            log.append(f"moved {sug.origin} {family} config behind the others: a trial needs "
+                       f"~{est:.1f} s of the search's {seconds:.1f} s")
+            slow.append(sug)
+        else:
+            fast.append(sug)
+    return fast + slow, log

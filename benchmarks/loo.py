@@ -181,6 +181,13 @@ def summarise(df: pd.DataFrame) -> str:
                     for c in ("warm_5", "warm_10", "warm_25", "zero_shot")
                     if f"{v}_{c}" in df.columns]
     cols = main_cols + variant_cols
+    # The cold scores are read from the metabase's results.csv, written with 8 significant
+    # digits; the warm runs' scores are compared at that precision too, so that the same
+    # CV score (e.g. 0.62526316 vs 0.625263157...) counts as a tie, not a 2e-9 win or loss
+    # that the per-task normalisation would blow up to a full point.
+    df = df.copy()
+    df[cols] = df[cols].apply(pd.to_numeric, errors="coerce").map(
+        lambda x: float(f"{x:.8g}") if np.isfinite(x) else x)
     norm = normalise_per_task(df, cols)
     lines = [f"{len(df)} tasks ({(df.task == 'regression').sum()} regression, "
              f"{(df.task != 'regression').sum()} classification)", "",

@@ -94,7 +94,13 @@ def summarise(df: pd.DataFrame) -> str:
              "| first configuration of | beats cold best of 5 | ties | loses | beats cold's "
              "first trial | mean normalised score |", "|---|---:|---:|---:|---:|---:|"]
     present = [s for s in STRATEGIES if s in df]
-    norm = normalise_per_task(df, present + ["cold_1", "cold_5"])
+    cols = present + ["cold_1", "cold_5"]
+    # at the precision of the metabase's results.csv (8 significant digits), where the cold
+    # scores come from: the same CV score is a tie, not a 1e-9 win or loss
+    df = df.copy()
+    df[cols] = df[cols].apply(pd.to_numeric, errors="coerce").map(
+        lambda x: float(f"{x:.8g}") if pd.notna(x) else x)
+    norm = normalise_per_task(df, cols)
     for s in present:
         d5 = norm[s] - norm["cold_5"]
         d1 = norm[s] - norm["cold_1"]

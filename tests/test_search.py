@@ -9,7 +9,12 @@ import pandas as pd
 
 from automl_meta import AutoML
 from automl_meta.data import prepare_dataset
-from automl_meta.evaluate import EvalContext, make_folds
+from automl_meta.evaluate import (
+    MIN_BUDGET_SEARCH_ROWS,
+    EvalContext,
+    budget_search_rows,
+    make_folds,
+)
 from automl_meta.search import run_search
 from automl_meta.space import load_space
 
@@ -88,3 +93,26 @@ def test_final_svm_with_a_single_example_class_still_gives_probabilities():
     assert model.refit_["config"]["family"] == "svm"
     proba = model.predict_proba(X.head(4))
     assert proba.shape == (4, 3) and np.allclose(proba.sum(axis=1), 1)
+
+
+def test_budget_search_rows_grows_with_the_budget_within_bounds():
+    assert budget_search_rows(500, 10, 2) == 500  # small data: every row
+    assert budget_search_rows(100_000, None, 2) == 100_000  # no budget: no limit here
+    sizes = [budget_search_rows(100_000, b, 2) for b in (1, 5, 10, 20, 30, 60)]
+    assert sizes == sorted(sizes) and sizes[0] == MIN_BUDGET_SEARCH_ROWS
+    assert sizes[2] < 5_000 < 20_000 <= sizes[-1]
+    assert budget_search_rows(100_000, 10, 1) < budget_search_rows(100_000, 10, 2)
+
+
+def test_short_budget_searches_on_an_affordable_subsample_and_says_so():
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=4_000, n_features=6, random_state=0)
+    model = AutoML(time_budget=5, n_jobs=2, warm_start=0, diagnostics=False, seed=0)
+    model.fit(X, y)
+    summary = model.summary()
+    assert summary["search_rows"] == budget_search_rows(4_000, 5, 2) < 4_000
+    assert any(w.startswith(f"searching on {summary['search_rows']} of 4000 rows")
+               for w in summary["warnings"])
+    assert model.predict(X).shape == (4_000,)
+    assert (model.predict(X) == y).mean() > 0.8

@@ -16,7 +16,13 @@ from automl_meta.metabase import load_metabase
 from automl_meta.neighbors import distances, fit_normalisation, nearest, normalise
 from automl_meta.sources.directory import list_tasks
 from automl_meta.space import load_space
-from automl_meta.warmstart import compute_portfolio, greedy_order, suggest
+from automl_meta.warmstart import (
+    compute_portfolio,
+    estimated_trial_seconds,
+    greedy_order,
+    order_by_cost,
+    suggest,
+)
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +180,33 @@ def test_neighbors_command(tiny_metabase, breast_cancer_csv, capsys):
     assert len(doc["neighbors"]) == 2
     assert {"task_id", "distance", "n_rows", "best_score", "best_family"} <= set(
         doc["neighbors"][0])
+
+
+def test_trial_cost_is_estimated_from_the_source_trial_and_slow_ones_go_last(tiny_metabase):
+    mb = load_metabase(tiny_metabase)
+    space = load_space()
+    nbs = nearest(mb, mb.tasks.iloc[0].to_dict(), "binary", k=4)
+    ws = suggest(mb, nbs, "binary", 500, space, n=6)
+    assert all(s.source_config_id in mb.configs for s in ws.suggestions)
+    first = ws.suggestions[0]
+    src = mb.results[mb.results["config_id"] == first.source_config_id].iloc[0]
+    task = mb.tasks.set_index("task_id").loc[src["task_id"]]
+    # on the source task's own size, the estimate is the duration it took there
+    same = estimated_trial_seconds(mb, first, int(task["search_rows"]),
+                                   int(task["n_folds"]), 2)
+    assert same == pytest.approx(float(src["duration"]))
+    # ten times the rows (same folds): ten times the row-fits
+    assert estimated_trial_seconds(mb, first, 10 * int(task["search_rows"]),
+                                   int(task["n_folds"]), 2) == pytest.approx(10 * same)
+    ests = [estimated_trial_seconds(mb, s, 5000, 5, 2) for s in ws.suggestions]
+    # a budget between the cheapest and the dearest: the dear ones move behind or go
+    seconds = 4 * float(np.median(ests))
+    ordered, log = order_by_cost(mb, ws.suggestions, 5000, 5, 2, seconds)
+    kept = [estimated_trial_seconds(mb, s, 5000, 5, 2) for s in ordered]
+    assert all(e <= seconds for e in kept)
+    cheap = [e <= seconds / 4 for e in kept]
+    assert cheap == sorted(cheap, reverse=True)  # every cheap one before every slow one
+    assert len(log) == sum(e > seconds / 4 for e in ests)
+    assert len(ordered) == sum(e <= seconds for e in ests)
+    # all the time in the world: nothing moves
+    assert order_by_cost(mb, ws.suggestions, 5000, 5, 2, 1e9) == (ws.suggestions, [])
