@@ -267,7 +267,9 @@ def main() -> None:
     text = summarise(done)
     (out.with_suffix(".md")).write_text(
         "# Leave-one-task-out: warm vs cold\n\nCommand: `python benchmarks/loo.py "
-        f"--n-tasks {args.n_tasks} --variants {args.variants}`\n\n" + text + "\n")
+        f"--n-tasks {args.n_tasks} --variants {args.variants}`"
+        + (" (this summary: `--summary-only`, from the runs in loo_tasks.csv)"
+           if args.summary_only else "") + "\n\n" + text + "\n")
     print(text)
 
 
