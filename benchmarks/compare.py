@@ -146,17 +146,30 @@ def score(task: str, y_true, y_pred) -> float:
     return float(accuracy_score(pd.Series(y_true).astype(str), pd.Series(y_pred).astype(str)))
 
 
+def scores_wide(df: pd.DataFrame) -> pd.DataFrame:
+    """Task x system table of test scores; NaN where a system failed on the task."""
+    return df.pivot_table(index="name", columns="system", values="score", dropna=False)
+
+
+def average_ranks(wide: pd.DataFrame) -> pd.Series:
+    """Each system's mean rank over the tasks (1 = best; a system that failed on a task
+    ranks last there, tied with any other that failed)."""
+    return wide.fillna(-np.inf).rank(axis=1, ascending=False, method="average").mean()
+
+
 def summarise(df: pd.DataFrame) -> str:
     lines = []
     for budget, grp in df.groupby("budget"):
-        wide = grp.pivot_table(index="name", columns="system", values="score")
-        ranks = wide.rank(axis=1, ascending=False, method="average")
+        wide = scores_wide(grp)
+        ranks = average_ranks(wide)
         wins = (wide.eq(wide.max(axis=1), axis=0)).sum()
         lines += [f"### Budget {budget:g} s — {len(wide)} tasks", "",
-                  "| system | mean score | wins | average rank |", "|---|---:|---:|---:|"]
+                  "| system | mean score | failed | wins | average rank |",
+                  "|---|---:|---:|---:|---:|"]
         for sys_name in wide.columns:
-            lines.append(f"| {sys_name} | {wide[sys_name].mean():.4f} | {int(wins[sys_name])} "
-                         f"| {ranks[sys_name].mean():.2f} |")
+            lines.append(f"| {sys_name} | {wide[sys_name].mean():.4f} | "
+                         f"{int(wide[sys_name].isna().sum())} | {int(wins[sys_name])} "
+                         f"| {ranks[sys_name]:.2f} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -167,6 +180,8 @@ def main() -> None:
     ap.add_argument("--budgets", type=float, nargs="+", default=[10.0, 30.0])
     ap.add_argument("--systems", nargs="+", default=list(SYSTEMS))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--summary-only", action="store_true",
+                    help="only rewrite compare.md / compare.png from the results table")
     ap.add_argument("--out", type=Path, default=RESULTS / "compare.csv",
                     help="results table (compare.md and compare.png are written beside it)")
     args = ap.parse_args()
@@ -180,8 +195,10 @@ def main() -> None:
                "flaml": lambda *a, mb: run_flaml(*a),
                "optuna tpe": lambda *a, mb: run_optuna(*a),
                "hgb defaults": lambda *a, mb: run_hgb(*a)}
-    manifest = pd.read_csv(CORPUS / "manifest.csv")
-    for _, t in choose(manifest, args.n_tasks, min_rows=150).iterrows():
+    manifest = pd.read_csv(CORPUS / "manifest.csv") if not args.summary_only else None
+    chosen = choose(manifest, args.n_tasks, min_rows=150) if manifest is not None else \
+        pd.DataFrame()
+    for _, t in chosen.iterrows():
         ds = load_dataset(CORPUS / t.file, t.target, t.task)
         from sklearn.model_selection import train_test_split
 
@@ -216,7 +233,7 @@ def main() -> None:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     df = pd.DataFrame(rows)
-    text = summarise(df.dropna(subset=["score"]))
+    text = summarise(df)
     out.with_suffix(".md").write_text(
         "# automl-meta side by side\n\nCommand: `python benchmarks/compare.py --n-tasks "
         f"{args.n_tasks} --budgets {' '.join(f'{b:g}' for b in args.budgets)}`\n\n"
@@ -230,8 +247,7 @@ def main() -> None:
 
         fig, axes = plt.subplots(1, len(args.budgets), figsize=(6 * len(args.budgets), 4))
         for ax, (budget, grp) in zip(np.atleast_1d(axes), df.groupby("budget"), strict=False):
-            wide = grp.pivot_table(index="name", columns="system", values="score")
-            wide.rank(axis=1, ascending=False).mean().sort_values().plot.barh(ax=ax)
+            average_ranks(scores_wide(grp)).sort_values().plot.barh(ax=ax)
             ax.set_title(f"average rank, {budget:g} s (lower is better)")
         fig.tight_layout()
         fig.savefig(out.with_suffix(".png"), dpi=100)
