@@ -263,7 +263,6 @@ class AutoML(BaseEstimator):
                     f"searching on {cap} of {dataset.n_rows} rows: the {budget:g} s budget "
                     "affords that many for a useful number of trials (a larger "
                     "--time-budget searches on more); the final model is fitted on all rows")
-        self.search_cap_ = cap
         prepared = prepare_search(dataset, metric.name, self.seed, cap, space)
         ctx, full_ctx, y_codes = prepared.ctx, prepared.full_ctx, prepared.y_codes
         search_idx, y_search = prepared.search_idx, ctx.y

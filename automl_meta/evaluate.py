@@ -42,9 +42,11 @@ def n_folds_for(n_rows: int) -> int:
     return 5 if n_rows <= 10_000 else 3
 
 
-#: seconds one CV fold of a typical configuration takes per training row: the median trial
-#: of the bundled metabase's largest tasks (letter, elevators, house8L: 11 000 to 13 000
-#: training rows) took 1 to 2.4 s per fold on this 2-core machine
+#: seconds one CV fold of a typical configuration takes per training row. Optimistic: in
+#: the bundled metabase (built on at most 5 000 rows, 4 000 training rows per fold, on this
+#: 2-core machine) the median trial of the 23 tasks searched on 5 000 rows took 1.0e-4 to
+#: 4.6e-4 s per training row per fold, median 2.0e-4; so a budget affords about 5 typical
+#: trials per worker rather than BUDGET_TRIALS. Larger data was not timed.
 SECONDS_PER_TRAINING_ROW = 1.3e-4
 #: a time budget should leave room for at least this many typical trials per worker...
 BUDGET_TRIALS = 8

@@ -441,35 +441,50 @@ def suggest(metabase: Metabase, neighbours: Sequence[Neighbor], task: str, n_row
 PER_CLASS_FAMILIES = ("hgb", "linear")
 
 
+def _number(value: Any) -> float:
+    """``value`` as a float; NaN when it is missing or not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _cost_tables(metabase: Metabase) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The first stored trial of every configuration (by config id) and the tasks (by task
+    id): what :func:`estimated_trial_seconds` looks up."""
+    return (metabase.results.drop_duplicates("config_id").set_index("config_id"),
+            metabase.tasks.set_index("task_id"))
+
+
+def _trial_seconds(sources: pd.DataFrame, tasks: pd.DataFrame, suggestion: Suggestion,
+                   n_rows: int, n_folds: int, n_classes: int) -> float | None:
+    cid = suggestion.source_config_id
+    if cid is None or cid not in sources.index or "duration" not in sources.columns:
+        return None
+    src = sources.loc[cid]
+    duration = _number(src["duration"])
+    if not np.isfinite(duration) or src["task_id"] not in tasks.index:
+        return None
+    task = tasks.loc[src["task_id"]]
+    src_rows = _number(task.get("search_rows", task.get("n_rows")))
+    src_folds = _number(task.get("n_folds"))
+    if not (np.isfinite(src_rows) and np.isfinite(src_folds)) or src_rows < 1 or src_folds < 2:
+        return None
+    scale = (max(n_folds - 1, 1) * n_rows) / ((src_folds - 1) * src_rows)
+    if suggestion.config.get("family") in PER_CLASS_FAMILIES:
+        src_classes = _number(task.get("n_classes"))
+        src_classes = src_classes if np.isfinite(src_classes) else 0
+        scale *= max(n_classes, 2) / max(src_classes, 2)
+    return float(duration * scale)
+
+
 def estimated_trial_seconds(metabase: Metabase, suggestion: Suggestion, n_rows: int,
                             n_folds: int, n_classes: int) -> float | None:
     """How long ``suggestion`` will take as one trial on this data, from the duration of the
     trial it comes from in the metabase, scaled by the row-fits a CV trial makes
     (``(n_folds - 1) * n_rows``) and, for hgb and linear models, by the number of classes.
     None when the metabase does not say how long that trial took."""
-    cid = suggestion.source_config_id
-    if cid is None:
-        return None
-    res = metabase.results
-    rows = res[res["config_id"] == cid]
-    if rows.empty or "duration" not in rows:
-        return None
-    src = rows.iloc[0]
-    duration = pd.to_numeric(pd.Series([src["duration"]]), errors="coerce").iloc[0]
-    tasks = metabase.tasks.set_index("task_id")
-    if not np.isfinite(duration) or src["task_id"] not in tasks.index:
-        return None
-    task = tasks.loc[src["task_id"]]
-    src_rows = pd.to_numeric(task.get("search_rows", task.get("n_rows")), errors="coerce")
-    src_folds = pd.to_numeric(task.get("n_folds"), errors="coerce")
-    if not (np.isfinite(src_rows) and np.isfinite(src_folds)) or src_rows < 1 or src_folds < 2:
-        return None
-    scale = (max(n_folds - 1, 1) * n_rows) / ((src_folds - 1) * src_rows)
-    if suggestion.config.get("family") in PER_CLASS_FAMILIES:
-        src_classes = pd.to_numeric(task.get("n_classes"), errors="coerce")
-        src_classes = src_classes if np.isfinite(src_classes) else 0
-        scale *= max(n_classes, 2) / max(src_classes, 2)
-    return float(duration * scale)
+    return _trial_seconds(*_cost_tables(metabase), suggestion, n_rows, n_folds, n_classes)
 
 
 def order_by_cost(metabase: Metabase, suggestions: Sequence[Suggestion], n_rows: int,
@@ -480,8 +495,9 @@ def order_by_cost(metabase: Metabase, suggestions: Sequence[Suggestion], n_rows:
     needs more than a quarter of it moves behind the others (a short budget then spends its
     first trials on configurations that can finish). Returns the suggestions and the log."""
     fast, slow, log = [], [], []
+    tables = _cost_tables(metabase)  # looked up once for all suggestions
     for sug in suggestions:
-        est = estimated_trial_seconds(metabase, sug, n_rows, n_folds, n_classes)
+        est = _trial_seconds(*tables, sug, n_rows, n_folds, n_classes)
         family = sug.config.get("family")
         if est is not None and est > seconds:
             log.append(f"skipped {sug.origin} {family} config: a trial needs ~{est:.1f} s on "

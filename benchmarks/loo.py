@@ -160,6 +160,17 @@ def run_task(mb: Metabase, specs: dict, task_id: str, warm_n: int, k: int,
     return out
 
 
+def at_stored_precision(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """``df`` with the scores in ``cols`` rounded to 8 significant digits, the precision of
+    the metabase's results.csv, where the cold scores come from: the same CV score (e.g.
+    0.62526316 vs 0.625263157...) is then a tie, not a 2e-9 win or loss that the per-task
+    normalisation would blow up to a full point."""
+    df = df.copy()
+    df[cols] = df[cols].apply(pd.to_numeric, errors="coerce").map(
+        lambda x: float(f"{x:.8g}") if np.isfinite(x) else x)
+    return df
+
+
 def normalise_per_task(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     """Each task's scores in ``cols`` scaled to [0, 1]: 0 = the worst of them, 1 = the best
     (a run with no score counts as the worst)."""
@@ -181,13 +192,7 @@ def summarise(df: pd.DataFrame) -> str:
                     for c in ("warm_5", "warm_10", "warm_25", "zero_shot")
                     if f"{v}_{c}" in df.columns]
     cols = main_cols + variant_cols
-    # The cold scores are read from the metabase's results.csv, written with 8 significant
-    # digits; the warm runs' scores are compared at that precision too, so that the same
-    # CV score (e.g. 0.62526316 vs 0.625263157...) counts as a tie, not a 2e-9 win or loss
-    # that the per-task normalisation would blow up to a full point.
-    df = df.copy()
-    df[cols] = df[cols].apply(pd.to_numeric, errors="coerce").map(
-        lambda x: float(f"{x:.8g}") if np.isfinite(x) else x)
+    df = at_stored_precision(df, cols)
     norm = normalise_per_task(df, cols)
     lines = [f"{len(df)} tasks ({(df.task == 'regression').sum()} regression, "
              f"{(df.task != 'regression').sum()} classification)", "",

@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from loo import (  # noqa: E402
+    at_stored_precision,
     best_so_far,
     choose_tasks,
     context_for,
@@ -95,11 +96,7 @@ def summarise(df: pd.DataFrame) -> str:
              "first trial | mean normalised score |", "|---|---:|---:|---:|---:|---:|"]
     present = [s for s in STRATEGIES if s in df]
     cols = present + ["cold_1", "cold_5"]
-    # at the precision of the metabase's results.csv (8 significant digits), where the cold
-    # scores come from: the same CV score is a tie, not a 1e-9 win or loss
-    df = df.copy()
-    df[cols] = df[cols].apply(pd.to_numeric, errors="coerce").map(
-        lambda x: float(f"{x:.8g}") if pd.notna(x) else x)
+    df = at_stored_precision(df, cols)
     norm = normalise_per_task(df, cols)
     for s in present:
         d5 = norm[s] - norm["cold_5"]

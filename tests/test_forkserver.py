@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
@@ -14,23 +13,18 @@ from automl_meta.evaluate import evaluate_fold
 from automl_meta.forkserver import ForkServer
 from automl_meta.worker import EvaluationTimeout, Worker, worker_env
 
+from .test_faults import _processes
 from .test_search import _ctx
 
 pytestmark = pytest.mark.skipif(not forkserver.available(), reason="needs os.fork")
 
 
 def _parent_of(pid: int) -> int | None:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    return next(int(line.split()[1]) for line in status.splitlines()
-                if line.startswith("PPid:"))
+    return _processes().get(pid, (None, ""))[0]
 
 
 def _children_of(pid: int) -> list[int]:
-    return [int(p.name) for p in Path("/proc").iterdir()
-            if p.name.isdigit() and _parent_of(int(p.name)) == pid]
+    return [child for child, (ppid, _) in _processes().items() if ppid == pid]
 
 
 def test_forked_worker_scores_like_the_evaluation_in_process(mixed_frame):
