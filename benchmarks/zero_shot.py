@@ -9,6 +9,12 @@ is compared with the best of the cold search's first 5 trials (the build's store
     python benchmarks/zero_shot.py --n-tasks 60 --n-jobs 2     # resumable
 
 Writes ``benchmarks/results/zero_shot.csv`` and ``zero_shot.md``.
+
+``--task-set rest`` runs on every other task of the metabase instead (the tasks ``loo.py``
+never reports on): a second, larger sample, to check that what was seen on the 60 was not
+luck, and the one to compare variants on before looking at the 60:
+
+    python benchmarks/zero_shot.py --task-set rest --strategies learned --n-jobs 2
 """
 
 from __future__ import annotations
@@ -115,10 +121,21 @@ def main() -> None:
     ap.add_argument("--n-tasks", type=int, default=60)
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--n-jobs", type=int, default=1)
-    ap.add_argument("--out", default=str(RESULTS / "zero_shot.csv"))
+    ap.add_argument("--task-set", choices=("loo", "rest"), default="loo",
+                    help="loo: the --n-tasks tasks loo.py reports on; rest: all the others")
+    ap.add_argument("--strategies", default=",".join(STRATEGIES),
+                    help="comma-separated warm-start strategies to evaluate")
+    ap.add_argument("--out", default=None,
+                    help="results CSV (default: results/zero_shot.csv, or "
+                         "zero_shot_rest.csv for --task-set rest)")
     ap.add_argument("--summary-only", action="store_true")
     args = ap.parse_args()
-    out = Path(args.out)
+    out = Path(args.out or RESULTS / ("zero_shot.csv" if args.task_set == "loo"
+                                      else "zero_shot_rest.csv"))
+    strategies = tuple(s for s in args.strategies.split(",") if s)
+    unknown = set(strategies) - set(STRATEGIES)
+    if unknown:
+        raise SystemExit(f"unknown strategies {sorted(unknown)}; choose from {STRATEGIES}")
     mb = load_metabase(args.metabase)
     done = pd.read_csv(out) if out.exists() else pd.DataFrame()
     rows = done.to_dict("records")
@@ -126,8 +143,13 @@ def main() -> None:
         specs = task_specs(mb)
         by_task = {r["task_id"]: r for r in rows}
         # a task is to do for the strategies it has no column for (a strategy added later)
-        todo = [(t, tuple(s for s in STRATEGIES if s not in by_task.get(t, {})))
-                for t in choose_tasks(mb, args.n_tasks)]
+        tasks = choose_tasks(mb, args.n_tasks)
+        if args.task_set == "rest":
+            reported = set(tasks)
+            tasks = [t for t in mb.ok_tasks().sort_values("task_id")["task_id"]
+                     if t not in reported]
+        todo = [(t, tuple(s for s in strategies if s not in by_task.get(t, {})))
+                for t in tasks]
         todo = [(t, s) for t, s in todo if s]
         lock = threading.Lock()
 
@@ -148,9 +170,12 @@ def main() -> None:
             for f in [pool.submit(one, t) for t in todo]:
                 f.result()
     text = summarise(pd.DataFrame(rows))
+    command = f"python benchmarks/zero_shot.py --n-tasks {args.n_tasks}"
+    if args.task_set == "rest":
+        command += f" --task-set rest --strategies {args.strategies}"
     out.with_suffix(".md").write_text(
         "# Zero-shot: the first warm-start configuration of each strategy\n\nCommand: "
-        f"`python benchmarks/zero_shot.py --n-tasks {args.n_tasks}`\n\n{text}\n")
+        f"`{command}`\n\n{text}\n")
     print(text)
 
 

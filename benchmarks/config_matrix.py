@@ -1,0 +1,236 @@
+"""A dense configuration × task matrix: the same configurations evaluated on every task.
+
+The metabase holds each task's own search, so no configuration was ever run on two tasks;
+every transfer estimate is indirect. This job evaluates one fixed candidate set on every
+task of its kind, on the rows, folds and seed of the build: the metabase's global portfolio
+(25 configurations per task kind, ``manifest.json``) and each family's default
+configuration. With it, any zero-shot selection rule (which candidate to run first on a new
+task) can be scored leave-one-task-out without running a model: the candidate's score on
+the held-out task is in the matrix, and the cold search's best of 5 is in the metabase.
+
+    python benchmarks/config_matrix.py --n-jobs 2      # resumable; hours of CPU
+
+Tasks run in ``loo.py``'s interleaved order first (its 60, then the rest), so a partial
+matrix is balanced between task kinds. Writes ``benchmarks/results/config_matrix.csv``: one
+row per (task, candidate) with the candidate's source (``portfolio`` or ``default``), the
+configuration id it was made from, the id actually run (after adapting to the data), the CV
+score, the state and the seconds taken. A candidate the data cannot take (an SVM above its
+row limit) is recorded as ``skipped``.
+
+Caveat for rules scored on it: the portfolio was chosen on the whole metabase, so each task
+had a (small) say in which candidates exist; drop the candidates that came from the
+held-out task and its variants, and compare with the family defaults, which no task chose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from loo import (  # noqa: E402
+    at_stored_precision,
+    best_so_far,
+    choose_tasks,
+    context_for,
+    stem,
+    task_specs,
+)
+
+from automl_meta.metabase import Metabase, config_id, load_metabase  # noqa: E402
+from automl_meta.neighbors import fit_normalisation, nearest  # noqa: E402
+from automl_meta.search import run_search  # noqa: E402
+from automl_meta.space import SearchSpace, load_space, task_kind  # noqa: E402
+from automl_meta.surrogate import fit_surrogate  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def candidates(mb: Metabase, space: SearchSpace, task: str) -> list[tuple[str, str, dict]]:
+    """(source, source config id, config) for one task: the portfolio of its kind, then
+    each family's default configuration."""
+    kind = task_kind(task)
+    out = [("portfolio", cid, dict(mb.configs[cid]))
+           for cid in mb.manifest.get("portfolio", {}).get(kind, []) if cid in mb.configs]
+    for family in space.family_names(task):
+        config = space.default_config(family, task)
+        out.append(("default", config_id(config), config))
+    return out
+
+
+def run_task(mb: Metabase, specs: dict, space: SearchSpace, task_id: str,
+             todo: set[str]) -> list[dict]:
+    row = mb.tasks.set_index("task_id").loc[task_id].copy()
+    row["task_id"] = task_id
+    ctx, seed = context_for(row, mb, specs[task_id])
+    allowed = set(space.family_names(row["task"], len(ctx.y)))
+    timeout = float(mb.manifest["build"].get("trial_timeout") or 120)
+    out = []
+    for source, source_id, config in candidates(mb, space, row["task"]):
+        if source_id not in todo:
+            continue
+        rec = {"task_id": task_id, "task": row["task"], "source": source,
+               "source_config_id": source_id, "family": config["family"]}
+        if config["family"] not in allowed:
+            out.append(rec | {"config_id": None, "state": "skipped", "score": None,
+                              "seconds": 0.0})
+            continue
+        if space.check_config(config, row["task"]):
+            config = space.adapt_config(config, row["task"])
+        t0 = time.monotonic()
+        res = run_search(ctx, n_trials=1, seed=seed, enqueue=[(config, source)],
+                         trial_timeout=timeout, prune=False)
+        trial = res.records[0] if res.records else None
+        out.append(rec | {"config_id": config_id(config),
+                          "state": trial.state if trial is not None else "FAIL",
+                          "score": trial.score if trial is not None else None,
+                          "seconds": round(time.monotonic() - t0, 2)})
+    return out
+
+
+def zero_shot_rules(mb: Metabase, matrix: pd.DataFrame, k: int = 10) -> pd.DataFrame:
+    """Leave-one-task-out on the matrix: each rule's first candidate for each complete
+    task, its score there and the cold search's best of 5 (see the module docstring).
+
+    Rules: ``learned`` (the default warm start's performance model, refitted without the
+    task, choosing among the candidates), ``best_rank`` (the best mean rank over the other
+    tasks of the matrix: a portfolio of one, chosen on dense data), ``knn_rank`` (the same
+    over the ``k`` nearest of them by meta-feature distance), ``default:<family>`` and
+    ``hindsight`` (the best candidate on the task itself: the ceiling)."""
+    space = load_space()
+    info = mb.tasks.set_index("task_id")
+    names = info["name"].astype(str)
+    source_task = mb.results.drop_duplicates("config_id").set_index("config_id")["task_id"]
+    m = matrix.copy()
+    greater = m["task_id"].map(lambda t: str(info.loc[t, "greater_is_better"]).lower()
+                               in ("true", "1", "1.0"))
+    m["signed"] = (pd.to_numeric(m["score"], errors="coerce")
+                   * greater.map({True: 1.0, False: -1.0})).where(m["state"] == "COMPLETE")
+    wide = m.pivot_table(index="task_id", columns="source_config_id", values="signed",
+                         aggfunc="first")
+    evaluated = m.groupby("task_id")["state"].apply(lambda s: (s != "skipped").sum())
+    counts = m.groupby("task_id").size()
+    complete = [t for t in wide.index if counts[t] == len(candidates(mb, space,
+                                                                   info.loc[t, "task"]))]
+    ranks = wide.rank(axis=1, pct=True)  # per task: 1 = best candidate; failed: NaN
+    out = []
+    for tid in complete:
+        row = info.loc[tid].copy()
+        row["task_id"] = tid
+        kind = task_kind(row["task"])
+        same = {t for t, n in names.items() if stem(n) == stem(names[tid])}
+        offered = {cid: (src, config) for src, cid, config in candidates(mb, space, row["task"])}
+        cands = [cid for cid, (src, _) in offered.items()
+                 if (src == "default" or source_task.get(cid) not in same)
+                 and cid in wide.columns and pd.notna(wide.loc[tid, cid])]
+        if not cands or evaluated[tid] == 0:
+            continue
+        others = [t for t in complete if t not in same and task_kind(info.loc[t, "task"])
+                  == kind]
+        picks = {"hindsight": max(cands, key=lambda c: wide.loc[tid, c])}
+        if not others:
+            continue
+        picks["best_rank"] = ranks.loc[others, cands].fillna(0.0).mean().idxmax()
+        norm = fit_normalisation(mb.tasks[~mb.tasks["task_id"].isin(same)])
+        near = nearest(mb, row.to_dict(), row["task"], k=k, normalisation=norm,
+                       exclude=set(info.index) - set(others))
+        near_ids = [nb.task_id for nb in near]
+        if near_ids:
+            picks["knn_rank"] = ranks.loc[near_ids, cands].fillna(0.0).mean().idxmax()
+        surrogate = fit_surrogate(mb, space, row["task"], exclude=same, normalisation=norm)
+        if surrogate is not None:
+            pred = surrogate.predict(row.to_dict(), [offered[c][1] for c in cands])
+            picks["learned"] = cands[int(np.argmax(pred))]
+        for cid in cands:
+            src, config = offered[cid]
+            if src == "default":
+                picks[f"default:{config['family']}"] = cid
+        cold = mb.results[mb.results["task_id"] == tid].sort_values("trial")
+        cold_5 = best_so_far([None if r.state != "COMPLETE" else float(r.score)
+                              for r in cold.itertuples()],
+                             bool(greater[m["task_id"] == tid].iloc[0]), 5)
+        sign = 1.0 if greater[m["task_id"] == tid].iloc[0] else -1.0
+        for rule, cid in picks.items():
+            out.append({"task_id": tid, "task": row["task"], "rule": rule,
+                        "config_id": cid, "score": wide.loc[tid, cid] * sign,
+                        "cold_5": cold_5, "greater_is_better": sign > 0})
+    return pd.DataFrame(out)
+
+
+def summarise(rules: pd.DataFrame) -> str:
+    if rules.empty:
+        return "no task yet has a complete row and another complete task of its kind"
+    df = at_stored_precision(rules, ["score", "cold_5"])
+    sign = df["greater_is_better"].map({True: 1.0, False: -1.0})
+    df = df.assign(diff=np.sign((df["score"] - df["cold_5"]) * sign))
+    lines = [f"{df['task_id'].nunique()} complete tasks", "",
+             "| first trial chosen by | beats cold best of 5 | ties | loses | of differing |",
+             "|---|---:|---:|---:|---:|"]
+    for rule, grp in df.groupby("rule"):
+        w, t, lo = (int((grp["diff"] > 0).sum()), int((grp["diff"] == 0).sum()),
+                    int((grp["diff"] < 0).sum()))
+        lines.append(f"| {rule} | {w} | {t} | {lo} | {w / max(1, w + lo):.0%} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--metabase", default=str(ROOT / "metabase"))
+    ap.add_argument("--n-jobs", type=int, default=1, help="tasks evaluated at once")
+    ap.add_argument("--out", default=str(RESULTS / "config_matrix.csv"))
+    ap.add_argument("--summary-only", action="store_true",
+                    help="score zero-shot rules on the matrix so far (no evaluations)")
+    args = ap.parse_args()
+    out = Path(args.out)
+    mb = load_metabase(args.metabase)
+    if args.summary_only:
+        text = summarise(zero_shot_rules(mb, pd.read_csv(out)))
+        out.with_suffix(".md").write_text(
+            "# Zero-shot rules scored on the configuration x task matrix\n\nCommand: "
+            "`python benchmarks/config_matrix.py --summary-only` (leave one task out; "
+            f"see the script's docstring)\n\n{text}\n")
+        print(text)
+        return
+    space = load_space()
+    specs = task_specs(mb)
+    rows = pd.read_csv(out).to_dict("records") if out.exists() else []
+    done = {(r["task_id"], r["source_config_id"]) for r in rows}
+    first = choose_tasks(mb, 60)
+    order = first + [t for t in mb.ok_tasks().sort_values("task_id")["task_id"]
+                     if t not in set(first)]
+    tasks = mb.tasks.set_index("task_id")["task"]
+    todo = []
+    for tid in order:
+        wanted = {cid for _, cid, _ in candidates(mb, space, tasks[tid])
+                  if (tid, cid) not in done}
+        if wanted:
+            todo.append((tid, wanted))
+    lock = threading.Lock()
+
+    def one(item: tuple[str, set[str]]) -> None:
+        tid, wanted = item
+        res = run_task(mb, specs, space, tid, wanted)
+        with lock:
+            rows.extend(res)
+            pd.DataFrame(rows).to_csv(out, index=False)
+            n_ok = sum(r["state"] == "COMPLETE" for r in res)
+            print(f"{tid:<45} {n_ok}/{len(res)} complete, "
+                  f"{sum(r['seconds'] for r in res):.0f} s", flush=True)
+
+    with ThreadPoolExecutor(max_workers=max(1, args.n_jobs)) as pool:
+        for f in [pool.submit(one, t) for t in todo]:
+            f.result()
+
+
+if __name__ == "__main__":
+    main()
