@@ -48,7 +48,7 @@ from loo import (  # noqa: E402
 )
 
 from automl_meta.metabase import Metabase, config_id, load_metabase  # noqa: E402
-from automl_meta.neighbors import fit_normalisation, nearest  # noqa: E402
+from automl_meta.neighbors import fit_normalisation, nearest, normalise  # noqa: E402
 from automl_meta.search import run_search  # noqa: E402
 from automl_meta.space import SearchSpace, load_space, task_kind  # noqa: E402
 from automl_meta.surrogate import fit_surrogate  # noqa: E402
@@ -98,6 +98,27 @@ def run_task(mb: Metabase, specs: dict, space: SearchSpace, task_id: str,
     return out
 
 
+def _matrix_model(ranks: pd.DataFrame, info: pd.DataFrame, stats: dict,
+                  row: pd.Series) -> np.ndarray:
+    """Predicted rank of each candidate (the columns of ``ranks``) on ``row``'s task, by a
+    model fitted on the matrix: (task meta-features, candidate) → the candidate's rank
+    on the task."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    mf = normalise(info.loc[ranks.index], stats)
+    n_tasks, n_cands = ranks.shape
+    X = np.hstack([np.repeat(mf, n_cands, axis=0),
+                   np.tile(np.arange(n_cands), n_tasks)[:, None]])
+    cat = np.zeros(X.shape[1], bool)
+    cat[-1] = True
+    model = HistGradientBoostingRegressor(categorical_features=cat, max_iter=100,
+                                          min_samples_leaf=10, random_state=0)
+    model.fit(X, ranks.to_numpy().ravel())
+    query = normalise(row.to_dict(), stats)
+    return model.predict(np.hstack([np.repeat(query, n_cands, axis=0),
+                                    np.arange(n_cands)[:, None]]))
+
+
 def zero_shot_rules(mb: Metabase, matrix: pd.DataFrame, k: int = 10) -> pd.DataFrame:
     """Leave-one-task-out on the matrix: each rule's first candidate for each complete
     task, its score there and the cold search's best of 5 (see the module docstring).
@@ -105,7 +126,9 @@ def zero_shot_rules(mb: Metabase, matrix: pd.DataFrame, k: int = 10) -> pd.DataF
     Rules: ``learned`` (the default warm start's performance model, refitted without the
     task, choosing among the candidates), ``best_rank`` (the best mean rank over the other
     tasks of the matrix: a portfolio of one, chosen on dense data), ``knn_rank`` (the same
-    over the ``k`` nearest of them by meta-feature distance), ``default:<family>`` and
+    over the ``k`` nearest of them by meta-feature distance), ``matrix_model`` (a model fitted
+on the other tasks' rows of the matrix: meta-features and candidate → rank),
+``learned+knn_rank`` (the mean of the two rules' ranks), ``default:<family>`` and
     ``hindsight`` (the best candidate on the task itself: the ceiling)."""
     space = load_space()
     info = mb.tasks.set_index("task_id")
@@ -145,12 +168,18 @@ def zero_shot_rules(mb: Metabase, matrix: pd.DataFrame, k: int = 10) -> pd.DataF
         near = nearest(mb, row.to_dict(), row["task"], k=k, normalisation=norm,
                        exclude=set(info.index) - set(others))
         near_ids = [nb.task_id for nb in near]
-        if near_ids:
-            picks["knn_rank"] = ranks.loc[near_ids, cands].fillna(0.0).mean().idxmax()
+        knn = ranks.loc[near_ids, cands].fillna(0.0).mean() if near_ids else None
+        if knn is not None:
+            picks["knn_rank"] = knn.idxmax()
+        picks["matrix_model"] = cands[int(np.argmax(_matrix_model(
+            ranks.loc[others, cands].fillna(0.0), info, norm[kind], row)))]
         surrogate = fit_surrogate(mb, space, row["task"], exclude=same, normalisation=norm)
         if surrogate is not None:
             pred = surrogate.predict(row.to_dict(), [offered[c][1] for c in cands])
             picks["learned"] = cands[int(np.argmax(pred))]
+            if knn is not None:  # the two opinions' ranks among the candidates, averaged
+                both = pd.Series(pred, index=cands).rank() + knn.rank()
+                picks["learned+knn_rank"] = both.idxmax()
         for cid in cands:
             src, config = offered[cid]
             if src == "default":
