@@ -43,12 +43,12 @@ from loo import (  # noqa: E402
     best_so_far,
     choose_tasks,
     context_for,
-    stem,
+    held_out,
     task_specs,
 )
 
 from automl_meta.metabase import Metabase, config_id, load_metabase  # noqa: E402
-from automl_meta.neighbors import fit_normalisation, nearest, normalise  # noqa: E402
+from automl_meta.neighbors import nearest, normalise  # noqa: E402
 from automl_meta.search import run_search  # noqa: E402
 from automl_meta.space import SearchSpace, load_space, task_kind  # noqa: E402
 from automl_meta.surrogate import fit_surrogate  # noqa: E402
@@ -132,7 +132,6 @@ on the other tasks' rows of the matrix: meta-features and candidate → rank),
     ``hindsight`` (the best candidate on the task itself: the ceiling)."""
     space = load_space()
     info = mb.tasks.set_index("task_id")
-    names = info["name"].astype(str)
     source_task = mb.results.drop_duplicates("config_id").set_index("config_id")["task_id"]
     m = matrix.copy()
     greater = m["task_id"].map(lambda t: str(info.loc[t, "greater_is_better"]).lower()
@@ -148,10 +147,8 @@ on the other tasks' rows of the matrix: meta-features and candidate → rank),
     ranks = wide.rank(axis=1, pct=True)  # per task: 1 = best candidate; failed: NaN
     out = []
     for tid in complete:
-        row = info.loc[tid].copy()
-        row["task_id"] = tid
+        row, same, norm = held_out(mb, tid)
         kind = task_kind(row["task"])
-        same = {t for t, n in names.items() if stem(n) == stem(names[tid])}
         offered = {cid: (src, config) for src, cid, config in candidates(mb, space, row["task"])}
         cands = [cid for cid, (src, _) in offered.items()
                  if (src == "default" or source_task.get(cid) not in same)
@@ -164,7 +161,6 @@ on the other tasks' rows of the matrix: meta-features and candidate → rank),
         if not others:
             continue
         picks["best_rank"] = ranks.loc[others, cands].fillna(0.0).mean().idxmax()
-        norm = fit_normalisation(mb.tasks[~mb.tasks["task_id"].isin(same)])
         near = nearest(mb, row.to_dict(), row["task"], k=k, normalisation=norm,
                        exclude=set(info.index) - set(others))
         near_ids = [nb.task_id for nb in near]

@@ -34,12 +34,12 @@ from loo import (  # noqa: E402
     best_so_far,
     choose_tasks,
     context_for,
-    stem,
+    held_out,
     task_specs,
 )
 
 from automl_meta.metabase import Metabase, config_id, load_metabase  # noqa: E402
-from automl_meta.neighbors import fit_normalisation, nearest  # noqa: E402
+from automl_meta.neighbors import nearest  # noqa: E402
 from automl_meta.search import run_search  # noqa: E402
 from automl_meta.space import load_space, task_kind  # noqa: E402
 from automl_meta.surrogate import fit_surrogate  # noqa: E402
@@ -51,11 +51,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 def run_task(mb: Metabase, specs: dict, task_id: str, warm_n: int, k: int,
              positions: list[int]) -> list[dict]:
     space = load_space()
-    row = mb.tasks.set_index("task_id").loc[task_id].copy()
-    row["task_id"] = task_id
-    names = mb.tasks.set_index("task_id")["name"].astype(str)
-    excluded = {t for t, n in names.items() if stem(n) == stem(str(row["name"]))}
-    norm = fit_normalisation(mb.tasks[~mb.tasks["task_id"].isin(excluded)])
+    row, excluded, norm = held_out(mb, task_id)
     neighbours = nearest(mb, row.to_dict(), row["task"], k=k, exclude=excluded,
                          normalisation=norm)
     portfolio = compute_portfolio(mb, space, task_kind(row["task"]), exclude=excluded)

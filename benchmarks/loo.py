@@ -53,6 +53,18 @@ def stem(name: str) -> str:
     return re.sub(r"[_-]?\d+[a-z]?$|[_-]?v(ersion)?\d+$", "", base) or base
 
 
+def held_out(mb: Metabase, task_id: str) -> tuple[pd.Series, set[str], dict]:
+    """One task left out: its row of ``tasks.csv`` (with ``task_id``), the ids of it and
+    every variant of the same data (same name stem), and the meta-feature normalisation
+    fitted on the tasks that remain."""
+    tasks = mb.tasks.set_index("task_id")
+    row = tasks.loc[task_id].copy()
+    row["task_id"] = task_id
+    s = stem(str(row["name"]))
+    excluded = {t for t, name in tasks["name"].astype(str).items() if stem(name) == s}
+    return row, excluded, fit_normalisation(mb.tasks[~mb.tasks["task_id"].isin(excluded)])
+
+
 def choose_tasks(mb: Metabase, n: int) -> list[str]:
     """``n`` tasks spread evenly over each task kind (sorted by id), the kinds interleaved so
     that a partial run is balanced."""
@@ -106,13 +118,7 @@ def run_task(mb: Metabase, specs: dict, task_id: str, warm_n: int, k: int,
     """Warm searches (the first variant to 25 trials, the others through their suggestions)
     and the stored cold study of one task, with the task and its variants left out."""
     space = load_space()
-    row = mb.tasks.set_index("task_id").loc[task_id]
-    row["task_id"] = task_id
-    s = stem(str(row["name"]))
-    names = mb.tasks.set_index("task_id")["name"].astype(str)
-    excluded = {tid for tid, name in names.items() if stem(name) == s}
-    rest = mb.tasks[~mb.tasks["task_id"].isin(excluded)]
-    norm = fit_normalisation(rest)
+    row, excluded, norm = held_out(mb, task_id)
     neighbours = nearest(mb, row.to_dict(), row["task"], k=k, exclude=excluded,
                          normalisation=norm)
     kind = task_kind(row["task"])

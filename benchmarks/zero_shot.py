@@ -37,13 +37,13 @@ from loo import (  # noqa: E402
     best_so_far,
     choose_tasks,
     context_for,
+    held_out,
     normalise_per_task,
-    stem,
     task_specs,
 )
 
 from automl_meta.metabase import Metabase, load_metabase  # noqa: E402
-from automl_meta.neighbors import fit_normalisation, nearest  # noqa: E402
+from automl_meta.neighbors import nearest  # noqa: E402
 from automl_meta.search import run_search  # noqa: E402
 from automl_meta.space import load_space, task_kind  # noqa: E402
 from automl_meta.surrogate import fit_surrogate  # noqa: E402
@@ -56,11 +56,7 @@ STRATEGIES = ("local", "blend", "portfolio", "rank", "learned")
 def run_task(mb: Metabase, specs: dict, task_id: str, k: int,
              strategies: tuple[str, ...] = STRATEGIES) -> dict:
     space = load_space()
-    row = mb.tasks.set_index("task_id").loc[task_id].copy()
-    row["task_id"] = task_id
-    names = mb.tasks.set_index("task_id")["name"].astype(str)
-    excluded = {t for t, n in names.items() if stem(n) == stem(str(row["name"]))}
-    norm = fit_normalisation(mb.tasks[~mb.tasks["task_id"].isin(excluded)])
+    row, excluded, norm = held_out(mb, task_id)
     wide = nearest(mb, row.to_dict(), row["task"], k=max(k, BLEND_NEIGHBOURS),
                    exclude=excluded, normalisation=norm)
     portfolio = compute_portfolio(mb, space, task_kind(row["task"]), exclude=excluded)
