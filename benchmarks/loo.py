@@ -88,6 +88,21 @@ def best_so_far(scores: list[float | None], greater: bool, n: int) -> float | No
     return max(vals) if greater else min(vals)
 
 
+def cold_bests(mb: Metabase, task_id: str, greater: bool
+               ) -> tuple[float | None, float | None, float]:
+    """The best of the build's first 5 trials on the task (the zero-shot baseline), the
+    best completed one of its trials 6 to 10, and the sign that makes greater better.
+
+    TPE starts with 10 random trials, so trials 6 to 10 are a second, independent draw of
+    "the best of 5 random configurations" (pruned ones have no score; they were below the
+    running 75th percentile, so rarely the best): comparing a figure against both shows how
+    much of it is the luck of one cold draw."""
+    scores = [None if r.state != "COMPLETE" else float(r.score) for r in
+              mb.results[mb.results["task_id"] == task_id].sort_values("trial").itertuples()]
+    return (best_so_far(scores, greater, 5), best_so_far(scores[5:], greater, 5),
+            1.0 if greater else -1.0)
+
+
 def task_specs(mb: Metabase) -> dict:
     """The build's own task loaders (same source, same target, same typing)."""
     src = mb.manifest.get("source", {})
