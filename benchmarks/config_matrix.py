@@ -135,12 +135,9 @@ def zero_shot_rules(mb: Metabase, matrix: pd.DataFrame, k: int = 10) -> pd.DataF
     ``default:<family>`` and ``hindsight`` (the best candidate on the task itself: the
     ceiling).
 
-    Each pick is compared with two cold baselines: ``cold_5``, the best of the build's
-    first 5 trials (the target's baseline), and ``cold_5b``, the best completed trial of
-    its trials 6 to 10 — also random (TPE starts with 10 random trials), so a second,
-    independent draw of "the best of 5 random configurations" (pruned trials have no score;
-    they were below the running 75th percentile, so rarely the best). The difference between
-    the two win rates shows how much of a figure is the luck of one cold draw."""
+    Each pick is compared with two cold baselines (``loo.cold_bests``): ``cold_5``, the
+    best of the build's first 5 trials (the target's baseline), and ``cold_5b``, a second
+    draw of the best of 5 random configurations (its trials 6 to 10)."""
     space = load_space()
     info = mb.tasks.set_index("task_id")
     source_task = mb.results.drop_duplicates("config_id").set_index("config_id")["task_id"]
@@ -209,7 +206,6 @@ def zero_shot_rules(mb: Metabase, matrix: pd.DataFrame, k: int = 10) -> pd.DataF
                         "config_id": cid, "score": wide.loc[tid, cid] * sign,
                         "cold_5": cold_5, "cold_5b": cold_5b, "greater_is_better": sign > 0})
     return pd.DataFrame(out)
-
 
 
 def summarise(rules: pd.DataFrame) -> str:
