@@ -142,8 +142,9 @@ def zero_shot_rules(mb: Metabase, matrix: pd.DataFrame, k: int = 10) -> pd.DataF
     info = mb.tasks.set_index("task_id")
     source_task = mb.results.drop_duplicates("config_id").set_index("config_id")["task_id"]
     m = matrix.copy()
-    greater = m["task_id"].map(lambda t: str(info.loc[t, "greater_is_better"]).lower()
-                               in ("true", "1", "1.0"))
+    greater_of = {t: str(g).lower() in ("true", "1", "1.0")
+                  for t, g in info["greater_is_better"].items()}
+    greater = m["task_id"].map(greater_of)
     m["signed"] = (pd.to_numeric(m["score"], errors="coerce")
                    * greater.map({True: 1.0, False: -1.0})).where(m["state"] == "COMPLETE")
     wide = m.pivot_table(index="task_id", columns="source_config_id", values="signed",
@@ -154,8 +155,7 @@ def zero_shot_rules(mb: Metabase, matrix: pd.DataFrame, k: int = 10) -> pd.DataF
                                                                    info.loc[t, "task"]))]
     ranks = wide.rank(axis=1, pct=True)  # per task: 1 = best candidate; failed: NaN
     stored = at_stored_precision(wide, list(wide.columns))
-    cold = {tid: cold_bests(mb, tid, str(info.loc[tid, "greater_is_better"]).lower()
-                            in ("true", "1", "1.0")) for tid in complete}
+    cold = {tid: cold_bests(mb, tid, greater_of[tid]) for tid in complete}
     signed_cold = at_stored_precision(pd.DataFrame(
         {"c": {t: np.nan if c[0] is None else c[0] * c[2] for t, c in cold.items()}}),
         ["c"])["c"]

@@ -33,6 +33,7 @@ from loo import (  # noqa: E402
     at_stored_precision,
     best_so_far,
     choose_tasks,
+    cold_scores,
     context_for,
     held_out,
     task_specs,
@@ -61,9 +62,7 @@ def run_task(mb: Metabase, specs: dict, task_id: str, warm_n: int, k: int,
                  strategy="learned", metafeatures=row.to_dict(), surrogate=surrogate)
     timeout = float(mb.manifest["build"].get("trial_timeout") or 120)
     greater = str(row["greater_is_better"]).lower() in ("true", "1", "1.0")
-    cold = mb.results[mb.results["task_id"] == task_id].sort_values("trial")
-    cold_scores = [None if r.state != "COMPLETE" else float(r.score)
-                   for r in cold.itertuples()]
+    cold = cold_scores(mb, task_id)
     out = []
     for pos in positions:
         if pos >= len(ws.suggestions):
@@ -78,8 +77,8 @@ def run_task(mb: Metabase, specs: dict, task_id: str, warm_n: int, k: int,
                     "predicted": sug.source_score,
                     "score": rec.score if rec is not None and rec.state == "COMPLETE"
                     else None,
-                    "cold_1": best_so_far(cold_scores, greater, 1),
-                    "cold_5": best_so_far(cold_scores, greater, 5)})
+                    "cold_1": best_so_far(cold, greater, 1),
+                    "cold_5": best_so_far(cold, greater, 5)})
     return out
 
 

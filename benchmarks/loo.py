@@ -88,6 +88,13 @@ def best_so_far(scores: list[float | None], greater: bool, n: int) -> float | No
     return max(vals) if greater else min(vals)
 
 
+def cold_scores(mb: Metabase, task_id: str) -> list[float | None]:
+    """The build's stored search on the task (the cold search with the build's seed): each
+    trial's CV score in trial order, None where it did not complete."""
+    return [None if r.state != "COMPLETE" else float(r.score) for r in
+            mb.results[mb.results["task_id"] == task_id].sort_values("trial").itertuples()]
+
+
 def cold_bests(mb: Metabase, task_id: str, greater: bool
                ) -> tuple[float | None, float | None, float]:
     """The best of the build's first 5 trials on the task (the zero-shot baseline), the
@@ -97,8 +104,7 @@ def cold_bests(mb: Metabase, task_id: str, greater: bool
     "the best of 5 random configurations" (pruned ones have no score; they were below the
     running 75th percentile, so rarely the best): comparing a figure against both shows how
     much of it is the luck of one cold draw."""
-    scores = [None if r.state != "COMPLETE" else float(r.score) for r in
-              mb.results[mb.results["task_id"] == task_id].sort_values("trial").itertuples()]
+    scores = cold_scores(mb, task_id)
     return (best_so_far(scores, greater, 5), best_so_far(scores[5:], greater, 5),
             1.0 if greater else -1.0)
 
@@ -165,19 +171,17 @@ def run_task(mb: Metabase, specs: dict, task_id: str, warm_n: int, k: int,
         if i == 0:
             out["n_suggested"] = len(ws.suggestions)
             out["warm_seconds"] = round(time.monotonic() - t0, 1)
-    cold_rows = mb.results[mb.results["task_id"] == task_id].sort_values("trial")
-    cold_scores = [None if r.state != "COMPLETE" else float(r.score)
-                   for r in cold_rows.itertuples()]
+    cold = cold_scores(mb, task_id)
     if verify_cold:  # the cold search re-run here must equal the build's stored study
         rerun = _scores(run_search(ctx, n_trials=max(BUDGETS), seed=seed))
-        stored = cold_scores[:max(BUDGETS)]
+        stored = cold[:max(BUDGETS)]
         same = all((a is None and b is None) or (a is not None and b is not None and
                                                  abs(a - b) < 1e-9)
                    for a, b in zip(rerun, stored, strict=True))
         if not same:
             raise SystemExit(f"{task_id}: re-run cold search differs from the metabase's")
     for b in BUDGETS:
-        out[f"cold_{b}"] = best_so_far(cold_scores, greater, b)
+        out[f"cold_{b}"] = best_so_far(cold, greater, b)
     return out
 
 

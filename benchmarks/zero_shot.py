@@ -38,6 +38,7 @@ from loo import (  # noqa: E402
     best_so_far,
     choose_tasks,
     cold_bests,
+    cold_scores,
     context_for,
     held_out,
     normalise_per_task,
@@ -65,12 +66,10 @@ def run_task(mb: Metabase, specs: dict, task_id: str, k: int,
     ctx, seed = context_for(row, mb, specs[task_id])
     timeout = float(mb.manifest["build"].get("trial_timeout") or 120)
     greater = str(row["greater_is_better"]).lower() in ("true", "1", "1.0")
-    cold = mb.results[mb.results["task_id"] == task_id].sort_values("trial")
-    cold_scores = [None if r.state != "COMPLETE" else float(r.score)
-                   for r in cold.itertuples()]
+    cold = cold_scores(mb, task_id)
     out = {"task_id": task_id, "task": row["task"], "greater_is_better": greater,
-           "cold_1": best_so_far(cold_scores, greater, 1),
-           "cold_5": best_so_far(cold_scores, greater, 5)}
+           "cold_1": best_so_far(cold, greater, 1),
+           "cold_5": best_so_far(cold, greater, 5)}
     scored: dict[str, float | None] = {}
     surrogate = fit_surrogate(mb, space, row["task"], exclude=excluded, normalisation=norm) \
         if "learned" in strategies else None
@@ -105,7 +104,7 @@ def summarise(df: pd.DataFrame, mb: Metabase) -> str:
     cols = present + ["cold_1", "cold_5"]
     df = at_stored_precision(df, cols)
     norm = normalise_per_task(df, cols)
-    signs = df["greater_is_better"].astype(str).str.lower().isin(["true", "1", "1.0"])
+    signs = df["greater_is_better"].astype(bool)
     second = at_stored_precision(pd.DataFrame({"b": [
         cold_bests(mb, t, g)[1] for t, g in zip(df["task_id"], signs, strict=True)]},
         index=df.index), ["b"])["b"]
