@@ -6,6 +6,8 @@ The command line calls exactly this code (``AutoML.fit_dataset`` and ``AutoML.sa
 
 from __future__ import annotations
 
+import math
+import numbers
 import threading
 import time
 from dataclasses import dataclass
@@ -28,14 +30,12 @@ from .evaluate import (
     n_folds_for,
     search_rows,
 )
-from .forkserver import ForkServer
-from .forkserver import available as forkserver_available
 from .model import TabularModel
 from .progress import Reporter
-from .rundir import write_run_dir
+from .rundir import DEFAULT_MODEL_FORMAT, write_run_dir
 from .search import SearchResult, TrialRecord, run_search
 from .space import load_space
-from .worker import EvaluationFailed, EvaluationTimeout, Worker, worker_env
+from .worker import EvaluationFailed, EvaluationTimeout, Worker
 
 DEFAULT_TIME_BUDGET = 60.0
 DEFAULT_WARM_START = 10
@@ -241,8 +241,14 @@ class AutoML(BaseEstimator):
         budget = self.time_budget
         if budget is None and self.n_trials is None:
             budget = DEFAULT_TIME_BUDGET
-        if budget is not None and budget <= 0:
-            raise UsageError("--time-budget must be positive")
+        if budget is not None and not (_is_real(budget) and math.isfinite(budget)
+                                       and budget > 0):
+            raise UsageError(f"time_budget must be a positive finite number (got {budget!r})")
+        if self.memory_limit is not None and not (
+                _is_real(self.memory_limit) and math.isfinite(self.memory_limit)
+                and self.memory_limit > 0):
+            raise UsageError("memory_limit must be a positive finite number of GiB "
+                             f"(got {self.memory_limit!r})")
         if self.n_trials is not None and self.n_trials < 1:
             raise UsageError("--n-trials must be at least 1")
         from .warmstart import STRATEGIES
@@ -268,18 +274,14 @@ class AutoML(BaseEstimator):
         search_idx, y_search = prepared.search_idx, ctx.y
         self.search_rows_ = len(search_idx)
         self._search_idx = search_idx
-        # One fork server imports scikit-learn once (~1.7 s of CPU), in parallel with the
-        # meta-features and the warm start; the trial workers and the refit worker are forks
-        # of it (milliseconds each, also when a worker killed at a time-out is replaced).
-        server = ForkServer(env=worker_env()) if self.isolation and forkserver_available() \
-            else None
-        if server is not None:
-            server.start()
-        refit_worker = Worker(full_ctx, self.memory_limit, in_process=not self.isolation,
-                              server=server)
+        # The workers start now (worker.worker_context: the multiprocessing fork server
+        # imports scikit-learn once, in parallel with the meta-features and the warm start;
+        # the trial workers and the refit worker are forks of it, also when a worker killed
+        # at a time-out is replaced).
+        refit_worker = Worker(full_ctx, self.memory_limit, in_process=not self.isolation)
         refit_worker.start()
-        search_workers = [Worker(ctx, self.memory_limit, in_process=not self.isolation,
-                                 server=server) for _ in range(max(1, self.n_jobs))]
+        search_workers = [Worker(ctx, self.memory_limit, in_process=not self.isolation)
+                          for _ in range(max(1, self.n_jobs))]
         for w in search_workers:
             w.start()
         enqueue = []
@@ -300,8 +302,6 @@ class AutoML(BaseEstimator):
             except BaseException:  # Ctrl-C or a bug: no worker process is left behind
                 for w in [refit_worker, *search_workers]:
                     w.close()
-                if server is not None:
-                    server.close()
                 raise
         for w in self.warnings_:
             reporter.warn(w)
@@ -337,8 +337,6 @@ class AutoML(BaseEstimator):
         finally:
             for w in [refit_worker, *search_workers]:  # the search closed its own already
                 w.close()
-            if server is not None:
-                server.close()
             reporter.stop()
         self.search_ = search
         self.interrupted_ = search.interrupted
@@ -401,8 +399,9 @@ class AutoML(BaseEstimator):
         """Fit the best configuration on all rows; fall back to faster ones if time runs out."""
         # Order: the best trial; faster top-5 trials (only if their estimated refit fits
         # the time left); last, whatever time is left, a linear model with default settings
-        # on at most LAST_RESORT_ROWS rows, fitted in this process (no worker to start), so
-        # that a fit always ends with a model (the report says which and why).
+        # on at most LAST_RESORT_ROWS rows, so that a fit always ends with a model (the
+        # report says which and why). The last resort is fitted by the worker too (under
+        # the same --memory-limit); in this process only if that fails without a limit.
         candidates: list[tuple[dict, str, TrialRecord | None, np.ndarray | None]] = []
         ranked = search.ranked()
         n = dataset.n_rows
@@ -453,11 +452,18 @@ class AutoML(BaseEstimator):
             rows = search_rows(worker.ctx.y, dataset.task, LAST_RESORT_ROWS, self.seed)
             why += f" on {LAST_RESORT_ROWS} of {n} rows (no time left for more)"
         try:
-            out = fit_full(worker.ctx, config, rows)
-        except Exception as exc:
-            errors.append(f"linear: {type(exc).__name__}: {exc}")
-            raise AutoMLError("no configuration could be fitted: " + "; ".join(errors)
-                              ) from exc
+            out = worker.run(("fit", config, rows), None)
+        except (EvaluationTimeout, EvaluationFailed) as exc:
+            errors.append(f"linear: {exc}")
+            if self.memory_limit:
+                raise AutoMLError("no configuration could be fitted within --memory-limit "
+                                  f"{self.memory_limit:g} GiB: " + "; ".join(errors)) from None
+            try:
+                out = fit_full(worker.ctx, config, rows)
+            except Exception as exc2:
+                errors.append(f"linear (in this process): {type(exc2).__name__}: {exc2}")
+                raise AutoMLError("no configuration could be fitted: " + "; ".join(errors)
+                                  ) from exc2
         model = TabularModel(out["pipeline"], dataset.schema, dataset.task, dataset.target,
                              dataset.classes, config)
         return model, {"config": config, "reason": why, "fit_seconds": out["fit_seconds"],
@@ -515,26 +521,28 @@ class AutoML(BaseEstimator):
         }
 
     def save(self, path: str | Path, *, overwrite: bool = False,
-             data_file: str | None = None, model_format: str = "joblib",
+             data_file: str | None = None, model_format: str = DEFAULT_MODEL_FORMAT,
              staging: Any = None, report: bool = True) -> Path:
         """Write the run directory (model, manifest, leaderboard, report).
 
-        ``model_format="skops"`` stores the model with skops.io, which loads only an
-        allow-list of types (for models that travel between people). ``report`` renders
-        ``report.html`` too.
+        ``model_format="skops"`` (the default) stores the model with skops.io, whose loader
+        builds only an allow-list of types; ``"joblib"`` stores a pickle, which
+        :func:`~automl_meta.rundir.load_run` loads only when pickles are allowed. ``overwrite``
+        replaces only an empty directory or a previous run directory. ``report`` renders
+        ``report.html`` too; when that fails, a warning goes to stderr, ``report_error`` into
+        ``report.json`` and ``manifest.json``, and the run directory is saved all the same.
+        Non-finite numbers are written as JSON ``null``.
         """
+        from .report import finalize_report, json_safe
+
         summary = self.summary()
         summary["leaderboard_top"] = [r.to_row() for r in self.search_.ranked()[:10]]
         summary["target_distribution"] = target_distribution(self.dataset_)
         summary["diagnostics"] = self.diagnostics_
-        finalize = None
-        if report:
-            from .report import write_report
-
-            finalize = write_report
-        return write_run_dir(path, self.model_, self.manifest(data_file), self.leaderboard_,
-                             summary, overwrite=overwrite, model_format=model_format,
-                             staging=staging, finalize=finalize)
+        return write_run_dir(path, self.model_, json_safe(self.manifest(data_file)),
+                             self.leaderboard_, json_safe(summary), overwrite=overwrite,
+                             model_format=model_format, staging=staging,
+                             finalize=finalize_report if report else None)
 
 
 @dataclass
@@ -614,6 +622,11 @@ def _as_frame(X: Any) -> pd.DataFrame:
                          "either using array.reshape(-1, 1) if your data has a single feature "
                          "or array.reshape(1, -1) if it contains a single sample.")
     return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
+
+
+def _is_real(value: Any) -> bool:
+    """A real number (Python or numpy), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _preload_report_modules() -> None:

@@ -112,12 +112,13 @@ def _dispose(storage: Any) -> None:
 
 def _open_optuna_storage(url: str) -> Any:
     """Optuna's storage for ``url``; retried, because processes that start together on an
-    empty database race to create Optuna's tables (the losers fail once)."""
-    from .search import make_storage
+    empty database race to create Optuna's tables (the losers fail once), and while the
+    database is unreachable (a restart between two tasks)."""
+    from .search import STORAGE_RETRY_SECONDS, make_storage
 
     for attempt in range(4):
         try:
-            return make_storage(url)
+            return make_storage(url, wait=STORAGE_RETRY_SECONDS)
         except UsageError:
             if attempt == 3:
                 raise
@@ -216,6 +217,14 @@ def _run_workers(queue: Any, specs: Sequence[TaskSpec], space: SearchSpace,
             errors.append(exc)
             stop.set()
 
+    def release() -> None:
+        # a courtesy to the other workers (else they wait for the grace period): it must
+        # not hide the error that stopped this process
+        try:
+            queue.release(ids)
+        except Exception:  # noqa: S110
+            pass
+
     threads = [threading.Thread(target=work, args=(w,), daemon=True, name=w) for w in ids]
     for t in threads:
         t.start()
@@ -225,10 +234,10 @@ def _run_workers(queue: Any, specs: Sequence[TaskSpec], space: SearchSpace,
                 t.join(0.5)
     except BaseException:  # Ctrl-C / SIGTERM: hand the tasks back at once
         stop.set()
-        queue.release(ids)
+        release()
         raise
     if errors:
-        queue.release(ids)
+        release()
         raise errors[0]
 
 
@@ -240,6 +249,8 @@ def _export(queue: Any, output: Path) -> dict[str, Any]:
     tasks = queue.tasks()
     finished = [t for t in tasks if t["state"] in ("done", "failed")]
     base = dict(base)
+    if base.get("command"):  # recorded by the caller; a library caller may not have redacted it
+        base["command"] = redact(str(base["command"]))
     base["distributed"] = {
         "build": queue.name, "storage": redact(queue.url), "tasks_by_state": counts,
         "worker_ids": len({t["worker"] for t in finished}),
@@ -272,8 +283,10 @@ def export_build(storage: str, output: str | Path, *, build_name: str | None = N
         The manifest written: ``status`` is ``complete`` when every task is done or failed,
         else ``partial`` (a snapshot of the tasks finished so far).
     """
-    from .build_queue import BuildQueue
+    from .build_queue import BuildQueue, check_build_name
 
+    if build_name is not None:
+        check_build_name(build_name)
     builds = BuildQueue.list_builds(storage)
     if build_name is None:
         if not builds:
@@ -344,7 +357,8 @@ def build_metabase_distributed(
     on_task : callable, optional
         Called with a :class:`TaskEvent` after each task this process built.
     """
-    from .build_queue import DEFAULT_GRACE, BuildQueue
+    from .build_queue import DEFAULT_GRACE, BuildQueue, check_build_name
+    from .search import redact
 
     if n_workers < 1:
         raise UsageError("--n-workers must be at least 1")
@@ -356,8 +370,9 @@ def build_metabase_distributed(
     space = space or load_space()
     base = manifest_base(trials_per_task=trials_per_task, time_per_task=time_per_task,
                          trial_timeout=trial_timeout, max_rows=max_rows, seed=seed,
-                         source=source, command=command, space=space)
+                         source=source, command=redact(command), space=space)
     name = build_name or default_build_name(specs)
+    check_build_name(name)
     if output is not None and not worker_only:
         output = Path(output)
         check_export_target(output, name, overwrite)  # refused now, not after hours

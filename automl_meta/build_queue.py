@@ -16,7 +16,10 @@ a :class:`ClaimHeartbeat` thread refreshes the heartbeat. Completion is conditio
 claim still being the worker's: a worker that was presumed dead and whose task was claimed
 again by another has its late result discarded, so every task is stored exactly once.
 
-All times are the database server's clock, so the machines' clocks need not agree.
+All times are the database server's clock, so the machines' clocks need not agree. Every
+operation is retried while the database is unreachable (a restart, a failover) for up to
+:data:`~automl_meta.search.STORAGE_RETRY_SECONDS`; claiming and completing a task stay
+exactly-once when an attempt reached the database but its answer was lost.
 """
 
 from __future__ import annotations
@@ -33,28 +36,38 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from .errors import UsageError
-from .search import redact
+from .search import (
+    MAX_STUDY_NAME,
+    STORAGE_RETRY_SECONDS,
+    describe_error,
+    redact,
+    retry_storage,
+)
 
 #: seconds without a heartbeat after which a claimed task is presumed abandoned
 DEFAULT_GRACE = 60.0
 STATES = ("pending", "running", "done", "failed")
 #: the manifest keys two processes must agree on to work on the same build
 SETTING_KEYS = ("search_space_version", "build")
+#: the longest build name, task id and worker id the tables store
+MAX_BUILD_NAME = 200
+MAX_TASK_ID = 500
+MAX_WORKER_ID = 300
 
 _metadata = sa.MetaData()
 builds_table = sa.Table(
     "automl_meta_builds", _metadata,
-    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(MAX_BUILD_NAME), primary_key=True),
     sa.Column("base", sa.Text, nullable=False),  # manifest base, JSON
     sa.Column("created", sa.Float, nullable=False),  # database clock, epoch seconds
 )
 tasks_table = sa.Table(
     "automl_meta_build_tasks", _metadata,
-    sa.Column("build", sa.String(200), primary_key=True),
-    sa.Column("task_id", sa.String(500), primary_key=True),
+    sa.Column("build", sa.String(MAX_BUILD_NAME), primary_key=True),
+    sa.Column("task_id", sa.String(MAX_TASK_ID), primary_key=True),
     sa.Column("position", sa.Integer, nullable=False),
     sa.Column("state", sa.String(16), nullable=False, default="pending"),
-    sa.Column("worker", sa.String(300)),
+    sa.Column("worker", sa.String(MAX_WORKER_ID)),
     sa.Column("heartbeat", sa.Float),
     sa.Column("claimed", sa.Float),
     sa.Column("finished", sa.Float),
@@ -95,6 +108,24 @@ def dumps(doc: Any) -> str:
     return json.dumps(doc, default=_json_default, sort_keys=True)
 
 
+def check_build_name(name: str) -> None:
+    """Refuse a build name the tables cannot store (UsageError, exit 2)."""
+    if not name or len(name) > MAX_BUILD_NAME:
+        raise UsageError(f"the build name must be 1 to {MAX_BUILD_NAME} characters long, not "
+                         f"{len(name)}")
+
+
+def check_task_ids(build: str, task_ids: Iterable[str]) -> None:
+    """Refuse task ids the tables, or the study names ``<build>/<task id>``, cannot store."""
+    limit = min(MAX_TASK_ID, MAX_STUDY_NAME - len(build) - 1)
+    for tid in task_ids:
+        if not tid or len(tid) > limit:
+            shown = tid if len(tid) <= 60 else f"{tid[:40]}…{tid[-10:]}"
+            raise UsageError(f"task id {shown!r} is {len(tid)} characters long; with build "
+                             f"name {build!r} a task id may have 1 to {limit} (rename the "
+                             "file or give a shorter --build)")
+
+
 def _make_engine(url: str) -> sa.Engine:
     try:
         parsed = sa.engine.make_url(url)
@@ -116,15 +147,15 @@ def _make_engine(url: str) -> sa.Engine:
             def _begin_immediate(conn: sa.Connection) -> None:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")  # one writer at a time
         else:
-            engine = sa.create_engine(url, pool_pre_ping=True)
+            connect_args = {} if "connect_timeout" in url else {"connect_timeout": 10}
+            engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except UsageError:
         raise
     except Exception as exc:  # missing driver, unreachable server, bad credentials
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise UsageError(f"cannot open storage {redact(url)}: {type(exc).__name__}: "
-                         f"{first}") from None
+        raise UsageError(f"cannot open storage {redact(url)}: {describe_error(exc, url)}"
+                         ) from None
     return engine
 
 
@@ -139,16 +170,13 @@ def _create_tables(engine: sa.Engine) -> None:
             time.sleep(0.2 + attempt)
 
 
-def retry_transient(fn: Callable[[], _T], attempts: int = 5, wait: float = 1.0) -> _T:
-    """Call ``fn``, retrying on lost connections and serialisation failures (1, 2, 4 … s)."""
-    for i in range(attempts):
-        try:
-            return fn()
-        except sa_exc.OperationalError:
-            if i == attempts - 1:
-                raise
-            time.sleep(wait * 2 ** i)
-    raise AssertionError("unreachable")  # pragma: no cover
+def retry_transient(fn: Callable[[], _T], url: str = "",
+                    seconds: float = STORAGE_RETRY_SECONDS) -> _T:
+    """Call ``fn``, retrying on lost connections and serialisation failures for up to
+    ``seconds`` (see :func:`automl_meta.search.retry_storage`); ``url`` names the storage
+    in the messages (its password hidden)."""
+    return retry_storage(fn, what=f"storage {redact(url)}" if url else "storage",
+                         seconds=seconds)
 
 
 class BuildQueue:
@@ -170,6 +198,7 @@ class BuildQueue:
                  engine: sa.Engine | None = None):
         if grace <= 0 or not math.isfinite(grace):
             raise UsageError("the heartbeat grace period must be a positive number of seconds")
+        check_build_name(name)
         self.url = url
         self.name = name
         self.grace = float(grace)
@@ -189,6 +218,9 @@ class BuildQueue:
     def _mine(self) -> sa.ColumnElement[bool]:
         return tasks_table.c.build == self.name
 
+    def _retry(self, fn: Callable[[], _T]) -> _T:
+        return retry_transient(fn, self.url)
+
     def close(self) -> None:
         """Release the database connections."""
         self.engine.dispose()
@@ -197,7 +229,8 @@ class BuildQueue:
     def list_builds(url: str) -> dict[str, dict[str, int]]:
         """Every build in the storage, with its task counts by state."""
         engine = _make_engine(url)
-        try:
+
+        def read() -> dict[str, dict[str, int]]:
             if not sa.inspect(engine).has_table(builds_table.name):
                 return {}
             t = tasks_table
@@ -210,6 +243,9 @@ class BuildQueue:
                             t.c.build, t.c.state)):
                     out.setdefault(build, {})[state] = int(n)
             return out
+
+        try:
+            return retry_transient(read, url)
         finally:
             engine.dispose()
 
@@ -239,9 +275,10 @@ class BuildQueue:
         Raises
         ------
         UsageError
-            The build exists with other settings.
+            The build exists with other settings, or a task id is too long.
         """
-        return retry_transient(lambda: self._register(base, task_ids, leader))
+        check_task_ids(self.name, task_ids)
+        return self._retry(lambda: self._register(base, task_ids, leader))
 
     def _register(self, base: Mapping[str, Any], task_ids: Sequence[str],
                   leader: bool) -> list[str]:
@@ -299,15 +336,21 @@ class BuildQueue:
 
     def exists(self) -> bool:
         """Whether the build is registered."""
-        with self.engine.connect() as conn:
-            return conn.execute(sa.select(builds_table.c.name).where(
-                builds_table.c.name == self.name)).first() is not None
+        def read() -> bool:
+            with self.engine.connect() as conn:
+                return conn.execute(sa.select(builds_table.c.name).where(
+                    builds_table.c.name == self.name)).first() is not None
+
+        return self._retry(read)
 
     def base(self) -> tuple[dict[str, Any], float]:
         """The stored manifest base and the build's creation time (epoch seconds)."""
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(builds_table.c.base, builds_table.c.created).where(
-                builds_table.c.name == self.name)).first()
+        def read() -> Any:
+            with self.engine.connect() as conn:
+                return conn.execute(sa.select(builds_table.c.base, builds_table.c.created)
+                                    .where(builds_table.c.name == self.name)).first()
+
+        row = self._retry(read)
         if row is None:
             raise UsageError(f"the storage holds no build named {self.name!r}")
         return json.loads(row[0]), float(row[1])
@@ -324,12 +367,31 @@ class BuildQueue:
         among : iterable of str, optional
             Only tasks this worker can build (those its source lists).
         """
-        return retry_transient(lambda: self._claim(worker, among))
+        if not worker or len(worker) > MAX_WORKER_ID:
+            raise UsageError(f"the worker id must be 1 to {MAX_WORKER_ID} characters long")
+        among = None if among is None else list(among)
+        attempts = 0
 
-    def _claim(self, worker: str, among: Iterable[str] | None) -> Claim | None:
+        def run() -> Claim | None:
+            nonlocal attempts
+            attempts += 1
+            return self._claim(worker, among, attempts > 1)
+
+        return self._retry(run)
+
+    def _claim(self, worker: str, among: Iterable[str] | None,
+               retrying: bool = False) -> Claim | None:
         t = tasks_table
         with self.engine.begin() as conn:
             now = self._now(conn)
+            if retrying:  # an earlier attempt may have claimed a task, its answer lost
+                held = conn.execute(sa.select(t.c.task_id, t.c.attempts).where(
+                    self._mine(), t.c.state == "running", t.c.worker == worker)
+                    .order_by(t.c.position).limit(1).with_for_update()).first()
+                if held is not None:
+                    conn.execute(sa.update(t).where(
+                        self._mine(), t.c.task_id == held.task_id).values(heartbeat=now))
+                    return Claim(held.task_id, worker, held.attempts, None)
             claimable = sa.or_(t.c.state == "pending", sa.and_(
                 t.c.state == "running",
                 sa.or_(t.c.heartbeat.is_(None), t.c.heartbeat < now - self.grace)))
@@ -350,11 +412,15 @@ class BuildQueue:
     def heartbeat(self, claim: Claim) -> bool:
         """Refresh the claim; False when it is no longer this worker's (claimed again)."""
         t = tasks_table
-        with self.engine.begin() as conn:
-            res = conn.execute(sa.update(t).where(
-                self._mine(), t.c.task_id == claim.task_id, t.c.worker == claim.worker,
-                t.c.state == "running").values(heartbeat=sa.literal_column(self._now_sql)))
-            return res.rowcount == 1
+
+        def run() -> bool:
+            with self.engine.begin() as conn:
+                res = conn.execute(sa.update(t).where(
+                    self._mine(), t.c.task_id == claim.task_id, t.c.worker == claim.worker,
+                    t.c.state == "running").values(heartbeat=sa.literal_column(self._now_sql)))
+                return res.rowcount == 1
+
+        return self._retry(run)
 
     def complete(self, claim: Claim, outcome: Mapping[str, Any], *, ok: bool,
                  error: str = "") -> bool:
@@ -368,18 +434,30 @@ class BuildQueue:
         """
         t = tasks_table
         payload = dumps(outcome)
+        state = "done" if ok else "failed"
+        attempts = 0
 
         def run() -> bool:
+            nonlocal attempts
+            attempts += 1
             with self.engine.begin() as conn:
                 now = self._now(conn)
                 res = conn.execute(sa.update(t).where(
                     self._mine(), t.c.task_id == claim.task_id, t.c.worker == claim.worker,
                     t.c.state == "running").values(
-                    state="done" if ok else "failed", outcome=payload, error=error or None,
+                    state=state, outcome=payload, error=error or None,
                     finished=now, heartbeat=now))
-                return res.rowcount == 1
+                if res.rowcount == 1:
+                    return True
+                if attempts == 1:
+                    return False
+                # a retry: an earlier attempt may have stored this very outcome
+                row = conn.execute(sa.select(t.c.state, t.c.worker, t.c.outcome).where(
+                    self._mine(), t.c.task_id == claim.task_id)).first()
+                return row is not None and (row.state, row.worker, row.outcome) == (
+                    state, claim.worker, payload)
 
-        return retry_transient(run)
+        return self._retry(run)
 
     def release(self, workers: Iterable[str]) -> int:
         """Put the running tasks of these workers back to pending (on a clean stop, so that
@@ -388,11 +466,15 @@ class BuildQueue:
         workers = list(workers)
         if not workers:
             return 0
-        with self.engine.begin() as conn:
-            res = conn.execute(sa.update(t).where(
-                self._mine(), t.c.state == "running", t.c.worker.in_(workers)).values(
-                state="pending", worker=None, heartbeat=None))
-            return int(res.rowcount)
+
+        def run() -> int:
+            with self.engine.begin() as conn:
+                res = conn.execute(sa.update(t).where(
+                    self._mine(), t.c.state == "running", t.c.worker.in_(workers)).values(
+                    state="pending", worker=None, heartbeat=None))
+                return int(res.rowcount)
+
+        return self._retry(run)
 
     # ---------------------------------------------------------------- reading
     def counts(self, among: Iterable[str] | None = None) -> dict[str, int]:
@@ -401,28 +483,40 @@ class BuildQueue:
         query = sa.select(t.c.state, sa.func.count()).where(self._mine()).group_by(t.c.state)
         if among is not None:
             query = query.where(t.c.task_id.in_(list(among)))
-        out = dict.fromkeys(STATES, 0)
-        with self.engine.connect() as conn:
-            for state, n in conn.execute(query):
-                out[state] = int(n)
-        return out
+        def read() -> dict[str, int]:
+            out = dict.fromkeys(STATES, 0)
+            with self.engine.connect() as conn:
+                for state, n in conn.execute(query):
+                    out[state] = int(n)
+            return out
+
+        return self._retry(read)
 
     def tasks(self) -> list[dict[str, Any]]:
         """Every task row (without its outcome), in build order."""
         t = tasks_table
         cols = [c for c in t.c if c.name != "outcome"]
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(
-                sa.select(*cols).where(self._mine()).order_by(t.c.position))]
+
+        def read() -> list[dict[str, Any]]:
+            with self.engine.connect() as conn:
+                return [dict(r._mapping) for r in conn.execute(
+                    sa.select(*cols).where(self._mine()).order_by(t.c.position))]
+
+        return self._retry(read)
 
     def outcomes(self) -> list[dict[str, Any]]:
         """The stored outcomes of the finished (done or failed) tasks, in build order, each
         with ``task_id``, ``state``, ``attempts`` and ``outcome``."""
         t = tasks_table
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(t.c.task_id, t.c.state, t.c.attempts, t.c.outcome)
-                                .where(self._mine(), t.c.state.in_(("done", "failed")))
-                                .order_by(t.c.position)).all()
+
+        def read() -> list[Any]:
+            with self.engine.connect() as conn:
+                return list(conn.execute(
+                    sa.select(t.c.task_id, t.c.state, t.c.attempts, t.c.outcome)
+                    .where(self._mine(), t.c.state.in_(("done", "failed")))
+                    .order_by(t.c.position)).all())
+
+        rows = self._retry(read)
         return [{"task_id": r.task_id, "state": r.state, "attempts": r.attempts,
                  "outcome": json.loads(r.outcome) if r.outcome else None} for r in rows]
 
@@ -431,8 +525,8 @@ class ClaimHeartbeat:
     """Refresh a claim from a background thread while the task is built.
 
     Use as a context manager. ``lost`` is set when the claim turned out to be another
-    worker's (this one was presumed dead); transient database errors are retried at the
-    next beat.
+    worker's (this one was presumed dead); a beat that fails although retried (see
+    :meth:`BuildQueue.heartbeat`) is tried again at the next one.
     """
 
     def __init__(self, queue: BuildQueue, claim: Claim, interval: float | None = None):

@@ -1,22 +1,32 @@
 """The ``automl-meta`` command line: parses arguments, calls the library, prints.
 
 Exit codes: 0 ok · 1 quality gate failed (``evaluate --fail-under``) · 2 bad input or usage
-(one line on stderr) · 3 internal error · 130 interrupted.
+(one line on stderr) · 3 internal error · 130 interrupted · 141 stdout was closed by its
+reader (e.g. ``automl-meta predict run/ new.csv | head -1``): the command stops writing,
+prints nothing on stderr, and exits like a Unix tool killed by SIGPIPE (128 + 13).
+
+Every JSON document printed on stdout is valid JSON: NaN and infinities are written as
+``null``.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import math
 import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from .errors import AutoMLError
+
+#: where --storage is read from when it is not given (keeps a password out of `ps`)
+STORAGE_ENV = "AUTOML_META_STORAGE"
 
 app = typer.Typer(
     name="automl-meta",
@@ -31,9 +41,29 @@ class GateFailed(Exception):
     """``evaluate --fail-under`` threshold not met (exit 1)."""
 
 
+class StdoutClosed(Exception):
+    """The reader of stdout went away (a broken pipe): exit 141, quietly."""
+
+
+EXIT_STDOUT_CLOSED = 141
+
+
+@contextlib.contextmanager
+def _writing_stdout() -> Iterator[None]:
+    """Write (and flush) stdout inside: a broken pipe becomes :class:`StdoutClosed`."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise StdoutClosed from None
+
+
 def _emit_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
-    sys.stdout.flush()
+    from .report import dumps_json
+
+    text = dumps_json(doc, indent=2) + "\n"
+    with _writing_stdout():
+        sys.stdout.write(text)
 
 
 def _version_callback(value: bool) -> None:
@@ -83,17 +113,20 @@ def fit(
     memory_limit: Annotated[float | None, typer.Option(
         help="Memory limit per trial worker, in GiB; a trial exceeding it fails.")] = None,
     storage: Annotated[str | None, typer.Option(
+        envvar=STORAGE_ENV,
         help="Optuna storage URL (default: SQLite in the run directory). With "
-             "postgresql://…, `automl-meta worker` processes can join the search.")] = None,
+             "postgresql://…, `automl-meta worker` processes can join the search. Read from "
+             f"${STORAGE_ENV} when not given (then not shown by `ps`).")] = None,
     study: Annotated[str | None, typer.Option(
         help="Study name in --storage (default: automl-meta-<data sha>-<seed>).")] = None,
     resume: Annotated[bool, typer.Option(
         help="Continue the search of a fit that was killed (same data and options).")] = False,
     overwrite: Annotated[bool, typer.Option(
-        help="Replace the output directory if it exists.")] = False,
+        help="Replace the output directory if it is empty or a previous run directory "
+             "(nothing else is ever replaced).")] = False,
     model_format: Annotated[str, typer.Option(
-        help="joblib (pickle; load only your own) or skops (loads an allow-list of types "
-             "only; for models that travel between people).")] = "joblib",
+        help="skops (default; loading builds only an allow-list of types) or joblib (a "
+             "pickle: predict/evaluate then need --allow-pickle).")] = "skops",
     no_report: Annotated[bool, typer.Option(
         "--no-report", help="Do not render report.html (report.json is always written).")
     ] = False,
@@ -103,8 +136,8 @@ def fit(
 ) -> None:
     """Search pipelines for DATA and fit the best one on all rows; write a run directory.
 
-    The run directory holds model.joblib, manifest.json (versions, schema, checksum),
-    leaderboard.csv (every trial), report.json and report.html.
+    The run directory holds model.skops (or model.joblib), manifest.json (versions,
+    schema, checksum), leaderboard.csv (every trial), report.json and report.html.
     """
     started = time.monotonic()
     from .automl import AutoML, save_reserve
@@ -117,9 +150,9 @@ def fit(
         if resume:
             raise UsageError("--resume needs the --output of the fit to continue")
         output = Path("runs") / f"{_stem(data)}-{time.strftime('%Y%m%d-%H%M%S')}"
-    check_output_dir(output, overwrite)
+    check_output_dir(output, overwrite, data_files=[data])
     if model_format not in ("joblib", "skops"):
-        raise UsageError(f"unknown --model-format {model_format!r}; use joblib or skops")
+        raise UsageError(f"unknown --model-format {model_format!r}; use skops or joblib")
     from .warmstart import STRATEGIES
 
     if warm_start_strategy not in STRATEGIES:
@@ -127,17 +160,30 @@ def fit(
                          + ", ".join(STRATEGIES))
 
     implied = None if task else task_from_metric(metric)
+    from .automl import DEFAULT_TIME_BUDGET
+    from .data import Deadline
+
+    # reading and typing DATA count against the time budget (the default one included)
+    read_budget = DEFAULT_TIME_BUDGET if time_budget is None and n_trials is None \
+        else time_budget
+    valid = read_budget is not None and math.isfinite(read_budget) and read_budget > 0
     try:
-        dataset = load_dataset(data, target, task or implied)
+        dataset = load_dataset(data, target, task or implied,
+                               deadline=Deadline(started, read_budget) if valid else None)
     except UsageError as exc:
         if implied is None or "target" not in str(exc):
             raise
         raise UsageError(f"--metric {metric} is a {implied} metric, but {exc}") from None
     get_metric(metric, dataset.task)  # usage errors before any state is written
-    if time_budget is not None and time_budget <= 0:
-        raise UsageError("--time-budget must be positive")
+    if time_budget is not None and not (math.isfinite(time_budget) and time_budget > 0):
+        raise UsageError("--time-budget must be a finite positive number")
+    if memory_limit is not None and not (math.isfinite(memory_limit) and memory_limit > 0):
+        raise UsageError("--memory-limit must be a finite positive number (GiB)")
     if n_trials is not None and n_trials < 1:
         raise UsageError("--n-trials must be at least 1")
+    from .search import check_study_name
+
+    check_study_name(study)  # before any state is written
     staging = RunStaging(output).open(resume=resume, overwrite=overwrite)
     if study is None:
         study = f"automl-meta-{dataset.sha256[:12]}-seed{seed}"
@@ -154,7 +200,7 @@ def fit(
         reporter = RichReporter()
     if reporter is not None:
         for note in dataset.notes:
-            reporter.console.print(f"[yellow]note:[/yellow] {note}")
+            reporter.note(note)
     try:
         automl.fit_dataset(dataset, started=started, reporter=reporter,
                            reserve=save_reserve(not no_report))
@@ -188,7 +234,7 @@ def _print_fit_summary(s: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(markup=False)  # names from the data are printed as written
     table = Table(title="automl-meta fit", show_header=False, title_justify="left")
     best = s["best"]
     trials = s["trials"]["by_state"]
@@ -225,6 +271,10 @@ def _print_fit_summary(s: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------------- predict
+ALLOW_PICKLE_HELP = ("Load a pickle (joblib) model. A pickle runs any code its author put in "
+                     "it: only for runs you made yourself (or set AUTOML_META_ALLOW_PICKLE=1).")
+
+
 @app.command()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="Run directory written by fit.")],
@@ -233,6 +283,8 @@ def predict(
         "--output", "-o", help="CSV file to write (default: stdout).")] = None,
     proba: Annotated[bool, typer.Option(
         help="Add one probability column per class (classification).")] = False,
+    allow_pickle: Annotated[bool, typer.Option(
+        "--allow-pickle", help=ALLOW_PICKLE_HELP)] = False,
 ) -> None:
     """Predict DATA with a fitted run directory; writes CSV with a column named like the
     target (plus `proba_<class>` columns with --proba).
@@ -245,7 +297,7 @@ def predict(
     from .data import read_table
     from .rundir import load_run
 
-    manifest, model = load_run(run_dir)
+    manifest, model = load_run(run_dir, allow_pickle=allow_pickle or None)
     df = read_table(data)
     pred = model.predict(df)
     out = pd.DataFrame({manifest["target"]: pred})
@@ -254,7 +306,8 @@ def predict(
         for i, c in enumerate(model.classes):
             out[f"proba_{c}"] = p[:, i]
     if output is None:
-        out.to_csv(sys.stdout, index=False)
+        with _writing_stdout():
+            out.to_csv(sys.stdout, index=False)
     else:
         out.to_csv(output, index=False)
         print(f"wrote {len(out)} predictions to {output}", file=sys.stderr)
@@ -274,6 +327,8 @@ def evaluate(
         help="Exit 1 when the score is worse than this: below it for scores (accuracy, r2, "
              "…), above it for errors (log_loss, rmse, mae).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    allow_pickle: Annotated[bool, typer.Option(
+        "--allow-pickle", help=ALLOW_PICKLE_HELP)] = False,
 ) -> None:
     """Score a fitted model on labelled DATA; with --fail-under, gate a CI job on it."""
     from .automl import score_model
@@ -282,7 +337,7 @@ def evaluate(
     from .metrics import get_metric
     from .rundir import load_run
 
-    manifest, model = load_run(run_dir)
+    manifest, model = load_run(run_dir, allow_pickle=allow_pickle or None)
     target = target or manifest["target"]
     df = read_table(data)
     if target not in df.columns:
@@ -293,22 +348,35 @@ def evaluate(
     if df.empty:
         raise UsageError(f"{data}: no rows with a target value")
     m = get_metric(metric or manifest["metric"], model.task)
-    score = score_model(model, df, df[target], m.name)
+    import warnings
+
+    from sklearn.exceptions import UndefinedMetricWarning
+
+    with warnings.catch_warnings():  # an undefined score is reported below, as such
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        score = score_model(model, df, df[target], m.name)
     passed = None
     if fail_under is not None:
         passed = score >= fail_under if m.greater_is_better else score <= fail_under
+    defined = math.isfinite(score)
     doc = {"metric": m.name, "score": score, "rows": len(df), "greater_is_better":
            m.greater_is_better, "threshold": fail_under, "passed": passed,
            "run_dir": str(run_dir), "data": str(data)}
+    if not defined:  # e.g. roc_auc on one class, r2 on one row: "score": null
+        doc["note"] = f"{m.name} is undefined on these rows"
     if json_out:
         _emit_json(doc)
     else:
-        line = f"{m.name}: {score:.6f} on {len(df)} rows"
+        line = (f"{m.name}: {score:.6f} on {len(df)} rows" if defined else
+                f"{m.name}: undefined on {len(df)} rows")
         if passed is not None:
             line += f" — {'PASS' if passed else 'FAIL'} (threshold {fail_under:g})"
-        typer.echo(line)
+        with _writing_stdout():
+            typer.echo(line)
     if passed is False:
-        raise GateFailed(f"{m.name} {score:.6f} is worse than the threshold {fail_under:g}")
+        raise GateFailed(f"{m.name} {score:.6f} is worse than the threshold {fail_under:g}"
+                         if defined else f"{m.name} is undefined on these rows (threshold "
+                         f"{fail_under:g})")
 
 
 # ---------------------------------------------------------------------------------- report
@@ -334,7 +402,10 @@ def report(
 @app.command()
 def worker(
     data: Annotated[Path, typer.Argument(help="The same data file the study was created for.")],
-    storage: Annotated[str, typer.Option(help="Storage URL of the study (postgresql://…).")],
+    storage: Annotated[str, typer.Option(
+        envvar=STORAGE_ENV,
+        help=f"Storage URL of the study (postgresql://…); read from ${STORAGE_ENV} when "
+             "not given.")],
     study: Annotated[str, typer.Option(help="Study name (printed by `fit --json`).")],
     time_budget: Annotated[float | None, typer.Option(
         help="Seconds to work (default 60 when --n-trials is not given).")] = None,
@@ -357,10 +428,11 @@ def worker(
     from .data import file_sha256, load_dataset
     from .errors import UsageError
     from .metrics import get_metric
-    from .search import make_storage, run_search
+    from .search import check_study_name, make_storage, run_search
     from .space import load_space
 
     started = time.monotonic()
+    check_study_name(study)
     st = make_storage(storage)
     try:
         attrs = optuna.load_study(study_name=study, storage=st).user_attrs
@@ -523,9 +595,11 @@ def build_metabase_cmd(
     openml_server: Annotated[str | None, typer.Option(
         help="openml API URL (e.g. the test server).")] = None,
     storage: Annotated[str | None, typer.Option(
+        envvar=STORAGE_ENV,
         help="Build through this database (postgresql://user@host/db) so that many "
              "processes and machines share the tasks; the database holds the build state "
-             "and the searches. Re-running the command resumes the build.")] = None,
+             "and the searches. Re-running the command resumes the build. Read from "
+             f"${STORAGE_ENV} when not given.")] = None,
     worker: Annotated[bool, typer.Option(
         "--worker", help="With --storage: only build tasks of the build (started by the "
                          "same command on another machine), do not export; exits when "
@@ -595,7 +669,9 @@ def build_metabase_cmd(
     if storage is not None:
         if refresh_metafeatures or resume:
             raise UsageError("with --storage, re-running the command resumes the build; "
-                             "--resume and --refresh-metafeatures are for local builds")
+                             "--resume and --refresh-metafeatures are for local builds"
+                             + (f" (the storage came from ${STORAGE_ENV}: unset it)"
+                                if os.environ.get(STORAGE_ENV) == storage else ""))
         if worker and output is not None and not quiet:
             console.print("note: --worker does not export, --output is ignored (the leader "
                           "exports; or run `automl-meta metabase export`)")
@@ -755,7 +831,9 @@ def metabase_info(
 @metabase_app.command("export")
 def metabase_export(
     storage: Annotated[str, typer.Option(
-        help="Database of the build (as given to build-metabase --storage).")],
+        envvar=STORAGE_ENV,
+        help="Database of the build (as given to build-metabase --storage); read from "
+             f"${STORAGE_ENV} when not given.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Metabase folder to write.")],
     build: Annotated[str | None, typer.Option(
         help="The build's name (needed only when the database holds several).")] = None,
@@ -793,9 +871,16 @@ def main(argv: list[str] | None = None) -> int:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+    stdout = sys.stdout
     try:
         result = app(args=argv, standalone_mode=False)
         return _exit(result if isinstance(result, int) else 0)
+    except (StdoutClosed, BrokenPipeError):
+        return _stdout_closed()
+    except SystemExit:
+        if _click_saw_broken_pipe(stdout):
+            return _stdout_closed()
+        raise
     except GateFailed as exc:
         print(f"quality gate failed: {exc}", file=sys.stderr)
         return _exit(1)
@@ -826,7 +911,9 @@ def main(argv: list[str] | None = None) -> int:
             return _exit(2)
         if os.environ.get("AUTOML_META_DEBUG"):
             raise
-        message = " ".join(f"{type(exc).__name__}: {exc}".split())
+        from .search import redact
+
+        message = redact(" ".join(f"{type(exc).__name__}: {exc}".split()))
         print(f"internal error: {message} (set AUTOML_META_DEBUG=1 for a traceback)",
               file=sys.stderr)
         return _exit(3)
@@ -844,8 +931,34 @@ def _parser_exceptions() -> tuple[type, type, type]:
 
 
 def _exit(code: int) -> int:
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _stdout_closed()
     return code
+
+
+def _click_saw_broken_pipe(stdout: Any) -> bool:
+    """Whether click ended the command because stdout was closed (it wraps the streams in
+    its ``PacifyFlushWrapper`` and raises ``SystemExit(1)``); the streams are unwrapped."""
+    if sys.stdout is stdout or type(sys.stdout).__name__ != "PacifyFlushWrapper":
+        return False
+    sys.stdout = getattr(sys.stdout, "wrapped", stdout)
+    if type(sys.stderr).__name__ == "PacifyFlushWrapper":
+        sys.stderr = getattr(sys.stderr, "wrapped", sys.__stderr__)
+    return True
+
+
+def _stdout_closed() -> int:
+    """Exit code 141 for a closed stdout; file descriptor 1 is pointed at the null device so
+    that the interpreter's final flush of what is still buffered does not fail again."""
+    with contextlib.suppress(OSError, ValueError):  # ValueError: stdout has no descriptor
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    return EXIT_STDOUT_CLOSED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,13 +26,19 @@ Classification with 2 classes is ``binary``, with more ``multiclass``.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import decimal
 import difflib
 import gzip
 import hashlib
 import io
+import os
 import re
+import stat
+import sys
+import tempfile
+import time
 import warnings
 import zlib
 from dataclasses import dataclass, field
@@ -46,6 +52,10 @@ from .errors import UsageError
 
 TASKS = ("binary", "multiclass", "regression")
 MAX_CLASSES_FOR_INTEGER_TARGET = 10
+# the largest regression target magnitude: squared errors summed over many rows stay finite
+MAX_REGRESSION_TARGET = 1e150
+# the features FeaturePreparer derives from a datetime column ``c``: ``c__year`` …
+DATETIME_PARTS = ("year", "month", "day", "dayofweek", "hour", "epoch_days")
 FEATURE_KINDS = ("numeric", "categorical", "boolean", "datetime")
 _TRUE = {"true", "t", "yes", "y"}
 _FALSE = {"false", "f", "no", "n"}
@@ -56,6 +66,8 @@ _ID_NAME = re.compile(r"((^|[_\W])(id|uuid|guid|key|obs|rownum|counter)\W*$)"
 
 # ---------------------------------------------------------------------------------- reading
 _SNIFF_BYTES = 8192
+_HEAD_BYTES = 65536  # what is looked at before parsing: magic bytes, encoding, delimiter
+_CHUNK = 1 << 20
 _MAGIC = (  # leading bytes of formats people try to read as a table, and what to do instead
     (b"PK\x03\x04", "a ZIP archive (an Excel .xlsx workbook?); export the sheet as CSV"),
     (b"\xd0\xcf\x11\xe0", "an Excel .xls workbook (OLE file); export the sheet as CSV"),
@@ -63,6 +75,13 @@ _MAGIC = (  # leading bytes of formats people try to read as a table, and what t
     (b"SQLite format 3", "an SQLite database; export the table as CSV"),
     (b"\x89HDF", "an HDF5 file; export the table as CSV or Parquet"),
 )
+_BOMS = ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+         (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+MAX_INPUT_ENV = "AUTOML_META_MAX_INPUT_BYTES"
+# decompressed text may take 1/n of the available memory: pandas' tokenizer and the parsed
+# frame of short numeric fields take about ten times the text
+_MEMORY_SHARE = 16
+_ARFF_SHARE = 8  # ARFF text becomes Python lists first: a smaller share of that limit
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -71,14 +90,188 @@ def _one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _open_text(path: Path) -> bytes:
-    raw = path.read_bytes()
-    if path.suffix == ".gz" or raw[:2] == b"\x1f\x8b":
+def _human(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), else the
+    physical memory, else None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return None
+
+
+def max_input_bytes() -> int:
+    """The most decompressed bytes of input read into memory.
+
+    ``AUTOML_META_MAX_INPUT_BYTES`` (a number of bytes, or with a ``K`` / ``M`` / ``G``
+    suffix) when set; else a sixteenth of the memory available now (``MemAvailable`` on
+    Linux), at least 64 MB; 4 GB when the available memory is unknown.
+    """
+    env = os.environ.get(MAX_INPUT_ENV, "").strip()
+    if env:
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?", env, re.IGNORECASE)
+        if not m:
+            raise UsageError(f"{MAX_INPUT_ENV}={env!r} is not a size; use a number of bytes "
+                             "such as 500000000 or 500M")
+        scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[m.group(2).lower()]
+        return max(1, int(float(m.group(1)) * scale))
+    available = _available_memory()
+    if available is None:  # pragma: no cover - neither /proc/meminfo nor sysconf
+        return 4 * 10**9
+    return max(available // _MEMORY_SHARE, 64 * 2**20)
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """The part of a command's time budget that reading and typing the data may use.
+
+    Parameters
+    ----------
+    started : float
+        ``time.monotonic()`` when the command started.
+    budget : float
+        The command's time budget in seconds; reading and typing fail with a
+        :class:`UsageError` once it is spent.
+    """
+
+    started: float
+    budget: float
+
+    def elapsed(self) -> float:
+        """Seconds since ``started``."""
+        return time.monotonic() - self.started
+
+    def check(self, what: str = "DATA") -> None:
+        """Raise :class:`UsageError` when the budget is spent."""
+        elapsed = self.elapsed()
+        if elapsed > self.budget:
+            raise UsageError(_one_line(
+                f"reading {what} took {elapsed:.1f} s of the {self.budget:g} s time budget, "
+                "leaving no time to search; raise --time-budget, or pass fewer rows or "
+                "columns"))
+
+
+def _too_large(path: Path, seen: int, limit: int, qualifier: str = "more than "
+               ) -> UsageError:
+    size = f"{qualifier}{_human(seen)}"
+    origin = f"set by {MAX_INPUT_ENV}" if os.environ.get(MAX_INPUT_ENV, "").strip() else \
+        f"1/{_MEMORY_SHARE} of the available memory"
+    return UsageError(_one_line(
+        f"{path}: the data is too large to read into memory here ({size} of text, limit "
+        f"{_human(limit)}, {origin}); use a sample of the rows or a machine with more "
+        f"memory, or set {MAX_INPUT_ENV} to a larger number of bytes"))
+
+
+class _Tap(io.RawIOBase):
+    """A read-only byte stream passing another one through, and watching it.
+
+    It hashes the bytes (``sha256``), stops at ``limit`` bytes (:class:`UsageError`),
+    checks the ``deadline`` every chunk and counts NUL bytes (``n_nul``, and the newlines
+    before the first one) so that a text reader can name them afterwards.
+    """
+
+    def __init__(self, inner: Any, path: Path, limit: int | None = None,
+                 deadline: Deadline | None = None, hash_bytes: bool = False,
+                 count_nul: bool = False):
+        super().__init__()
+        self.inner, self.path, self.limit, self.deadline = inner, path, limit, deadline
+        self.sha256 = hashlib.sha256() if hash_bytes else None
+        self.count_nul = count_nul
+        self.n_bytes = 0
+        self.n_nul = 0
+        self.lines_before_nul = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = len(view) if self.limit is None else min(len(view), self.limit - self.n_bytes + 1)
+        data = self.inner.read(max(want, 1))
+        n = len(data)
+        if not n:
+            return 0
+        view[:n] = data
+        if self.sha256 is not None:
+            self.sha256.update(data)
+        if self.count_nul:
+            nul = data.count(0)
+            if not self.n_nul:
+                first = data.find(0)
+                self.lines_before_nul += data.count(b"\n", 0, first if first >= 0 else n)
+            self.n_nul += nul
+        self.n_bytes += n
+        if self.limit is not None and self.n_bytes > self.limit:
+            raise _too_large(self.path, self.limit, self.limit)
+        if self.deadline is not None:
+            self.deadline.check(str(self.path))
+        return n
+
+    def drain(self) -> None:
+        """Read to the end (bounded by ``limit`` and the deadline) to finish the counts."""
+        buf = bytearray(_CHUNK)
+        while self.readinto(buf):
+            pass
+
+
+class _Input:
+    """A data file opened once: decompressed bytes as a buffered stream, bounded in size."""
+
+    def __init__(self, path: Path, shown: Path, limit: int, deadline: Deadline | None,
+                 count_nul: bool = True):
+        self.path, self.shown = path, shown
+        fh = open(path, "rb")
         try:
-            raw = gzip.decompress(raw)
+            self.raw = _Tap(fh, shown, deadline=deadline, hash_bytes=True)
+            buffered = io.BufferedReader(self.raw, _CHUNK)
+            self.gzipped = shown.name.lower().endswith(".gz") or buffered.peek(2)[:2] == \
+                b"\x1f\x8b"
+            inner: Any = gzip.GzipFile(fileobj=buffered, mode="rb") if self.gzipped else buffered
+            self.text = _Tap(inner, shown, limit=limit, deadline=deadline, count_nul=count_nul)
+            self.stream = io.BufferedReader(self.text, _CHUNK)
+            self.head = self._peek_head()
+        except BaseException:
+            fh.close()
+            raise
+        self._fh = fh
+
+    def _peek_head(self) -> bytes:
+        try:
+            return bytes(self.stream.peek(_HEAD_BYTES)[:_HEAD_BYTES])
         except (OSError, EOFError, zlib.error) as exc:
-            raise UsageError(f"{path}: not a valid gzip file ({_one_line(exc)})") from None
-    return raw
+            if not self.gzipped:
+                raise
+            raise UsageError(f"{self.shown}: not a valid gzip file ({_one_line(exc)})") from None
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> _Input:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _gzip_error(inp: _Input, exc: BaseException) -> UsageError | None:
+    if inp.gzipped and isinstance(exc, (OSError, EOFError, zlib.error)) and not isinstance(
+            exc, PermissionError):
+        return UsageError(f"{inp.shown}: not a valid gzip file ({_one_line(exc)})")
+    return None
 
 
 def _utf16_without_bom(head: bytes) -> str | None:
@@ -94,48 +287,40 @@ def _utf16_without_bom(head: bytes) -> str | None:
     return None
 
 
-def _decode(raw: bytes, path: Path) -> str:
+def _cp1252_bytes(exc: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: bytes that are not UTF-8 read as Windows-1252 (Latin-1 for the
+    five bytes Windows-1252 leaves undefined)."""
+    if not isinstance(exc, UnicodeDecodeError):  # pragma: no cover - decoding only
+        raise exc
+    bad = exc.object[exc.start:exc.end]
+    return "".join(bytes([b]).decode("cp1252", errors="ignore") or chr(b) for b in bad), exc.end
+
+
+_FALLBACK_ERRORS = "automl_meta.cp1252"
+codecs.register_error(_FALLBACK_ERRORS, _cp1252_bytes)
+
+
+def _text_encoding(head: bytes, path: Path) -> tuple[str, str]:
+    """(encoding, codec error handler) of a text file from its first bytes; refuse what is
+    known not to be a text table."""
     for magic, what in _MAGIC:
-        if raw.startswith(magic):
+        if head.startswith(magic):
             raise UsageError(f"{path}: this is {what}")
-    # UTF-32 / UTF-16 (Excel's "Unicode text" export) before the binary check: they hold NULs
-    for bom, encoding in ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
-                          (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
-        if raw.startswith(bom):
-            try:
-                return _check_text(raw.decode(encoding), path)
-            except UnicodeDecodeError:
-                break
-    encoding = _utf16_without_bom(raw[:_SNIFF_BYTES])
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            return encoding, "strict"
+    encoding = _utf16_without_bom(head[:_SNIFF_BYTES])
     if encoding:
-        try:
-            return _check_text(raw.decode(encoding), path)
-        except UnicodeDecodeError:
-            pass
-    if b"\x00" in raw:
-        first = raw.index(b"\x00")
-        n_nul = raw.count(b"\x00")
-        if n_nul <= max(8, len(raw) // 10_000):  # a text file with a few stray NUL bytes?
-            try:
-                _check_text(raw[:_SNIFF_BYTES * 4].replace(b"\x00", b"").decode(
-                    "utf-8", errors="ignore"), path)
-            except UsageError:
-                pass
-            else:
-                line = raw[:first].count(b"\n") + 1
-                raise UsageError(f"{path}: contains {n_nul} NUL byte(s), the first on line "
-                                 f"{line}; a text table has none: remove them (e.g. tr -d "
-                                 "'\\000' < in.csv > out.csv) or export the file again")
-        raise UsageError(f"{path}: looks like a binary file, not a text table "
-                         "(expected CSV, TSV, Parquet or ARFF)")
-    for encoding in ("utf-8-sig", "cp1252", "latin-1"):
-        if encoding != "utf-8-sig" and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]  # a UTF-8 BOM on a file that is not all UTF-8 after all
-        try:
-            return _check_text(raw.decode(encoding), path)
-        except UnicodeDecodeError:
-            continue
-    raise UsageError(f"{path}: cannot decode the file as text")  # pragma: no cover
+        return encoding, "strict"
+    return "utf-8", _FALLBACK_ERRORS
+
+
+def _head_text(head: bytes, encoding: str, errors: str) -> str:
+    """The decoded start of the file (a character cut by the end of ``head`` is left out)."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig" if encoding == "utf-8" else encoding)(
+        errors="ignore" if errors == "strict" else errors)
+    return decoder.decode(head[:len(head) - 4] if len(head) == _HEAD_BYTES else head,
+                          final=len(head) < _HEAD_BYTES)
 
 
 def _check_text(text: str, path: Path) -> str:
@@ -149,6 +334,26 @@ def _check_text(text: str, path: Path) -> str:
     return text
 
 
+def _refuse_nul(inp: _Input) -> None:
+    """After parsing: NUL bytes in a UTF-8 / 8-bit text file are an error naming them."""
+    tap = inp.text
+    if not tap.count_nul or not tap.n_nul:
+        return
+    tap.drain()
+    binary = UsageError(f"{inp.shown}: looks like a binary file, not a text table "
+                        "(expected CSV, TSV, Parquet or ARFF)")
+    if tap.n_nul > max(8, tap.n_bytes // 10_000):
+        raise binary
+    try:
+        _check_text(inp.head[:_SNIFF_BYTES * 4].replace(b"\x00", b"").decode(
+            "utf-8", errors="ignore"), inp.shown)
+    except UsageError:
+        raise binary from None
+    raise UsageError(f"{inp.shown}: contains {tap.n_nul} NUL byte(s), the first on line "
+                     f"{tap.lines_before_nul + 1}; a text table has none: remove them (e.g. tr "
+                     "-d '\\000' < in.csv > out.csv) or export the file again")
+
+
 def _file_format(path: Path) -> str:
     name = path.name.lower()
     if name.endswith(".gz"):
@@ -160,18 +365,39 @@ def _file_format(path: Path) -> str:
     return "csv"
 
 
+_QUOTED = re.compile(r'"[^"]*"')
+_SNIFF_CHARS = 16384
+_SNIFF_LINES = 30
+
+
 def _sniff_delimiter(text: str, default: str = ",") -> str:
-    sample = text[:65536]
-    lines = sample.splitlines()
-    first = next((line for line in lines if line.strip()), "")
-    counts = {d: first.count(d) for d in ",;\t|"}
+    """The delimiter among ``, ; TAB |`` that splits the first lines most consistently.
+
+    Work is bounded: the first few KB and lines only, quoted fields blanked out first (one
+    linear pass), then each candidate counted per line.
+    """
+    sample = _QUOTED.sub('""', text[:_SNIFF_CHARS])
+    lines = [line for line in sample.splitlines() if line.strip()]
+    if len(text) > _SNIFF_CHARS and len(lines) > 1:
+        lines = lines[:-1]  # the last line may be cut
+    lines = lines[:_SNIFF_LINES]
+    if not lines:
+        return default
+    counts = {d: lines[0].count(d) for d in ",;\t|"}
     if sum(1 for v in counts.values() if v) == 1:  # one candidate in the header: take it
         return max(counts, key=counts.get)
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
-    except csv.Error:
-        best = max(counts, key=counts.get)
-        return best if counts[best] else default
+    best, best_score = None, (0.0, 0)
+    for d in ",;\t|":
+        per_line = [line.count(d) for line in lines]
+        width = per_line[0] if per_line[0] else max(set(per_line), key=per_line.count)
+        if not width:
+            continue
+        score = (sum(c == width for c in per_line) / len(per_line), width)
+        if score > best_score:
+            best, best_score = d, score
+    if best is not None:
+        return best
+    return max(counts, key=counts.get) if max(counts.values()) else default
 
 
 _PARSER_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
@@ -185,67 +411,130 @@ def _header_names(text: str, sep: str) -> list[str] | None:
         return None
 
 
-def _read_delimited(path: Path, sep: str | None) -> pd.DataFrame:
-    text = _decode(_open_text(path), path)
-    if not text.strip():
-        raise UsageError(f"{path}: the file is empty")
-    sep = sep or _sniff_delimiter(text)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            # index_col=False: a trailing delimiter on every row must not shift the columns
-            df = pd.read_csv(io.StringIO(text), sep=sep, low_memory=False, index_col=False,
-                             skipinitialspace=True, skip_blank_lines=True,
-                             na_values=["?", "NA", "N/A", "na", "n/a", "NaN", "nan", "null",
-                                        "NULL", ""])
-        if any("does not match length of data" in str(w.message) for w in caught):
-            _check_row_widths(text, sep, path)
-    except pd.errors.EmptyDataError:
-        raise UsageError(f"{path}: the file is empty") from None
-    except pd.errors.ParserError as exc:
-        msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else "parser error"
-        m = _PARSER_FIELDS.search(msg)
-        if m:
-            expected, line, saw = m.groups()
-            raise UsageError(f"{path}: line {line} has {saw} fields but the header has "
-                             f"{expected} (delimiter {sep!r}); fix that line, or quote fields "
-                             "that contain the delimiter") from None
-        raise UsageError(f"{path}: cannot parse as delimited text ({_one_line(msg)})") from None
-    except (ValueError, csv.Error) as exc:  # e.g. "field larger than field limit"
-        raise UsageError(f"{path}: cannot parse as delimited text ({_one_line(exc)})") from None
-    header = _header_names(text, sep)
-    if header is not None and len(header) == df.shape[1]:
-        df.columns = header  # the names as written; duplicates are renamed by read_table
-    df.attrs["delimiter"] = sep
+def _read_delimited(path: Path, shown: Path, sep: str | None, limit: int,
+                    deadline: Deadline | None) -> pd.DataFrame:
+    with _Input(path, shown, limit, deadline) as inp:
+        encoding, errors = _text_encoding(inp.head, shown)
+        inp.text.count_nul = encoding == "utf-8"
+        head = _head_text(inp.head, encoding, errors)
+        if inp.text.count_nul and b"\x00" in inp.head:
+            _refuse_nul(inp)
+        _check_text(head, shown)
+        if not head.strip() and len(inp.head) < _HEAD_BYTES:
+            raise UsageError(f"{shown}: the file is empty")
+        sep = sep or _sniff_delimiter(head)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                # index_col=False: a trailing delimiter on every row must not shift the columns
+                df = pd.read_csv(inp.stream, sep=sep, low_memory=False, index_col=False,
+                                 encoding=encoding, encoding_errors=errors,
+                                 skipinitialspace=True, skip_blank_lines=True,
+                                 na_values=["?", "NA", "N/A", "na", "n/a", "NaN", "nan", "null",
+                                            "NULL", ""])
+            _refuse_nul(inp)
+            if any("does not match length of data" in str(w.message) for w in caught):
+                _check_row_widths(path, shown, sep, limit, deadline)
+        except UsageError:
+            raise
+        except pd.errors.EmptyDataError:
+            _refuse_nul(inp)
+            raise UsageError(f"{shown}: the file is empty") from None
+        except pd.errors.ParserError as exc:
+            _refuse_nul(inp)
+            msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else "parser error"
+            m = _PARSER_FIELDS.search(msg)
+            if m:
+                expected, line, saw = m.groups()
+                raise UsageError(f"{shown}: line {line} has {saw} fields but the header has "
+                                 f"{expected} (delimiter {sep!r}); fix that line, or quote "
+                                 "fields that contain the delimiter") from None
+            raise UsageError(f"{shown}: cannot parse as delimited text "
+                             f"({_one_line(msg)})") from None
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{shown}: cannot decode the file as {encoding} "
+                             f"({_one_line(exc)})") from None
+        except (ValueError, csv.Error) as exc:  # e.g. "field larger than field limit"
+            _refuse_nul(inp)
+            raise UsageError(f"{shown}: cannot parse as delimited text "
+                             f"({_one_line(exc)})") from None
+        except (OSError, EOFError, zlib.error) as exc:
+            raise (_gzip_error(inp, exc) or exc) from None
+        header = _header_names(head, sep)
+        if header is not None and len(header) == df.shape[1]:
+            df.columns = header  # the names as written; duplicates are renamed by read_table
+        if df.shape[1] > 256:  # one block per dtype: per-column blocks make every later
+            df = df.copy()  # selection on a wide table cost seconds
+        df.attrs["delimiter"] = sep
+        inp.raw.drain()
+        df.attrs["sha256"] = inp.raw.sha256.hexdigest()
     return df
 
 
-def _check_row_widths(text: str, sep: str, path: Path) -> None:
+def _check_row_widths(path: Path, shown: Path, sep: str, limit: int,
+                      deadline: Deadline | None) -> None:
     """Refuse rows with more (non-empty) fields than the header; a trailing delimiter is ok."""
     width = None
-    try:
-        reader = csv.reader(io.StringIO(text), delimiter=sep, skipinitialspace=True)
-        for row in reader:
-            if width is None:
-                width = len(row) if row else None
-                continue
-            if len(row) > width and any(f.strip() for f in row[width:]):
-                raise UsageError(f"{path}: line {reader.line_num} has {len(row)} fields but the "
-                                 f"header has {width} (delimiter {sep!r}); fix that line, or "
-                                 "quote fields that contain the delimiter")
-    except (csv.Error, TypeError):
-        return
+    with _Input(path, shown, limit, deadline, count_nul=False) as inp:
+        encoding, errors = _text_encoding(inp.head, shown)
+        text = io.TextIOWrapper(inp.stream, encoding="utf-8-sig" if encoding == "utf-8"
+                                else encoding, errors=errors, newline="")
+        try:
+            reader = csv.reader(text, delimiter=sep, skipinitialspace=True)
+            for row in reader:
+                if width is None:
+                    width = len(row) if row else None
+                    continue
+                if len(row) > width and any(f.strip() for f in row[width:]):
+                    raise UsageError(f"{shown}: line {reader.line_num} has {len(row)} fields "
+                                     f"but the header has {width} (delimiter {sep!r}); fix "
+                                     "that line, or quote fields that contain the delimiter")
+        except (csv.Error, TypeError, UnicodeDecodeError):
+            return
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def _read_arff(path: Path, shown: Path, limit: int, deadline: Deadline | None) -> pd.DataFrame:
+    with _Input(path, shown, max(1, limit // _ARFF_SHARE), deadline) as inp:
+        encoding, errors = _text_encoding(inp.head, shown)
+        inp.text.count_nul = encoding == "utf-8"
+        _check_text(_head_text(inp.head, encoding, errors), shown)
+        try:
+            text = io.TextIOWrapper(inp.stream, encoding="utf-8-sig" if encoding == "utf-8"
+                                    else encoding, errors=errors).read()
+        except UsageError as exc:
+            if "too large" in str(exc):
+                raise UsageError(_one_line(
+                    f"{shown}: the ARFF file is too large to parse in memory here (limit "
+                    f"{_human(limit // _ARFF_SHARE)} for ARFF, an eighth of the limit for "
+                    f"CSV); convert it to CSV or Parquet, or raise {MAX_INPUT_ENV}")) from None
+            raise
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{shown}: cannot decode the file as {encoding} "
+                             f"({_one_line(exc)})") from None
+        except (OSError, EOFError, zlib.error) as exc:
+            raise (_gzip_error(inp, exc) or exc) from None
+        _refuse_nul(inp)
+        df = read_arff_text(text, str(shown))
+        df.attrs["sha256"] = inp.raw.sha256.hexdigest()
+    return df
+
+
+def _read_parquet(path: Path, shown: Path, limit: int) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.ParquetFile(path).read()
+        pf = pq.ParquetFile(path)
+        meta = pf.metadata
+        size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        if size > limit:
+            raise _too_large(shown, size, limit, "")
+        table = pf.read()
+    except UsageError:
+        raise
     except Exception as exc:  # pyarrow raises many types
         first = str(exc).splitlines()[0] if str(exc) else ""
-        raise UsageError(f"{path}: cannot read as Parquet ({type(exc).__name__}: "
+        raise UsageError(f"{shown}: cannot read as Parquet ({type(exc).__name__}: "
                          f"{_one_line(first)})") from None
     nested = [f.name for f in table.schema if pa.types.is_nested(f.type)]
     if nested:
@@ -256,11 +545,17 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     unique = _clean_column_names(pd.Index(written))[0]
     if unique != written:
         table = table.replace_schema_metadata(None).rename_columns(unique)
+    binary = [f.name for f in table.schema
+              if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)
+              or pa.types.is_fixed_size_binary(f.type)]
     try:
         df = table.to_pandas()
     except Exception as exc:  # unconvertible Arrow types (e.g. extension types)
-        raise UsageError(f"{path}: cannot convert the Parquet table ({type(exc).__name__}: "
+        raise UsageError(f"{shown}: cannot convert the Parquet table ({type(exc).__name__}: "
                          f"{_one_line(exc)})") from None
+    for c in binary:  # bytes are read as UTF-8 text; other bytes as \xNN escapes
+        df[c] = df[c].map(lambda v: v.decode("utf-8", errors="backslashreplace")
+                          if isinstance(v, bytes) else v).astype(object)
     for c in df.columns:  # decimal128 arrives as Python Decimal objects
         s = df[c]
         if s.dtype == object:
@@ -357,7 +652,40 @@ def _arff_dates_as_strings(text: str) -> tuple[str, dict[int, str]]:
     return "\n".join(lines) + text[head_end.start():], formats
 
 
-def read_table(path: str | Path, sep: str | None = None) -> pd.DataFrame:
+def _spool(src: Any, shown: Path, directory: str, limit: int,
+           deadline: Deadline | None) -> Path:
+    """Copy a pipe's bytes to a temporary file, at most ``limit`` bytes."""
+    target = Path(directory) / "input"
+    tap = _Tap(src, shown, limit=limit, deadline=deadline)
+    with open(target, "wb") as out:
+        buf = bytearray(_CHUNK)
+        while True:
+            n = tap.readinto(buf)
+            if not n:
+                break
+            out.write(memoryview(buf)[:n])
+    return target
+
+
+def _regular_source(path: Path) -> str:
+    """``"file"``, ``"pipe"`` (a FIFO or a pipe), or raise for what is not read as data."""
+    if not path.exists():
+        raise UsageError(f"{path}: no such file")
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory, expected a data file")
+    mode = path.stat().st_mode
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISFIFO(mode):
+        return "pipe"
+    what = ("a character device" if stat.S_ISCHR(mode) else "a block device"
+            if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "special")
+    raise UsageError(f"{path}: not a regular file ({what}); pass a data file, a pipe, or - "
+                     "to read standard input")
+
+
+def read_table(path: str | Path, sep: str | None = None, *,
+               deadline: Deadline | None = None, max_bytes: int | None = None) -> pd.DataFrame:
     """Read a CSV, TSV, Parquet or ARFF file (optionally gzipped) into a DataFrame.
 
     Parameters
@@ -365,53 +693,125 @@ def read_table(path: str | Path, sep: str | None = None) -> pd.DataFrame:
     path : str or Path
         The file. The format is chosen by its name (``.csv``, ``.tsv``, ``.parquet``,
         ``.arff``, each optionally ``.gz``); unknown names are read as delimited text (a
-        Parquet file is recognised by its content whatever its name).
+        Parquet file is recognised by its content whatever its name, gzip too). A named
+        pipe (``<(zcat x.csv.gz)``) is read like a file; ``"-"`` reads standard input.
+        Devices (``/dev/zero``) and sockets are refused.
     sep : str, optional
         Delimiter for delimited text; detected when omitted.
+    deadline : Deadline, optional
+        Reading fails with a :class:`UsageError` once the deadline's budget is spent.
+    max_bytes : int, optional
+        The most decompressed bytes read (default :func:`max_input_bytes`); a larger input
+        is a :class:`UsageError` saying the size seen and the limit.
 
-    Column names are stripped of surrounding whitespace; empty names become ``Unnamed: i``
-    and repeated names get a suffix (``x``, ``x.1``); ``df.attrs["duplicate_columns"]`` maps
-    each renamed column to the name written in the file.
+    The file is read and decompressed once, as a stream; its SHA-256 is computed on the
+    way (``df.attrs["sha256"]``). Column names are stripped of surrounding whitespace;
+    empty names become ``Unnamed: i`` and repeated names get a suffix (``x``, ``x.1``);
+    ``df.attrs["duplicate_columns"]`` maps each renamed column to the name written in the
+    file.
 
     Raises
     ------
     UsageError
-        When the file is missing, unreadable, empty or malformed.
+        When the file is missing, unreadable, empty, malformed, too large, or the deadline
+        passes.
     """
+    stdin = str(path) == "-"
     path = Path(path)
-    if not path.exists():
-        raise UsageError(f"{path}: no such file")
-    if path.is_dir():
-        raise UsageError(f"{path}: is a directory, expected a data file")
+    shown = Path("<stdin>") if stdin else path
+    limit = max_input_bytes() if max_bytes is None else max_bytes
     try:
-        fmt = _file_format(path)
-        if fmt != "parquet":
-            with open(path, "rb") as fh:
-                if fh.read(4) == b"PAR1":
-                    fmt = "parquet"
-        if fmt == "parquet":
-            df = _read_parquet(path)
-        elif fmt == "arff":
-            df = read_arff_text(_decode(_open_text(path), path), str(path))
-        else:
-            df = _read_delimited(path, "\t" if fmt == "tsv" and sep is None else sep)
+        kind = "pipe" if stdin else _regular_source(path)
+        with tempfile.TemporaryDirectory(prefix="automl-meta-input-") as spool_dir:
+            if kind == "pipe":  # read once into a file: Parquet seeks, errors re-read lines
+                if stdin:
+                    source = _spool(sys.stdin.buffer, shown, spool_dir, limit, deadline)
+                else:
+                    with open(path, "rb") as fh:
+                        source = _spool(fh, shown, spool_dir, limit, deadline)
+            else:
+                source = path
+            df = _read_source(source, shown, sep, limit, deadline)
     except PermissionError:
-        raise UsageError(f"{path}: permission denied") from None
+        raise UsageError(f"{shown}: permission denied") from None
     except MemoryError:
-        raise UsageError(f"{path}: not enough memory to read the file") from None
+        raise UsageError(_one_line(
+            f"{shown}: not enough memory to read the file; use a sample of the rows, or a "
+            "machine with more memory")) from None
     except OSError as exc:
-        raise UsageError(f"{path}: cannot read the file ({_one_line(exc)})") from None
+        raise UsageError(f"{shown}: cannot read the file ({_one_line(exc)})") from None
     if df.shape[1] == 0:
-        raise UsageError(f"{path}: no columns found")
+        raise UsageError(f"{shown}: no columns found")
     if df.shape[0] == 0:
-        raise UsageError(f"{path}: the file has a header but no data rows")
+        raise UsageError(f"{shown}: the file has a header but no data rows")
     attrs = dict(df.attrs)
     names, duplicates = _clean_column_names(df.columns)
     df.columns = names
     df.attrs.update(attrs)
     if duplicates:
         df.attrs["duplicate_columns"] = duplicates
+    if deadline is not None:
+        deadline.check(str(shown))
     return df
+
+
+def _read_source(path: Path, shown: Path, sep: str | None, limit: int,
+                 deadline: Deadline | None) -> pd.DataFrame:
+    fmt = _file_format(shown)
+    if fmt != "parquet":
+        with open(path, "rb") as fh:
+            if fh.read(4) == b"PAR1":
+                fmt = "parquet"
+    if fmt == "parquet":
+        df = _read_parquet(path, shown, limit)
+        df.attrs["sha256"] = file_sha256(path)
+        return df
+    if path.stat().st_size > limit and not (
+            shown.name.lower().endswith(".gz") or _starts_with(path, b"\x1f\x8b")):
+        raise _too_large(shown, path.stat().st_size, limit, "")
+    isize = _gzip_size(path)
+    if isize is not None and isize > limit and _gzip_exceeds(path, limit):
+        raise _too_large(shown, limit, limit)
+    if fmt == "arff":
+        return _read_arff(path, shown, limit, deadline)
+    return _read_delimited(path, shown, "\t" if fmt == "tsv" and sep is None else sep,
+                           limit, deadline)
+
+
+def _gzip_exceeds(path: Path, limit: int) -> bool:
+    """Whether a gzip file inflates to more than ``limit`` bytes: decompressed and counted,
+    nothing kept (a file whose trailer declares a large size, before it is parsed).
+    A damaged file answers False: the reading that follows names the damage."""
+    n = 0
+    try:
+        with gzip.open(path, "rb") as fh:
+            while True:
+                chunk = fh.read(_CHUNK)
+                if not chunk:
+                    return False
+                n += len(chunk)
+                if n > limit:
+                    return True
+    except (OSError, EOFError, zlib.error):
+        return False
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(len(magic)) == magic
+
+
+def _gzip_size(path: Path) -> int | None:
+    """The decompressed size a one-member gzip file declares (its last 4 bytes, modulo
+    2**32: a lower bound at best), or None when the file is not gzip."""
+    if not _starts_with(path, b"\x1f\x8b"):
+        return None
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        if fh.tell() < 18:
+            return None
+        fh.seek(-4, os.SEEK_END)
+        return int.from_bytes(fh.read(4), "little")
 
 
 def _clean_column_names(columns: pd.Index) -> tuple[list[str], dict[str, str]]:
@@ -460,6 +860,9 @@ class Column:
     dtype: str
     n_unique: int = 0
     categories: list[str] | None = None
+    # the name in the data when the model uses another one (``name``): a column renamed
+    # because a datetime column's derived features (``when__year`` …) have its name
+    source: str | None = None
 
 
 @dataclass
@@ -471,7 +874,8 @@ class Schema:
 
     @property
     def names(self) -> list[str]:
-        return [c.name for c in self.columns]
+        """The columns the model needs in its input data (as named there)."""
+        return [c.source or c.name for c in self.columns]
 
     def kinds(self) -> dict[str, str]:
         return {c.name: c.kind for c in self.columns}
@@ -481,13 +885,16 @@ class Schema:
 
     def to_dict(self) -> dict[str, Any]:
         return {"columns": [{"name": c.name, "kind": c.kind, "dtype": c.dtype,
-                             "n_unique": c.n_unique} for c in self.columns],
+                             "n_unique": c.n_unique}
+                            | ({"source": c.source} if c.source is not None else {})
+                            for c in self.columns],
                 "dropped": dict(self.dropped)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Schema:
-        return cls([Column(c["name"], c["kind"], c.get("dtype", ""), c.get("n_unique", 0))
-                    for c in d["columns"]], dict(d.get("dropped", {})))
+        return cls([Column(c["name"], c["kind"], c.get("dtype", ""), c.get("n_unique", 0),
+                           source=c.get("source")) for c in d["columns"]],
+                   dict(d.get("dropped", {})))
 
 
 def _is_textual(s: pd.Series) -> bool:
@@ -625,12 +1032,29 @@ def _to_float_values(strings: pd.Series, fmt: str | None, keep_inf: bool = False
                 ",", ".", regex=False)
         rewrite = rewrite.astype(object).fillna(False).astype(bool)
         strings = strings.where(~rewrite, new)
-    num = pd.to_numeric(strings, errors="coerce")
+    num = _to_numeric(strings)
     if not pd.api.types.is_numeric_dtype(num.dtype) or pd.api.types.is_complex_dtype(num.dtype):
         return np.full(len(strings), np.nan)
     if keep_inf:
         return np.array(num.to_numpy(dtype=float, na_value=np.nan), dtype=float, copy=True)
     return _floats(num)
+
+
+def _to_numeric(values: pd.Series) -> pd.Series:
+    """``pd.to_numeric(errors="coerce")``, with integers too large for a float (Python
+    ints of hundreds of digits) read as infinities instead of an OverflowError."""
+    try:
+        return pd.to_numeric(values, errors="coerce")
+    except OverflowError:
+        def one(v: Any) -> Any:
+            if isinstance(v, int) and not isinstance(v, bool):
+                try:
+                    return float(v)
+                except OverflowError:
+                    return np.inf if v > 0 else -np.inf
+            return v
+
+        return pd.to_numeric(values.map(one), errors="coerce")
 
 
 def _number_format(failed: pd.Series, delimiter: str | None = None) -> str | None:
@@ -673,7 +1097,7 @@ def _as_numeric(s: pd.Series, min_share: float = 0.95,
     present = strings.dropna()  # mixed Python objects (the Python API): value by value
     if present.empty:
         return None
-    plain = pd.to_numeric(present, errors="coerce")
+    plain = _to_numeric(present)
     if not pd.api.types.is_numeric_dtype(plain.dtype):  # pragma: no cover - defensive
         return None
     if plain.notna().mean() >= min_share:
@@ -808,7 +1232,8 @@ def coerce_features(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     if df.attrs:  # pandas deep-copies attrs into every column taken out: drop them once
         df = df.copy(deep=False)
         df.attrs = {}
-    absent = [c.name for c in schema.columns if c.name not in df.columns]
+    source = {c.name: _input_name(c, df.columns) for c in schema.columns}
+    absent = [c.source or c.name for c in schema.columns if source[c.name] not in df.columns]
     if absent:
         shown = ", ".join(repr(c) for c in absent[:10])
         more = f" and {len(absent) - 10} more" if len(absent) > 10 else ""
@@ -819,15 +1244,15 @@ def coerce_features(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     if df.columns.is_unique:
         dtypes = df.dtypes
         block_names = [c.name for c in schema.columns if c.kind == "numeric"
-                       and _plain_numeric_dtype(dtypes[c.name])]
+                       and _plain_numeric_dtype(dtypes[source[c.name]])]
     block_set = set(block_names) if len(block_names) > 1 else set()
     out = {}
     for col in schema.columns:
         if col.name in block_set:
             continue
-        s = df[col.name]
+        s = df[source[col.name]]
         if isinstance(s, pd.DataFrame):
-            raise UsageError(f"column {col.name!r} appears more than once in the data")
+            raise UsageError(f"column {source[col.name]!r} appears more than once in the data")
         if col.kind == "numeric":
             if pd.api.types.is_bool_dtype(s.dtype) or col.dtype == "bool":
                 s = _bool_values(s)
@@ -848,13 +1273,20 @@ def coerce_features(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
         out[col.name] = vals
     if not block_set:
         return pd.DataFrame(out, index=df.index)
-    block = np.array(df[block_names].to_numpy(dtype=float, na_value=np.nan), dtype=float,
-                     copy=True)
+    block = np.array(df[[source[c] for c in block_names]].to_numpy(dtype=float,
+                                                                    na_value=np.nan),
+                     dtype=float, copy=True)
     block[~np.isfinite(block)] = np.nan
     parts = [pd.DataFrame(block, index=df.index, columns=block_names)]
     if out:
         parts.append(pd.DataFrame(out, index=df.index))
-    return pd.concat(parts, axis=1)[schema.names]
+    return pd.concat(parts, axis=1)[[c.name for c in schema.columns]]
+
+
+def _input_name(col: Column, columns: pd.Index) -> str:
+    """The input column that feeds ``col``: its ``source`` (the name in the data file)
+    when the data has it, else its own name (a frame that was typed already)."""
+    return col.source if col.source is not None and col.source in columns else col.name
 
 
 def _plain_numeric_dtype(dtype: Any) -> bool:
@@ -862,8 +1294,37 @@ def _plain_numeric_dtype(dtype: Any) -> bool:
             and not pd.api.types.is_complex_dtype(dtype))
 
 
-def infer_schema(X: pd.DataFrame) -> tuple[Schema, pd.DataFrame]:
-    """Type every feature column; return the schema and the typed frame of kept columns."""
+def _numeric_summary(X: pd.DataFrame, deadline: Deadline | None = None
+                     ) -> dict[int, tuple[int, int, int]]:
+    """``{position: (present, finite, distinct finite)}`` for the columns of plain numeric
+    dtype, computed on blocks of columns at once (no per-column pandas work)."""
+    positions = [i for i, dtype in enumerate(X.dtypes) if _plain_numeric_dtype(dtype)]
+    out: dict[int, tuple[int, int, int]] = {}
+    step = max(1, (1 << 24) // max(len(X), 1))  # blocks of about 128 MB of floats
+    for start in range(0, len(positions), step):
+        if deadline is not None:
+            deadline.check()
+        chunk = positions[start:start + step]
+        block = np.array(X.iloc[:, chunk].to_numpy(dtype=float, na_value=np.nan),
+                         dtype=float, copy=True)
+        present = (~np.isnan(block)).sum(axis=0)
+        block[~np.isfinite(block)] = np.nan
+        finite = (~np.isnan(block)).sum(axis=0)
+        block.sort(axis=0)  # NaN last
+        new = (block[1:] != block[:-1]) & ~np.isnan(block[1:])
+        distinct = (finite > 0).astype(int) + new.sum(axis=0)
+        for j, i in enumerate(chunk):
+            out[i] = (int(present[j]), int(finite[j]), int(distinct[j]))
+    return out
+
+
+def infer_schema(X: pd.DataFrame, deadline: Deadline | None = None
+                 ) -> tuple[Schema, pd.DataFrame]:
+    """Type every feature column; return the schema and the typed frame of kept columns.
+
+    Columns of a numeric dtype are summarised in blocks; the others one by one. With a
+    ``deadline``, a :class:`UsageError` once its budget is spent.
+    """
     n = len(X)
     kept: list[Column] = []
     dropped: dict[str, str] = {}
@@ -871,7 +1332,25 @@ def infer_schema(X: pd.DataFrame) -> tuple[Schema, pd.DataFrame]:
     if X.attrs:  # pandas deep-copies attrs into every column taken out: drop them once
         X = X.copy(deep=False)
         X.attrs = {}
+    summary = _numeric_summary(X, deadline)
+    dtypes = X.dtypes
     for i, name in enumerate(X.columns):
+        if deadline is not None and i % 64 == 0:
+            deadline.check()
+        if i in summary:
+            present_n, finite_n, uniq = summary[i]
+            if not present_n:
+                dropped[name] = "entirely missing"
+            elif not finite_n:
+                dropped[name] = "entirely missing or infinite"
+            elif uniq <= 1:
+                dropped[name] = "constant"
+            elif uniq == present_n and n >= 20 and _ID_NAME.search(str(name)) and \
+                    _looks_like_row_id(_floats(X.iloc[:, i]), name):
+                dropped[name] = "ID-like (a distinct integer on every row)"
+            else:
+                kept.append(Column(name, "numeric", str(dtypes.iloc[i]), uniq))
+            continue
         s = X.iloc[:, i]
         present = s.dropna()
         if present.empty:
@@ -953,8 +1432,33 @@ def infer_schema(X: pd.DataFrame) -> tuple[Schema, pd.DataFrame]:
     return schema, coerce_features(frame, schema)
 
 
+def _unique_feature_names(schema: Schema, input_names: list[str]) -> dict[str, str]:
+    """Rename kept columns whose name a datetime column's derived features take.
+
+    ``when__year`` next to a datetime column ``when`` becomes ``when__year.1`` (the first
+    suffix no column, input or derived, has); the column keeps its input name in
+    ``Column.source``. Returns ``{input name: new name}``.
+    """
+    derived = {f"{c.name}__{part}" for c in schema.columns if c.kind == "datetime"
+               for part in DATETIME_PARTS}
+    taken = derived | {str(c) for c in input_names} | set(schema.names)
+    renamed: dict[str, str] = {}
+    for col in schema.columns:
+        if col.kind == "datetime" or col.name not in derived:
+            continue
+        k = 1
+        while f"{col.name}.{k}" in taken:
+            k += 1
+        new = f"{col.name}.{k}"
+        taken.add(new)
+        renamed[col.name] = new
+        col.source, col.name = col.name, new
+    return renamed
+
+
 def _looks_like_row_id(vals: np.ndarray, name: str) -> bool:
     v = np.asarray(vals, dtype=float)
+    v = v[np.isfinite(v)]
     if not np.all(np.mod(v, 1) == 0):
         return False
     # Consecutive integers alone are not enough: a year or a time index is a real feature
@@ -1067,7 +1571,14 @@ def regression_target(y: pd.Series, target: str) -> pd.Series:
         example = y[bad].iloc[0]
         raise UsageError(f"target {target!r} has non-numeric values (e.g. {str(example)!r}); "
                          "it cannot be a regression target (use --task classification)")
-    return values.astype(float)
+    values = values.astype(float)
+    largest = float(np.abs(values.to_numpy()).max()) if len(values) else 0.0
+    if largest > MAX_REGRESSION_TARGET:
+        raise UsageError(_one_line(
+            f"target {target!r} has values as large as {largest:.3g}: squares and sums of "
+            f"such values overflow (the limit is {MAX_REGRESSION_TARGET:.0e} in magnitude); "
+            "rescale the target (e.g. divide it by a power of ten, or take a logarithm)"))
+    return values
 
 
 def _class_labels(y: pd.Series) -> pd.Series:
@@ -1090,7 +1601,8 @@ def _class_labels(y: pd.Series) -> pd.Series:
 
 
 def prepare_dataset(df: pd.DataFrame, target: str, task: str | None = None,
-                    name: str = "", sha256: str = "") -> Dataset:
+                    name: str = "", sha256: str = "", *,
+                    deadline: Deadline | None = None) -> Dataset:
     """Validate ``df``, split off the target, type the features, and infer the task.
 
     Parameters
@@ -1101,12 +1613,21 @@ def prepare_dataset(df: pd.DataFrame, target: str, task: str | None = None,
         Name of the target column (surrounding whitespace is forgiven).
     task : {"binary", "multiclass", "classification", "regression"}, optional
         Override the inferred task. ``classification`` chooses binary / multiclass.
+    name, sha256 : str, optional
+        The data's name and checksum, kept in the dataset.
+    deadline : Deadline, optional
+        Typing fails with a :class:`UsageError` once the deadline's budget is spent.
+
+    A feature whose name is one a datetime column's derived features take (``when__year``
+    next to a datetime ``when``) is renamed ``when__year.1`` in the model (with a note);
+    the model still reads it from the input column ``when__year``.
 
     Raises
     ------
     UsageError
         Unknown or repeated target (with a suggestion), target entirely missing, one class
-        only, no usable feature, too few rows, repeated column names.
+        only, no usable feature, too few rows, repeated column names, a regression target
+        too large for arithmetic, the deadline passed.
     """
     if not isinstance(df, pd.DataFrame):
         raise UsageError(f"expected a table (DataFrame), got {type(df).__name__}")
@@ -1173,9 +1694,16 @@ def prepare_dataset(df: pd.DataFrame, target: str, task: str | None = None,
     features = df.drop(columns=[target])
     if features.shape[1] == 0:
         raise UsageError("the table has no feature columns besides the target")
-    schema, X = infer_schema(features)
+    schema, X = infer_schema(features, deadline)
     for col, reason in schema.dropped.items():
         notes.append(f"dropped column {col!r}: {reason}")
+    renamed_features = _unique_feature_names(schema, list(df.columns))
+    if renamed_features:
+        X = X.rename(columns=renamed_features)
+        for old, new in renamed_features.items():
+            base = old.rsplit("__", 1)[0]
+            notes.append(f"column {old!r} is named {new!r} in the model: the datetime column "
+                         f"{base!r} derives a feature named {old!r}")
     if not schema.columns:
         shown = "; ".join(f"{c}: {r}" for c, r in list(schema.dropped.items())[:10])
         more = f"; and {len(schema.dropped) - 10} more" if len(schema.dropped) > 10 else ""
@@ -1184,20 +1712,26 @@ def prepare_dataset(df: pd.DataFrame, target: str, task: str | None = None,
     X = X.reset_index(drop=True)
     y = y.reset_index(drop=True)
     y.name = target
+    if deadline is not None:
+        deadline.check()
     return Dataset(X, y, task, target, schema, classes, n_rows_read=len(df) + n_missing,
                    n_dropped_missing_target=n_missing, notes=notes, name=name, sha256=sha256)
 
 
 def load_dataset(path: str | Path, target: str | None, task: str | None = None,
-                 sep: str | None = None) -> Dataset:
+                 sep: str | None = None, *, deadline: Deadline | None = None,
+                 max_bytes: int | None = None) -> Dataset:
     """Read a file and prepare it (see :func:`read_table`, :func:`prepare_dataset`).
 
-    ``target=None`` takes the last column (the ARFF / OpenML convention).
+    ``target=None`` takes the last column (the ARFF / OpenML convention). ``deadline``
+    bounds the time reading and typing take together, ``max_bytes`` the size read.
     """
-    df = read_table(path, sep=sep)
+    df = read_table(path, sep=sep, deadline=deadline, max_bytes=max_bytes)
     if target is None:
         target = str(df.columns[-1])
-    ds = prepare_dataset(df, target, task, name=Path(path).name, sha256=file_sha256(path))
+    sha256 = df.attrs.get("sha256") or file_sha256(path)
+    name = "stdin" if str(path) == "-" else Path(path).name
+    ds = prepare_dataset(df, target, task, name=name, sha256=sha256, deadline=deadline)
     for col in df.attrs.get("nested_dropped", []):
         ds.notes.append(f"dropped column {col!r}: nested values (lists / structs)")
         ds.schema.dropped[col] = "nested values"

@@ -27,18 +27,41 @@ IMPORTANCE_REPEATS = 3
 
 
 def target_distribution(dataset: Dataset) -> dict[str, Any]:
-    """Class counts, or quantiles and a 20-bin histogram of a numeric target."""
+    """Class counts, or quantiles and a 20-bin histogram of a numeric target.
+
+    A numeric target whose range does not fit in a float (values near ±1.7e308) is binned
+    after an exact power-of-two rescaling, so its edges are still finite. Non-finite values
+    are left out of the quantiles and the histogram and counted in ``non_finite``.
+    """
     if dataset.classes is not None:
         counts = dataset.y.value_counts()
         return {"kind": "classes", "counts": {str(c): int(counts.get(c, 0))
                                               for c in dataset.classes}}
     y = dataset.y.to_numpy(dtype=float)
-    q = np.percentile(y, [0, 25, 50, 75, 100])
-    counts, edges = np.histogram(y, bins=20)
-    return {"kind": "numeric",
-            "quantiles": dict(zip(("min", "q1", "median", "q3", "max"), map(float, q),
-                                  strict=True)),
-            "histogram": {"edges": edges.tolist(), "counts": counts.tolist()}}
+    finite = y[np.isfinite(y)]
+    out: dict[str, Any] = {"kind": "numeric"}
+    if len(finite) < len(y):
+        out["non_finite"] = int(len(y) - len(finite))
+    if not len(finite):
+        out["quantiles"] = None
+        out["histogram"] = None
+        return out
+    scale = _scale_exponent(finite)
+    scaled = np.ldexp(finite, -scale)
+    q = np.ldexp(np.percentile(scaled, [0, 25, 50, 75, 100]), scale)
+    counts, edges = np.histogram(scaled, bins=20)
+    out["quantiles"] = dict(zip(("min", "q1", "median", "q3", "max"), map(float, q),
+                                strict=True))
+    out["histogram"] = {"edges": np.ldexp(edges, scale).tolist(), "counts": counts.tolist()}
+    return out
+
+
+def _scale_exponent(values: np.ndarray) -> int:
+    """0, or the power of two that brings ``values`` to a range whose width is finite."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(values.max() - values.min()):
+            return 0
+    return int(np.frexp(np.abs(values).max())[1])
 
 
 def oof_diagnostics(y: np.ndarray, oof: np.ndarray, classes: list[Any] | None,
@@ -60,9 +83,13 @@ def oof_diagnostics(y: np.ndarray, oof: np.ndarray, classes: list[Any] | None,
                                "support": int(s[i])} for i, c in enumerate(classes)],
                 "score": float(skm.accuracy_score(y, pred))}
     pred = pred.astype(float)
-    out = {"kind": "regression", "r2": float(skm.r2_score(y, pred)),
-           "rmse": float(np.sqrt(skm.mean_squared_error(y, pred))),
-           "mae": float(skm.mean_absolute_error(y, pred))}
+    # a target near the float limit overflows the error sums: the figure is then inf or
+    # NaN (written as null), not a warning on the user's terminal
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = {"kind": "regression", "r2": float(skm.r2_score(y, pred)),
+               "rmse": float(np.sqrt(skm.mean_squared_error(y, pred))),
+               "mae": float(skm.mean_absolute_error(y, pred))}
     idx = np.arange(len(y))
     if len(idx) > MAX_POINTS:
         idx = np.sort(np.random.default_rng(seed).choice(idx, MAX_POINTS, replace=False))

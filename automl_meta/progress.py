@@ -1,4 +1,8 @@
-"""Progress shown on stderr while searching (rich), or nothing at all."""
+"""Progress shown on stderr while searching (rich), or nothing at all.
+
+Texts that come from the data (column and target names in notes and warnings) are printed
+literally: rich markup in them (``[red]x[/red]``) is escaped, never interpreted.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
 
@@ -23,6 +28,9 @@ class Reporter:
 
     def warn(self, text: str) -> None:
         """Something the user should know (e.g. a cold start because of a bad metabase)."""
+
+    def note(self, text: str) -> None:
+        """A fact about the data (e.g. a dropped column), before the search."""
 
     def stop(self) -> None:
         """The search is over (called once, also on errors)."""
@@ -53,7 +61,7 @@ class RichReporter(Reporter):
         parts.append(f"best {self.metric} {best:.4f}" if best is not None else "no score yet")
         if self.deadline is not None:
             parts.append(f"{max(0.0, self.deadline - time.monotonic()):.0f} s left")
-        return " · ".join(parts)
+        return escape(" · ".join(parts))
 
     def trial(self, record: Any, result: Any) -> None:
         if self.progress is None:
@@ -64,12 +72,15 @@ class RichReporter(Reporter):
 
     def phase(self, text: str) -> None:
         if self.progress is not None:
-            self.progress.update(self.task_id, description=text)
+            self.progress.update(self.task_id, description=escape(text))
         else:
-            self.console.print(f"[dim]{text}…[/dim]")
+            self.console.print(f"[dim]{escape(text)}…[/dim]")
 
     def warn(self, text: str) -> None:
-        self.console.print(f"[yellow]warning:[/yellow] {text}")
+        self.console.print(f"[yellow]warning:[/yellow] {escape(text)}")
+
+    def note(self, text: str) -> None:
+        self.console.print(f"[yellow]note:[/yellow] {escape(text)}")
 
     def stop(self) -> None:
         if self.progress is not None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import contextvars
+import functools
 import html
 import io
 import json
@@ -22,8 +24,9 @@ import math
 import numbers
 import os
 import re
+import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,7 +81,154 @@ def write_report(run_dir: str | Path) -> Path:
     ------
     UsageError
         When ``run_dir`` is not a directory or has no readable ``report.json``.
+
+    Notes
+    -----
+    A plot that cannot be drawn is replaced by a note on the page and a warning line on
+    stderr; the rest of the page is written.
     """
+    path, errors = _write_report(run_dir)
+    for error in errors:
+        _warn(f"report.html: {error}")
+    return path
+
+
+def finalize_report(run_dir: str | Path) -> str | None:
+    """Render ``report.html`` for a run being saved; never raises an ``Exception``.
+
+    The page is an extra of the run directory: when rendering fails (or a plot cannot be
+    drawn) the reason goes to stderr as one warning line and into ``report.json`` and
+    ``manifest.json`` as ``report_error``, and the run directory is saved all the same.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The directory being written (``report.json`` and ``manifest.json`` already there).
+
+    Returns
+    -------
+    str or None
+        The recorded ``report_error``, or None when the page was rendered completely.
+    """
+    run_dir = Path(run_dir)
+    try:
+        _, errors = _write_report(run_dir)
+    except Exception as exc:  # the report must never cost the run
+        errors = [f"not written ({_one_line(exc)})"]
+    if not errors:
+        return None
+    for error in errors:
+        _warn(f"report.html: {error}; the run directory is saved")
+    error = "; ".join(errors)
+    for name in (REPORT_JSON, MANIFEST_JSON):
+        with contextlib.suppress(Exception):
+            _record_report_error(run_dir / name, error)
+    return error
+
+
+def _record_report_error(path: Path, error: str) -> None:
+    """Add ``report_error`` to a JSON file of the run directory (replaced atomically)."""
+    if not path.exists():
+        return
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(doc, dict):
+        return
+    doc["report_error"] = error
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(dumps_json(doc, indent=2))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _warn(text: str) -> None:
+    with contextlib.suppress(Exception):  # a closed stderr must not turn into an error
+        print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line, at most 300 characters."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as plain JSON data: every NaN or infinity becomes None, recursively.
+
+    numpy scalars and arrays become Python numbers and lists, tuples and sets become lists,
+    dict keys that are not JSON keys become strings; other objects are left to the
+    serialiser's ``default``.
+
+    Parameters
+    ----------
+    value : Any
+        A document to serialise (dicts, lists, numbers, strings, numpy values).
+
+    Returns
+    -------
+    Any
+        The same document, serialisable with ``json.dumps(..., allow_nan=False)``.
+    """
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)  # numpy integers and numpy booleans' int values alike
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {_json_key(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [json_safe(v) for v in value]
+    kind = type(value)
+    if kind.__module__ == "numpy":
+        if kind.__name__ == "ndarray":
+            return json_safe(value.tolist())
+        if kind.__name__ in ("bool", "bool_"):
+            return bool(value)
+    if kind.__name__ in ("NAType", "NaTType"):  # pandas' missing values
+        return None
+    return value
+
+
+def _json_key(key: Any) -> Any:
+    if key is None or isinstance(key, (str, bool)):
+        return key
+    if isinstance(key, numbers.Integral):
+        return int(key)
+    if isinstance(key, numbers.Real):
+        return float(key)
+    return str(key)
+
+
+def dumps_json(value: Any, **kwargs: Any) -> str:
+    """``json.dumps`` that always yields valid JSON (no NaN / Infinity tokens).
+
+    Parameters
+    ----------
+    value : Any
+        The document (see :func:`json_safe` for what is converted).
+    **kwargs
+        Passed on to :func:`json.dumps` (e.g. ``indent``).
+
+    Returns
+    -------
+    str
+        The JSON text; objects JSON does not know are written as their ``str``.
+    """
+    return json.dumps(json_safe(value), allow_nan=False, default=_json_fallback, **kwargs)
+
+
+def _json_fallback(value: Any) -> Any:
+    return json_safe(value.tolist()) if hasattr(value, "tolist") else str(value)
+
+
+def _write_report(run_dir: str | Path) -> tuple[Path, list[str]]:
+    """``write_report``, also returning what could not be drawn (one text per plot)."""
     import pandas as pd
 
     run_dir = Path(run_dir)
@@ -95,7 +245,7 @@ def write_report(run_dir: str | Path) -> Path:
             raise UsageError(f"{lb_path}: unreadable leaderboard ({exc})") from None
     else:  # an older / partial directory: the report's top-10 is better than nothing
         leaderboard = pd.DataFrame(report.get("leaderboard_top") or [])
-    page = render_report(report, leaderboard, manifest)
+    page, errors = _render_collecting(report, leaderboard, manifest)
     out = run_dir / REPORT_HTML
     fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=run_dir)
     try:
@@ -106,7 +256,7 @@ def write_report(run_dir: str | Path) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return out
+    return out, errors
 
 
 def render_report(report: dict[str, Any], leaderboard: pd.DataFrame,
@@ -130,6 +280,27 @@ def render_report(report: dict[str, Any], leaderboard: pd.DataFrame,
         A complete HTML document with inline CSS and plots; it references no external
         resource.
     """
+    return _render_collecting(report, leaderboard, manifest)[0]
+
+
+#: the texts of the plots that could not be drawn while a page renders
+_PLOT_ERRORS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "automl_meta_report_plot_errors", default=None)
+
+
+def _render_collecting(report: dict[str, Any], leaderboard: pd.DataFrame,
+                       manifest: dict[str, Any] | None) -> tuple[str, list[str]]:
+    """The page, and a text per plot that could not be drawn (the page notes them)."""
+    errors: list[str] = []
+    token = _PLOT_ERRORS.set(errors)
+    try:
+        return _render_page(report, leaderboard, manifest), errors
+    finally:
+        _PLOT_ERRORS.reset(token)
+
+
+def _render_page(report: dict[str, Any], leaderboard: pd.DataFrame,
+                 manifest: dict[str, Any] | None) -> str:
     import pandas as pd
 
     manifest = manifest or {}
@@ -370,8 +541,43 @@ def _plot_style() -> Iterator[None]:
 
     with matplotlib.style.context("default"), matplotlib.rc_context(
             {"svg.hashsalt": "automl-meta", "svg.fonttype": "path",
-             "font.family": "DejaVu Sans", "axes.titlesize": 9}):
+             "font.family": "DejaVu Sans", "axes.titlesize": 9,
+             # labels hold column and target names: "$" and "\\" are drawn as written,
+             # never parsed as math text
+             "text.parse_math": False, "text.usetex": False}):
         yield
+
+
+def _guarded(what: str) -> Callable[[Callable[..., str]], Callable[..., str]]:
+    """A plot that fails becomes a note on the page (and a text in ``_PLOT_ERRORS``)."""
+    def decorate(draw: Callable[..., str]) -> Callable[..., str]:
+        @functools.wraps(draw)
+        def guarded(*args: Any, **kwargs: Any) -> str:
+            try:
+                return draw(*args, **kwargs)
+            except Exception as exc:  # one plot never costs the page
+                errors = _PLOT_ERRORS.get()
+                if errors is not None:
+                    errors.append(f"the {what} was not drawn ({_one_line(exc)})")
+                return _na(f"the {what} could not be drawn ({_one_line(exc)})")
+        return guarded
+    return decorate
+
+
+#: values at or beyond this magnitude are drawn in units of a power of ten, so that the
+#: ranges, margins and ticks matplotlib computes from them stay finite
+HUGE = 1e100
+
+
+def _axis_unit(*arrays: Any) -> tuple[float, str]:
+    """(divisor, label suffix) for an axis showing ``arrays`` (finite values only)."""
+    import numpy as np
+
+    peak = max((float(np.max(np.abs(a))) for a in arrays if np.size(a)), default=0.0)
+    if not peak < HUGE:
+        exponent = int(math.floor(math.log10(peak)))
+        return 10.0 ** exponent, f" (× 1e{exponent})"
+    return 1.0, ""
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -404,21 +610,27 @@ def _style_axes(ax: Any) -> None:
     ax.tick_params(labelsize=9)
 
 
+@_guarded("histogram of the target")
 def _plot_histogram(edges: Sequence[float], counts: Sequence[float],
                     quantiles: dict[str, Any], target: str) -> str:
     import numpy as np
 
+    edges_a = np.asarray([np.nan if e is None else e for e in edges], dtype=float)
+    counts_a = np.asarray([0.0 if c is None else c for c in counts], dtype=float)
+    if not (np.isfinite(edges_a).all() and np.isfinite(counts_a).all()):
+        return _na("histogram not drawn: its bin edges or counts are not finite numbers")
+    unit, suffix = _axis_unit(edges_a)
+    edges_a = edges_a / unit
     fig = _figure(6.0, 2.8)
     ax = fig.add_subplot()
-    edges_a = np.asarray(edges, dtype=float)
-    ax.bar(edges_a[:-1], np.asarray(counts, dtype=float), width=np.diff(edges_a),
+    ax.bar(edges_a[:-1], counts_a, width=np.diff(edges_a),
            align="edge", color="#9ecae1", edgecolor="#3182bd", linewidth=0.6)
     for key, style in (("q1", ":"), ("median", "--"), ("q3", ":")):
         if _isnum(quantiles.get(key)):
-            ax.axvline(float(quantiles[key]), color="#333333", linestyle=style, linewidth=1,
-                       label=key)
+            ax.axvline(float(quantiles[key]) / unit, color="#333333", linestyle=style,
+                       linewidth=1, label=key)
     _style_axes(ax)
-    ax.set_xlabel(target, fontsize=9)
+    ax.set_xlabel(target + suffix, fontsize=9)
     ax.set_ylabel("rows", fontsize=9)
     if any(_isnum(quantiles.get(k)) for k in ("q1", "median", "q3")):
         ax.legend(fontsize=8, frameon=False)
@@ -444,6 +656,7 @@ def _outlier_floor(scores: Any, gib: bool) -> float | None:
     return float(floor if gib else -floor)
 
 
+@_guarded("optimisation history")
 def _plot_history(ctx: _Context) -> str:
     import numpy as np
 
@@ -454,8 +667,10 @@ def _plot_history(ctx: _Context) -> str:
     duration = lb["duration"].fillna(0.0).to_numpy(dtype=float)
     use_time = bool(np.nanmax(started + duration) > 0) if len(lb) else False
     x_all = started + duration if use_time else lb["trial"].to_numpy(dtype=float)
-    has_score = lb["score"].notna().to_numpy()
     scores = lb["score"].to_numpy(dtype=float)
+    has_score = np.isfinite(scores)  # an infinite score is drawn like a missing one
+    unit, suffix = _axis_unit(scores[has_score])
+    scores = scores / unit
     complete = (lb["state"] == "COMPLETE").to_numpy() & has_score
     floor = _outlier_floor(scores[complete], ctx.gib) if complete.any() else None
     clipped_n = 0
@@ -501,7 +716,7 @@ def _plot_history(ctx: _Context) -> str:
     ax.margins(x=0.03, y=0.08)
     ax.set_xlabel("seconds since the search began (trial end)" if use_time else "trial",
                   fontsize=9)
-    ax.set_ylabel(f"CV {ctx.metric}", fontsize=9)
+    ax.set_ylabel(f"CV {ctx.metric}{suffix}", fontsize=9)
     if not ctx.gib:
         ax.set_title("lower is better", fontsize=8, loc="right", color="#666666")
     ax.legend(fontsize=8, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -509,13 +724,18 @@ def _plot_history(ctx: _Context) -> str:
                          "best score so far", cls="plot wide")
 
 
+@_guarded("plot of predicted versus true values")
 def _plot_scatter_pair(y_true: Sequence[float], y_pred: Sequence[float], target: str) -> str:
     import numpy as np
 
-    yt = np.asarray(y_true, dtype=float)
-    yp = np.asarray(y_pred, dtype=float)
+    yt = np.asarray([np.nan if v is None else v for v in y_true], dtype=float)
+    yp = np.asarray([np.nan if v is None else v for v in y_pred], dtype=float)
     ok = np.isfinite(yt) & np.isfinite(yp)
     yt, yp = yt[ok], yp[ok]
+    if not len(yt):
+        return _na("plot not drawn: no pair of finite true and predicted values")
+    unit, suffix = _axis_unit(yt, yp)
+    yt, yp = yt / unit, yp / unit
     raster = len(yt) > 600
     fig = _figure(10.0, 3.9)
     ax1, ax2 = fig.subplots(1, 2)
@@ -527,14 +747,14 @@ def _plot_scatter_pair(y_true: Sequence[float], y_pred: Sequence[float], target:
              label="perfect prediction")
     ax1.set_xlim(lo - pad, hi + pad)
     ax1.set_ylim(lo - pad, hi + pad)
-    ax1.set_xlabel(f"true {target}", fontsize=9)
-    ax1.set_ylabel("predicted (out of fold)", fontsize=9)
+    ax1.set_xlabel(f"true {target}{suffix}", fontsize=9)
+    ax1.set_ylabel(f"predicted (out of fold){suffix}", fontsize=9)
     ax1.legend(fontsize=8, frameon=False, loc="upper left")
     resid = yt - yp
     ax2.scatter(yp, resid, s=9, alpha=0.5, color="#1f77b4", linewidths=0, rasterized=raster)
     ax2.axhline(0.0, color="#d62728", linewidth=1)
-    ax2.set_xlabel("predicted (out of fold)", fontsize=9)
-    ax2.set_ylabel("residual (true − predicted)", fontsize=9)
+    ax2.set_xlabel(f"predicted (out of fold){suffix}", fontsize=9)
+    ax2.set_ylabel(f"residual (true − predicted){suffix}", fontsize=9)
     for ax in (ax1, ax2):
         _style_axes(ax)
     fig.subplots_adjust(wspace=0.3)
@@ -542,13 +762,14 @@ def _plot_scatter_pair(y_true: Sequence[float], y_pred: Sequence[float], target:
                     cls="plot wide")
 
 
+@_guarded("importance plot")
 def _plot_importance(items: list[dict[str, Any]], score_name: str) -> str:
     import numpy as np
 
     shown = items[:MAX_IMPORTANCE_BARS][::-1]
     names = [_ellipsis(str(d.get("column", "?")), 40) for d in shown]
-    means = np.array([float(d.get("mean") or 0.0) for d in shown])
-    stds = np.array([float(d.get("std") or 0.0) for d in shown])
+    means = np.array([float(d["mean"]) if _isnum(d.get("mean")) else 0.0 for d in shown])
+    stds = np.array([float(d["std"]) if _isnum(d.get("std")) else 0.0 for d in shown])
     fig = _figure(8.0, 0.8 + 0.27 * len(shown))
     ax = fig.add_subplot()
     colors = ["#3182bd" if m > 0 else "#bdbdbd" for m in means]
@@ -701,6 +922,9 @@ def _target_distribution(ctx: _Context) -> str:
         plot = ""
         if len(edges) == len(counts) + 1 and counts:
             plot = _plot_histogram(edges, counts, q, str(ctx.report.get("target", "target")))
+        if _isnum(dist.get("non_finite")) and dist["non_finite"]:
+            plot += (f'<p class="muted">{_int(dist["non_finite"])} row(s) with an infinite '
+                     "target are not counted here.</p>")
         return table + plot
     return _na(f"unknown kind {dist.get('kind')!r}")
 

@@ -18,7 +18,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from automl_meta.build_queue import BuildQueue
+from automl_meta.build_queue import BuildQueue, Claim
 from automl_meta.cli import main
 from automl_meta.errors import UsageError
 from automl_meta.metabase import DATA_FILES, load_metabase
@@ -114,11 +114,15 @@ def test_queue_claims_once_and_discards_late_results(backend, tmp_path, request)
 
 def test_two_workers_build_each_task_once(postgres_url, tiny_corpus, tmp_path, capsys):
     out = tmp_path / "mb"
-    common = ["build-metabase", str(tiny_corpus), "--storage", postgres_url, "--build", "two"]
+    # a password in the URL (the throwaway cluster trusts 127.0.0.1 and ignores it) is shown
+    # and recorded nowhere
+    with_password = postgres_url.replace("postgres@", "postgres:Pw-in-url-77@", 1)
+    common = ["build-metabase", str(tiny_corpus), "--storage", with_password, "--build", "two"]
     args = [*common, "--n-workers", "2", "--trials-per-task", "2", "--output", str(out)]
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert "build two in postgresql://" in err and "[4/4]" in err
+    assert "build two in postgresql://postgres:***@" in err and "[4/4]" in err
+    assert "Pw-in-url-77" not in err + (out / "manifest.json").read_text()
 
     q = BuildQueue(postgres_url, "two")
     claims = q.tasks()
@@ -213,3 +217,64 @@ def test_killed_worker_task_is_claimed_again(postgres_url, tiny_corpus, tmp_path
     assert mine.loc[running_trial, "state"] == "FAIL"
     assert mb.manifest["distributed"]["tasks_claimed_more_than_once"] == [victim_task]
     queue.close()
+
+
+@pytest.fixture(scope="module")
+def pg_cluster():
+    """A cluster of this module's own, which a test may stop and start."""
+    from .postgres import cluster
+
+    with cluster() as c:
+        yield c
+
+
+def test_queue_rides_out_a_restart(pg_cluster, capsys):
+    """Counts, heartbeat, completion and release wait while the database restarts; past the
+    retry window the error says what happened (and no password)."""
+    from automl_meta.build_queue import retry_transient
+    from automl_meta.search import StorageUnreachable
+
+    q = BuildQueue(pg_cluster.url, "restart", grace=30.0)
+    q.register(BASE, ["a", "b", "c"])
+    claim = q.claim("w1")
+    # a claim retried after an attempt whose answer was lost: the task already held
+    assert q._claim("w1", None, retrying=True) == Claim("a", "w1", 1, None)
+    results: dict = {}
+
+    def work() -> None:
+        results["counts"] = q.counts()
+        results["beat"] = q.heartbeat(claim)
+        results["stored"] = q.complete(claim, {"row": {"task_id": "a"}}, ok=True)
+        results["released"] = q.release(["w1"])
+
+    pg_cluster.stop("fast")
+    down = time.monotonic()
+    thread = threading.Thread(target=work)
+    thread.start()
+    err = ""
+    deadline = time.monotonic() + 30
+    try:  # an outage of 2 s at least, and until the queue has said it is retrying
+        while not (time.monotonic() - down >= 2 and "retrying for up to" in err):
+            assert time.monotonic() < deadline and thread.is_alive(), (err, results)
+            time.sleep(0.2)
+            err += capsys.readouterr().err
+    finally:
+        pg_cluster.start()
+    thread.join(timeout=60)
+    err += capsys.readouterr().err
+    assert results == {"counts": {"pending": 2, "running": 1, "done": 0, "failed": 0},
+                       "beat": True, "stored": True, "released": 0}, err
+    assert "reachable again after" in err
+    assert [o["task_id"] for o in q.outcomes()] == ["a"]
+
+    pg_cluster.stop("fast")  # down for longer than the window (1 s here)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StorageUnreachable, match=r"unreachable for 1 s") as caught:
+            retry_transient(q.counts, q.url.replace("postgres@", "postgres:Pw-9x@"), 1.0)
+        assert time.monotonic() - started < 10
+        assert "postgres:***@" in str(caught.value) and "Pw-9x" not in str(caught.value)
+    finally:
+        pg_cluster.start()
+    assert q.counts()["done"] == 1  # and afterwards all is well again
+    q.close()

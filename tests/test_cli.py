@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,7 +29,7 @@ def test_fit_predict_evaluate_classification(tmp_path, breast_cancer_csv):
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)  # stdout holds exactly one JSON document
     assert summary["task"] == "binary" and summary["trials"]["total"] == 3
-    assert {p.name for p in run.iterdir()} == {"model.joblib", "manifest.json", "study.db",
+    assert {p.name for p in run.iterdir()} == {"model.skops", "manifest.json", "study.db",
                                                "leaderboard.csv", "report.json", "report.html"}
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["target"] == "diagnosis" and len(manifest["model_sha256"]) == 64
@@ -151,7 +153,7 @@ def test_predict_missing_column_and_tampered_model(tmp_path, small, capsys):
     capsys.readouterr()
     assert main(["predict", str(run), str(lacking)]) == 2
     assert "lacks 1 column(s) the model needs: 'z'" in capsys.readouterr().err
-    with open(run / "model.joblib", "ab") as fh:
+    with open(run / "model.skops", "ab") as fh:
         fh.write(b"tampered")
     assert main(["predict", str(run), str(small)]) == 2
     assert "does not match the manifest" in capsys.readouterr().err
@@ -205,3 +207,169 @@ def test_integer_coded_classes_with_a_classification_metric(tmp_path, capsys):
                  "1", "--no-warm-start", "--output", str(tmp_path / "run"), "--json"])
     assert code == 0
     assert json.loads(capsys.readouterr().out)["task"] == "multiclass"
+
+
+# ----------------------------------------------------------------- outputs and exit codes
+def _strict_json(text: str) -> Any:
+    """JSON as the standard defines it: NaN / Infinity tokens are an error."""
+    def refuse(token: str) -> Any:
+        raise AssertionError(f"{token} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+#: a target and columns that matplotlib's math text rejects ("$x^$", "$\foo$") or that rich
+#: would read as markup; the fit exited 3 and left the model in the .partial folder before
+MATH_TARGET = "$x^$ [bold]y[/bold]"
+
+
+@pytest.fixture(scope="module")
+def math_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    tmp = tmp_path_factory.mktemp("math")
+    rng = np.random.default_rng(0)
+    n = 120
+    X = rng.normal(size=(n, 3))
+    df = pd.DataFrame(X, columns=["$\\alpha$", "$\\foo$", "[bold]x[/bold]"])
+    df["[red]k[/red]"] = 1.0  # constant: dropped, with a note on stderr naming it
+    df[MATH_TARGET] = 2 * X[:, 0] - X[:, 1] + rng.normal(scale=0.3, size=n)
+    data = _write(tmp, "math.csv", df)
+    run = tmp / "run"
+    r = run_cli("fit", data, "--target", MATH_TARGET, "--n-trials", "2", "--output", run)
+    return run, r
+
+
+def test_math_text_and_markup_in_names_fit_and_report(math_run):
+    run, r = math_run
+    assert r.returncode == 0, r.stderr
+    assert {"report.html", "report.json", "manifest.json"} <= {p.name for p in run.iterdir()}
+    assert not list(run.parent.glob(".*partial*"))
+    assert "warning" not in r.stderr
+    assert "dropped column '[red]k[/red]': constant" in r.stderr  # printed literally
+    assert MATH_TARGET in r.stdout  # the summary table prints it as written
+    for name in ("report.json", "manifest.json"):
+        assert "report_error" not in _strict_json((run / name).read_text())
+
+
+def test_predict_into_a_closed_pipe_exits_141_quietly(math_run, tmp_path):
+    """``predict run/ new.csv | head -1``: the reader leaves after one line."""
+    run, _ = math_run
+    rng = np.random.default_rng(1)
+    new = _write(tmp_path, "new.csv", pd.DataFrame(
+        rng.normal(size=(20_000, 3)), columns=["$\\alpha$", "$\\foo$", "[bold]x[/bold]"]))
+    proc = subprocess.Popen([sys.executable, "-m", "automl_meta", "predict", str(run),
+                             str(new)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().decode().strip() == MATH_TARGET
+    proc.stdout.close()  # ~400 kB of predictions cannot all fit in the pipe: a write fails
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert err == ""
+
+
+def test_a_command_printing_to_a_closed_stdout_exits_141_quietly():
+    """Any command (here one whose output goes through click's echo): no reader at all."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        r = subprocess.run([sys.executable, "-m", "automl_meta", "metabase", "info"],
+                           stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert (r.returncode, r.stderr) == (141, "")
+
+
+def test_evaluate_an_undefined_score_prints_null(math_run, tmp_path, capsys):
+    run, _ = math_run
+    one = tmp_path / "one.csv"
+    pd.read_csv(run.parent / "math.csv").head(1).to_csv(one, index=False)  # r2 of one row
+    assert main(["evaluate", str(run), str(one), "--json"]) == 0
+    captured = capsys.readouterr()
+    doc = _strict_json(captured.out)
+    assert doc["score"] is None and doc["metric"] == "r2" and "undefined" in doc["note"]
+    assert captured.err == ""
+    assert main(["evaluate", str(run), str(one), "--fail-under", "0.5"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "r2: undefined on 1 rows — FAIL (threshold 0.5)"
+    assert captured.err.strip() == "quality gate failed: r2 is undefined on these rows " \
+                                   "(threshold 0.5)"
+
+
+def test_report_that_cannot_render_keeps_the_run(tmp_path, small_csv):
+    """matplotlib broken in the environment: the fit still saves its run and exits 0."""
+    fake = tmp_path / "site" / "matplotlib"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise ImportError("matplotlib is broken here")\n')
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join([str(fake.parent), os.environ.get("PYTHONPATH", "")])}
+    run = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "automl_meta", "fit", str(small_csv),
+                        "--target", "label", "--n-trials", "2", "--output", str(run),
+                        "--quiet", "--no-warm-start"],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "matplotlib is broken here" in warnings[0]
+    assert "Traceback" not in r.stderr
+    assert not list(tmp_path.glob(".*partial*")) and not (run / "report.html").exists()
+    for name in ("report.json", "manifest.json"):
+        assert "matplotlib is broken here" in _strict_json((run / name).read_text())[
+            "report_error"]
+    assert (run / _strict_json((run / "manifest.json").read_text())["model_file"]).exists()
+    r = run_cli("predict", run, small_csv)  # the saved run is usable
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 161
+
+
+def test_huge_regression_target_refused_or_fitted(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(rng.normal(size=(120, 3)), columns=["a", "b", "c"])
+    y = df["a"].to_numpy() * 1e300
+    y[:3] = [1.7e308, -1.7e308, 1e300]
+    df["y"] = y
+    data = _write(tmp_path, "huge.csv", df)
+    code = main(["fit", str(data), "--target", "y", "--n-trials", "2", "--output",
+                 str(tmp_path / "refused"), "--json"])
+    captured = capsys.readouterr()
+    assert code == 2, captured.err  # beyond what float arithmetic in the models survives
+    assert "rescale" in captured.err and captured.out == ""
+    df["y"] = df["a"].to_numpy() * 1e149  # huge but usable: fitted, every JSON strict
+    data = _write(tmp_path, "large.csv", df)
+    run = tmp_path / "run"
+    code = main(["fit", str(data), "--target", "y", "--n-trials", "2", "--output", str(run),
+                 "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    _strict_json(captured.out)
+    report = _strict_json((run / "report.json").read_text())
+    _strict_json((run / "manifest.json").read_text())
+    assert "report_error" not in report
+    hist = report["target_distribution"]["histogram"]
+    assert np.isfinite(hist["edges"]).all() and sum(hist["counts"]) == 120
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--time-budget", "nan"), ("--time-budget", "inf"), ("--time-budget", "-0"),
+    ("--memory-limit", "nan"), ("--memory-limit", "inf"), ("--memory-limit", "-1"),
+])
+def test_non_finite_budgets_exit_2(option, value, tmp_path, small, capsys):
+    code = main(["fit", str(small), "--target", "label", f"{option}={value}", "--output",
+                 str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err == f"error: {option} must be a finite positive number" + \
+        (" (GiB)" if option == "--memory-limit" else "")
+    assert list(tmp_path.iterdir()) == [small]  # no run, no .partial
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"time_budget": float("nan")}, "time_budget must be a positive finite number"),
+    ({"time_budget": float("inf")}, "time_budget must be a positive finite number"),
+    ({"n_trials": 1, "memory_limit": float("nan")}, "memory_limit must be a positive finite"),
+])
+def test_python_api_refuses_non_finite_budgets(params, message):
+    from automl_meta import AutoML
+    from automl_meta.errors import UsageError
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 2)), np.array(["a", "b"] * 20)
+    with pytest.raises(UsageError, match=message) as info:
+        AutoML(**params).fit(X, y)
+    assert isinstance(info.value, ValueError)

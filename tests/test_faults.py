@@ -39,13 +39,13 @@ def _processes() -> dict[int, tuple[int, str]]:
 
 
 def _worker_children() -> list[int]:
-    """PIDs of this process's trial workers: children of its fork server (or, where there
-    is none, interpreters it started)."""
+    """PIDs of this process's trial workers: children of its multiprocessing fork server
+    (or, where there is none, interpreters it spawned)."""
     procs = _processes()
     servers = {pid for pid, (ppid, cmd) in procs.items()
-               if ppid == os.getpid() and "automl_meta.forkserver" in cmd}
+               if ppid == os.getpid() and "multiprocessing.forkserver" in cmd}
     return [pid for pid, (ppid, cmd) in procs.items()
-            if ppid in servers or (ppid == os.getpid() and "automl_meta.worker" in cmd)]
+            if ppid in servers or (ppid == os.getpid() and "multiprocessing.spawn" in cmd)]
 
 
 @pytest.fixture(scope="module")
@@ -117,12 +117,46 @@ def test_killed_worker_fails_one_trial_not_the_search(wide_data):
     assert second.state == "COMPLETE"
 
 
-def test_memory_limit_stops_a_trial(wide_data):
-    X, y = wide_data
+def _forest_hog() -> dict:
+    """A regression forest of 300 fully grown trees on 2 features per split: every tree has
+    about one leaf per training row, ~1 MB per tree on 7 200 rows, fitted in seconds."""
     space = load_space()
-    model = AutoML(n_trials=2, warm_start=0, memory_limit=0.3, seed=0,
-                   warm_start_configs=[_svm_hog(), space.default_config("linear", "binary")]
-                   ).fit(X, y)
-    first, second = model.search_.records[:2]
-    assert first.state == "FAIL" and "memory limit exceeded" in first.error
-    assert second.state == "COMPLETE"
+    return space.default_config("rf", "regression") | {
+        "rf.n_estimators": 300, "rf.bootstrap": False, "rf.max_features": 0.05}
+
+
+def test_memory_limit_fails_a_trial_and_the_fit_goes_on(tmp_path, wide_data):
+    """Through the command line: the trial that allocates past --memory-limit fails with
+    MemoryError in its worker (RLIMIT_DATA), the leaderboard says why, the search goes on
+    with a new worker, and the fit ends with a model."""
+    X, _ = wide_data
+    rng = np.random.default_rng(1)
+    df = X.assign(y=X["f0"] + rng.normal(size=len(X)))
+    csv = tmp_path / "wide.csv"
+    df.to_csv(csv, index=False)
+    db = tmp_path / "study.db"
+    import optuna
+
+    # the forest is the first trial: enqueued in the study the fit then opens
+    study = optuna.create_study(storage=f"sqlite:///{db}", study_name="mem",
+                                direction="maximize")
+    study.enqueue_trial(_forest_hog(), user_attrs={"origin": "test"})
+    study.enqueue_trial(load_space().default_config("linear", "regression"),
+                        user_attrs={"origin": "test"})
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "automl_meta", "fit", str(csv), "--target",
+                           "y", "--n-trials", "2", "--memory-limit", "0.3", "--storage",
+                           f"sqlite:///{db}", "--study", "mem", "--no-warm-start",
+                           "--output", str(run), "--no-report", "--quiet"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    lb = pd.read_csv(run / "leaderboard.csv")
+    forest = lb[lb["trial"] == 0].iloc[0]
+    assert forest["state"] == "FAIL"
+    assert str(forest["error"]).startswith("memory limit exceeded (--memory-limit 0.30 GiB)")
+    assert "MemoryError" in forest["error"]
+    assert list(lb["state"]) == ["FAIL", "COMPLETE"]  # the next trial had a new worker
+    assert (run / "model.skops").exists()  # the default format
+    pred = subprocess.run([sys.executable, "-m", "automl_meta", "predict", str(run),
+                           str(csv)], capture_output=True, text=True)
+    assert pred.returncode == 0, pred.stderr

@@ -224,7 +224,7 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path, capsys):
                  id="non-numeric --time-budget"),
     pytest.param(["--target", "label", "--bogus"], "--bogus",
                  id="unknown option"),
-    pytest.param(["--target", "label", "--time-budget", "-5"], "must be positive",
+    pytest.param(["--target", "label", "--time-budget", "-5"], "must be a finite positive number",
                  id="negative --time-budget"),
     pytest.param(["--target", "label", "--metric", "awesomeness"], "unknown metric",
                  id="unknown metric"),

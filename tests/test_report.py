@@ -537,3 +537,129 @@ def test_degenerate_inputs_still_render() -> None:
     assert [r[2].split()[0] for r in rows] == [_num(s) for s in ranked(lb, False)
                                               .head(10)["score"]]
     assert "lower is better" in page
+
+
+# ---------------------------------------------------------------------------- robustness
+def _write_run_files(run: Path, report: dict[str, Any], lb: pd.DataFrame,
+                     manifest: dict[str, Any]) -> Path:
+    run.mkdir()
+    (run / "report.json").write_text(json.dumps(report))
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    lb.to_csv(run / "leaderboard.csv", index=False)
+    return run
+
+
+def _strict_json(path: Path) -> Any:
+    def refuse(token: str) -> Any:
+        raise AssertionError(f"{path.name} holds {token}, which is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_names_that_are_math_text_or_markup_are_drawn_as_written(tmp_path: Path,
+                                                                capsys) -> None:
+    """Target and column names that matplotlib's math-text parser rejects render the page."""
+    from matplotlib.mathtext import MathTextParser
+
+    bad = ["$x^$", "$\\foo$"]
+    for text in bad:  # the inputs do break math text: the page must not parse them
+        with pytest.raises(ValueError):
+            MathTextParser("path").parse(text)
+    report, lb, manifest = synthetic_inputs(n_trials=20, n_columns=6, n_classes=3)
+    report["target"] = "$x^$ [bold]y[/bold]"
+    report["target_distribution"] = {"kind": "numeric", "quantiles": {
+        "min": 0.0, "q1": 1.0, "median": 2.0, "q3": 3.0, "max": 4.0},
+        "histogram": {"edges": [0.0, 1.0, 2.0, 3.0, 4.0], "counts": [1, 2, 3, 4]}}
+    report["diagnostics"]["permutation_importance"] = [
+        {"column": name, "mean": 0.1, "std": 0.01} for name in [*bad, "[red]k[/red]"]]
+    run = _write_run_files(tmp_path / "run", report, lb, manifest)
+    page = write_report(run).read_text()
+    assert capsys.readouterr().err == ""
+    assert "could not be drawn" not in page
+    assert len(parse(page).images) == 3  # histogram, history, importance
+    assert "<code>$x^$ [bold]y[/bold]</code>" in page  # HTML: escaped, literal
+
+
+def test_huge_and_infinite_values_are_drawn_or_left_out(tmp_path: Path, capsys) -> None:
+    """A regression target near the float limit: finite histogram, every plot drawn."""
+    from automl_meta.data import prepare_dataset
+    from automl_meta.diagnostics import target_distribution
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=60) * 1e300
+    y[:3] = [1.7e308, -1.7e308, 1e300]
+    # fit refuses such a target (exit 2); the report's code must still cope with one (a
+    # report.json of a run directory can hold anything)
+    ds = prepare_dataset(pd.DataFrame({"a": rng.normal(size=60), "y": np.arange(60.0)}), "y",
+                         "regression")
+    ds.y = pd.Series(y)
+    dist = target_distribution(ds)
+    edges, counts = dist["histogram"]["edges"], dist["histogram"]["counts"]
+    assert np.isfinite(edges).all() and sum(counts) == 60 and len(edges) == 21
+    assert dist["quantiles"]["min"] == -1.7e308 and dist["quantiles"]["max"] == 1.7e308
+    assert edges[0] == -1.7e308 and edges[-1] == 1.7e308
+    # a target of ordinary size is binned exactly as numpy bins it
+    small = prepare_dataset(pd.DataFrame({"a": y, "y": np.arange(60.0)}), "y", "regression")
+    assert target_distribution(small)["histogram"]["edges"] == \
+        np.histogram(np.arange(60.0), bins=20)[1].tolist()
+
+    report, lb, manifest = synthetic_inputs(n_trials=20, n_columns=4, n_classes=3)
+    report.update(task="regression", metric="rmse", greater_is_better=False,
+                  target_distribution=dist)
+    report["diagnostics"]["oof"] = {"kind": "regression", "r2": None, "rmse": None,
+                                    "mae": None, "y_true": y.tolist(),
+                                    "y_pred": (y[::-1] / 3).tolist()}
+    lb["score"] = np.where(lb["score"].notna(), lb["score"] * 1.7e308, np.nan)
+    lb.loc[2, "score"] = np.inf
+    run = _write_run_files(tmp_path / "run", report, lb, manifest)
+    page = write_report(run).read_text()
+    assert capsys.readouterr().err == ""
+    assert "could not be drawn" not in page
+    assert len(parse(page).images) == 4  # histogram, history, scatter pair, importance
+
+
+def test_a_plot_that_fails_is_a_note_and_the_run_records_it(tmp_path: Path, capsys) -> None:
+    from automl_meta.report import finalize_report
+
+    report, lb, manifest = synthetic_inputs(n_trials=10, n_columns=4, n_classes=3)
+    # a hand-edited report.json: bin edges that are not numbers
+    report["target_distribution"] = {"kind": "numeric", "quantiles": {},
+                                     "histogram": {"edges": ["a", "b"], "counts": [1]}}
+    run = _write_run_files(tmp_path / "run", report, lb, manifest)
+    error = finalize_report(run)
+    assert error is not None and "histogram" in error
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: report.html: the histogram")
+    page = (run / "report.html").read_text()
+    assert "could not be drawn" in section(page, "dataset")
+    assert len(parse(page).images) == 2  # the other plots are there
+    for name in ("report.json", "manifest.json"):
+        assert _strict_json(run / name)["report_error"] == error
+
+    # nothing renderable at all: the page is not written, the error recorded, no exception
+    (run / "report.html").unlink()
+    (run / "report.json").write_text("{ not json")
+    error = finalize_report(run)
+    assert error is not None and error.startswith("not written (UsageError")
+    assert not (run / "report.html").exists()
+    assert _strict_json(run / "manifest.json")["report_error"] == error
+    assert "warning: report.html: not written" in capsys.readouterr().err
+
+
+def test_json_safe_turns_every_non_finite_number_into_null() -> None:
+    from automl_meta.report import dumps_json, json_safe
+
+    doc = {"nan": float("nan"), "inf": np.float32("inf"), "neg": -np.inf,
+           "nested": [{"x": np.array([1.0, np.nan])}, (np.int64(3), np.bool_(True))],
+           np.int64(7): np.float64(2.5), "na": pd.NA, "path": Path("/x")}
+    text = dumps_json(doc, indent=2)
+
+    def refuse(token: str) -> Any:
+        raise AssertionError(token)
+
+    assert json.loads(text, parse_constant=refuse) == {
+        "nan": None, "inf": None, "neg": None, "nested": [{"x": [1.0, None]}, [3, True]],
+        "7": 2.5, "na": None, "path": "/x"}
+    assert json_safe({"a": [np.nan]}) == {"a": [None]}
+    with pytest.raises(ValueError):  # the plain serialiser would have written NaN
+        json.dumps({"a": float("nan")}, allow_nan=False)
