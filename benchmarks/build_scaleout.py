@@ -31,15 +31,16 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus"
-REPORT = ROOT / "benchmarks" / "results" / "build_scaleout.md"
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: common.py
+
+from common import RESULTS, add_corpus_argument, read_corpus_manifest  # noqa: E402
 
 from automl_meta.build_queue import BuildQueue  # noqa: E402
 from automl_meta.metabase import load_metabase  # noqa: E402
 from automl_meta.search import redact  # noqa: E402
 from automl_meta.sources.directory import _task_id  # noqa: E402
+
+REPORT = RESULTS / "build_scaleout.md"
 
 
 def choose(manifest: pd.DataFrame, n: int) -> list[str]:
@@ -74,9 +75,9 @@ def database(url: str | None) -> Iterator[str]:
 
 
 def build_once(url: str, tasks: list[str], workers: int, mode: str, trials: int,
-               build: str, output: Path, log: Path) -> float:
+               build: str, output: Path, log: Path, corpus: Path) -> float:
     """One build from scratch; returns the wall time in seconds."""
-    cli = [sys.executable, "-m", "automl_meta", "build-metabase", str(CORPUS), "--only",
+    cli = [sys.executable, "-m", "automl_meta", "build-metabase", str(corpus), "--only",
            ",".join(tasks), "--storage", url, "--build", build, "--trials-per-task",
            str(trials)]
     leader_workers = workers if mode == "threads" else 1
@@ -125,9 +126,10 @@ def main() -> None:
                     help="Extra workers as --worker processes, or as threads of the leader.")
     ap.add_argument("--storage", help="PostgreSQL URL (default: a throwaway cluster).")
     ap.add_argument("--report", type=Path, default=REPORT)
+    add_corpus_argument(ap)
     args = ap.parse_args()
 
-    manifest = pd.read_csv(CORPUS / "manifest.csv")
+    manifest = read_corpus_manifest(args.corpus)
     tasks = choose(manifest, args.tasks)
     counts = [int(w) for w in args.workers.split(",")]
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -138,7 +140,7 @@ def main() -> None:
             output = Path(tmp) / f"mb-{w}"
             load_before = os.getloadavg()[0]
             wall = build_once(url, tasks, w, args.mode, args.trials_per_task, build, output,
-                              Path(tmp) / f"{build}.log")
+                              Path(tmp) / f"{build}.log", args.corpus)
             row = {"workers": w, "wall_s": round(wall, 1), "load_before": round(load_before, 2)}
             row |= check(url, build, output, tasks, args.trials_per_task)
             rows.append(row)

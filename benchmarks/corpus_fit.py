@@ -1,6 +1,7 @@
 """Fit + predict through the real CLI on corpus datasets, checking the time-budget promise.
 
-For each chosen dataset of ../shared/corpus (up to 20 000 rows): a 75/25 split written as
+For each chosen dataset of the corpus (``--corpus``, default ../shared/corpus; up to 20 000
+rows): a 75/25 split written as
 CSV, ``automl-meta fit train.csv --target T --time-budget B --output run/ --metric M``
 (accuracy for classification, r2 for regression), then ``automl-meta predict run/
 test.csv``; the test score is computed from the predictions. The wall time of the whole
@@ -20,34 +21,23 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus"
-OUT = ROOT / "benchmarks" / "results" / "corpus_fit.csv"
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: common.py
+
+from common import RESULTS, add_corpus_argument, choose, read_corpus_manifest  # noqa: E402
 
 from automl_meta.data import read_table  # noqa: E402
 
-
-def choose(manifest: pd.DataFrame, n: int, min_rows: int = 0) -> pd.DataFrame:
-    """n datasets of min_rows to 20 000 rows, half per task, spread over sizes
-    (deterministic)."""
-    m = manifest[(manifest.n_rows <= 20_000) & (manifest.n_rows >= min_rows)]
-    m = m.sort_values("n_rows")
-    picks = []
-    for task in ("classification", "regression"):
-        sub = m[m.task == task]
-        idx = np.unique(np.linspace(0, len(sub) - 1, n // 2).round().astype(int))
-        picks.append(sub.iloc[idx])
-    return pd.concat(picks)
+OUT = RESULTS / "corpus_fit.csv"
 
 
-def run_one(row: pd.Series, budget: float, workdir: Path) -> dict:
-    df = read_table(CORPUS / row.file)
+
+
+def run_one(row: pd.Series, budget: float, workdir: Path, corpus: Path) -> dict:
+    df = read_table(corpus / row.file)
     target = row.target
     strat = df[target] if row.task == "classification" and \
         df[target].value_counts().min() >= 2 else None
@@ -92,8 +82,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=32)
     ap.add_argument("--budget", type=float, default=30.0)
+    add_corpus_argument(ap)
     args = ap.parse_args()
-    manifest = pd.read_csv(CORPUS / "manifest.csv")
+    manifest = read_corpus_manifest(args.corpus)
     chosen = choose(manifest, args.n)
     done = pd.read_csv(OUT) if OUT.exists() else pd.DataFrame()
     rows = done.to_dict("records")
@@ -101,7 +92,7 @@ def main() -> None:
         if len(done) and row["name"] in set(done["name"]):
             continue
         with tempfile.TemporaryDirectory() as tmp:
-            res = run_one(row, args.budget, Path(tmp))
+            res = run_one(row, args.budget, Path(tmp), args.corpus)
         rows.append(res)
         pd.DataFrame(rows).to_csv(OUT, index=False)
         print(f"{res['name']:<28} {res['task']:<14} rows={res['rows']:<6} exit={res['fit_exit']} "

@@ -18,14 +18,13 @@ for those we binarise the target the same way and compute the binary-classificat
 Usage (writes the markdown report; also runs the speed benchmark for its header)::
 
     /work/venv/bin/python benchmarks/metafeature_agreement.py \
-        [--shared /work/shared] [--out benchmarks/metafeature_agreement.md]
+        [--shared ../shared] [--corpus DIR] [--out benchmarks/results/metafeature_agreement.md]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import math
 import statistics
 import sys
@@ -36,8 +35,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: common.py
+
+from common import DEFAULT_CORPUS, RESULTS, measure_metafeatures  # noqa: E402
 
 import automl_meta.metafeatures as mf  # noqa: E402
 from automl_meta.data import read_table  # noqa: E402
@@ -68,18 +68,10 @@ def family(quality: str) -> str:
     return "simple derived (percentages, ratios)"
 
 
-def load_speed_module():
-    spec = importlib.util.spec_from_file_location(
-        "metafeature_speed", Path(__file__).with_name("metafeature_speed.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def matched_datasets(shared: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def matched_datasets(shared: Path, corpus: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Manifest rows matching a reference row (same id, instances and features)."""
     ref = pd.read_csv(shared / "reference" / "openml_qualities_lcdb.csv")
-    manifest = pd.read_csv(shared / "corpus" / "manifest.csv")
+    manifest = pd.read_csv(corpus / "manifest.csv")
     joined = manifest.merge(ref, left_on="openml_id", right_on="openmlid",
                             suffixes=("", "_ref"))
     same = ((joined["n_rows"] == joined["NumberOfInstances"])
@@ -87,9 +79,9 @@ def matched_datasets(shared: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return joined[same].reset_index(drop=True), joined[~same].reset_index(drop=True)
 
 
-def load_frame(row: pd.Series, shared: Path) -> tuple[pd.DataFrame, pd.Series, str]:
+def load_frame(row: pd.Series, corpus: Path) -> tuple[pd.DataFrame, pd.Series, str]:
     """The raw features, the target (binarised for OpenML's 7xx/8xx ids) and the task."""
-    df = read_table(shared / "corpus" / row["file"])
+    df = read_table(corpus / row["file"])
     X, y = df.iloc[:, :-1], df.iloc[:, -1]
     if row["task"] == "regression":  # the reference holds OpenML's binarised version
         values = pd.to_numeric(y).to_numpy(dtype=float)
@@ -242,21 +234,25 @@ def fmt(x: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks"
-                        / "metafeature_agreement.md")
+    parser.add_argument("--shared", type=Path, default=DEFAULT_CORPUS.parent,
+                        help="folder holding reference/openml_qualities_lcdb.csv (and the "
+                             "corpus, unless --corpus is given); default ../shared")
+    parser.add_argument("--corpus", type=Path, default=None,
+                        help="corpus folder with manifest.csv (default: SHARED/corpus)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "metafeature_agreement.md")
     parser.add_argument("--speed-repeats", type=int, default=5)
     args = parser.parse_args()
 
     # first, so that its first call is cold (no code path used yet)
-    speed = load_speed_module().measure(repeats=args.speed_repeats)
-    matched, unmatched = matched_datasets(args.shared)
+    speed = measure_metafeatures(repeats=args.speed_repeats)
+    corpus = args.corpus or args.shared / "corpus"
+    matched, unmatched = matched_datasets(args.shared, corpus)
     ref_cols = [c for c in matched.columns
                 if c in pd.read_csv(args.shared / "reference" / "openml_qualities_lcdb.csv",
                                     nrows=0).columns and c not in ("openmlid", "Name")]
     records, timings, ours_only, frames = [], [], [], []
     for _, row in matched.iterrows():
-        X, y, task = load_frame(row, args.shared)
+        X, y, task = load_frame(row, corpus)
         frames.append((X, y, task))
         t0 = time.perf_counter()
         ours = compute_metafeatures(X, y, task, random_state=0)

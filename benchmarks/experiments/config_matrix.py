@@ -8,14 +8,15 @@ configuration. With it, any zero-shot selection rule (which candidate to run fir
 task) can be scored leave-one-task-out without running a model: the candidate's score on
 the held-out task is in the matrix, and the cold search's best of 5 is in the metabase.
 
-    python benchmarks/config_matrix.py --n-jobs 2      # resumable; hours of CPU
+    python benchmarks/experiments/config_matrix.py --n-jobs 2      # resumable; hours of CPU
 
 Tasks run in ``loo.py``'s interleaved order first (its 60, then the rest), so a partial
-matrix is balanced between task kinds. Writes ``benchmarks/results/config_matrix.csv``: one
-row per (task, candidate) with the candidate's source (``portfolio`` or ``default``), the
-configuration id it was made from, the id actually run (after adapting to the data), the CV
-score, the state and the seconds taken. A candidate the data cannot take (an SVM above its
-row limit) is recorded as ``skipped``.
+matrix is balanced between task kinds. Writes
+``benchmarks/experiments/results/config_matrix.csv``: one row per (task, candidate) with the
+candidate's source (``portfolio`` or ``default``), the configuration id it was made from,
+the id actually run (after adapting to the data), the CV score, the state and the seconds
+taken. A candidate the data cannot take (an SVM above its row limit) is recorded as
+``skipped``.
 
 Caveat for rules scored on it: the portfolio was chosen on the whole metabase, so each task
 had a (small) say in which candidates exist; drop the candidates that came from the
@@ -34,11 +35,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 
-from loo import (  # noqa: E402
+from common import (  # noqa: E402
+    EXPERIMENT_RESULTS,
+    ROOT,
+    add_corpus_argument,
     at_stored_precision,
     choose_tasks,
     cold_bests,
@@ -52,8 +54,6 @@ from automl_meta.neighbors import nearest, normalise  # noqa: E402
 from automl_meta.search import run_search  # noqa: E402
 from automl_meta.space import SearchSpace, load_space, task_kind  # noqa: E402
 from automl_meta.surrogate import fit_surrogate  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 def candidates(mb: Metabase, space: SearchSpace, task: str) -> list[tuple[str, str, dict]]:
@@ -135,7 +135,7 @@ def zero_shot_rules(mb: Metabase, matrix: pd.DataFrame, k: int = 10) -> pd.DataF
     ``default:<family>`` and ``hindsight`` (the best candidate on the task itself: the
     ceiling).
 
-    Each pick is compared with two cold baselines (``loo.cold_bests``): ``cold_5``, the
+    Each pick is compared with two cold baselines (``common.cold_bests``): ``cold_5``, the
     best of the build's first 5 trials (the target's baseline), and ``cold_5b``, a second
     draw of the best of 5 random configurations (its trials 6 to 10)."""
     space = load_space()
@@ -244,7 +244,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--metabase", default=str(ROOT / "metabase"))
     ap.add_argument("--n-jobs", type=int, default=1, help="tasks evaluated at once")
-    ap.add_argument("--out", default=str(RESULTS / "config_matrix.csv"))
+    ap.add_argument("--out", default=str(EXPERIMENT_RESULTS / "config_matrix.csv"))
+    add_corpus_argument(ap)
     ap.add_argument("--summary-only", action="store_true",
                     help="score zero-shot rules on the matrix so far (no evaluations)")
     args = ap.parse_args()
@@ -254,12 +255,12 @@ def main() -> None:
         text = summarise(zero_shot_rules(mb, pd.read_csv(out)))
         out.with_suffix(".md").write_text(
             "# Zero-shot rules scored on the configuration x task matrix\n\nCommand: "
-            "`python benchmarks/config_matrix.py --summary-only` (leave one task out; "
+            "`python benchmarks/experiments/config_matrix.py --summary-only` (leave one task out; "
             f"see the script's docstring)\n\n{text}\n")
         print(text)
         return
     space = load_space()
-    specs = task_specs(mb)
+    specs = task_specs(mb, args.corpus)
     rows = pd.read_csv(out).to_dict("records") if out.exists() else []
     done = {(r["task_id"], r["source_config_id"]) for r in rows}
     first = choose_tasks(mb, 60)

@@ -8,11 +8,11 @@ of them can be scored without re-running searches: the best of the first 5 and o
 first 10 do not depend on the order within each group, and the first trial is whichever
 suggestion a rule puts first.
 
-    python benchmarks/first_pick.py --n-tasks 60 --top 10 --n-jobs 2   # resumable
+    python benchmarks/experiments/first_pick.py --n-tasks 60 --top 10 --n-jobs 2   # resumable
 
-Writes ``benchmarks/results/first_pick.csv``: one row per (task, suggestion), with its
-position in the current order, family, configuration id, origin, the performance model's
-prediction and the CV score, and the stored cold search's best of 1 and of 5.
+Writes ``benchmarks/experiments/results/first_pick.csv``: one row per (task, suggestion),
+with its position in the current order, family, configuration id, origin, the performance
+model's prediction and the CV score, and the stored cold search's best of 1 and of 5.
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 
-from loo import (  # noqa: E402
+from common import (  # noqa: E402
+    EXPERIMENT_RESULTS,
+    ROOT,
+    add_corpus_argument,
     at_stored_precision,
     best_so_far,
     choose_tasks,
@@ -45,8 +46,6 @@ from automl_meta.search import run_search  # noqa: E402
 from automl_meta.space import load_space, task_kind  # noqa: E402
 from automl_meta.surrogate import fit_surrogate  # noqa: E402
 from automl_meta.warmstart import compute_portfolio, suggest  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 def run_task(mb: Metabase, specs: dict, task_id: str, warm_n: int, k: int,
@@ -115,7 +114,8 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=10, help="suggestions evaluated per task")
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--n-jobs", type=int, default=1)
-    ap.add_argument("--out", default=str(RESULTS / "first_pick.csv"))
+    ap.add_argument("--out", default=str(EXPERIMENT_RESULTS / "first_pick.csv"))
+    add_corpus_argument(ap)
     ap.add_argument("--summary-only", action="store_true")
     args = ap.parse_args()
     out = Path(args.out)
@@ -123,12 +123,12 @@ def main() -> None:
         text = summarise(pd.read_csv(out))
         out.with_suffix(".md").write_text(
             "# Which suggestion first? Each of the learned warm start's first 10, alone\n\n"
-            f"Command: `python benchmarks/first_pick.py --n-tasks {args.n_tasks} --top "
+            f"Command: `python benchmarks/experiments/first_pick.py --n-tasks {args.n_tasks} --top "
             f"{args.top}`\n\n{text}\n")
         print(text)
         return
     mb = load_metabase(args.metabase)
-    specs = task_specs(mb)
+    specs = task_specs(mb, args.corpus)
     rows = pd.read_csv(out).to_dict("records") if out.exists() else []
     done = {(r["task_id"], int(r["position"])) for r in rows}
     tasks = choose_tasks(mb, args.n_tasks)

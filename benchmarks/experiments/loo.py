@@ -12,123 +12,45 @@ the first N tasks and checks that the scores are identical.
 Scores: best CV score after 5, 10 and 25 trials (and the first warm trial alone, zero-shot),
 normalised per task: 0 = the worst of these runs, 1 = the best any of them found.
 
-    python benchmarks/loo.py --n-tasks 60          # resumable; writes benchmarks/results/
-    python benchmarks/loo.py --summary-only        # re-print the summary
+    python benchmarks/experiments/loo.py --n-tasks 60     # resumable; writes experiments/results/
+    python benchmarks/experiments/loo.py --summary-only   # re-print the summary
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 
-from automl_meta.automl import prepare_search  # noqa: E402
-from automl_meta.build import task_seed  # noqa: E402
-from automl_meta.evaluate import EvalContext  # noqa: E402
+from common import (  # noqa: E402
+    EXPERIMENT_RESULTS,
+    ROOT,
+    add_corpus_argument,
+    at_stored_precision,
+    best_so_far,
+    choose_tasks,
+    cold_scores,
+    context_for,
+    held_out,
+    normalise_per_task,
+    task_specs,
+)
+
 from automl_meta.metabase import Metabase, load_metabase  # noqa: E402
-from automl_meta.neighbors import fit_normalisation, nearest  # noqa: E402
+from automl_meta.neighbors import nearest  # noqa: E402
 from automl_meta.search import run_search  # noqa: E402
-from automl_meta.sources.directory import list_tasks  # noqa: E402
 from automl_meta.space import load_space, task_kind  # noqa: E402
 from automl_meta.surrogate import fit_surrogate  # noqa: E402
 from automl_meta.warmstart import compute_portfolio, suggest  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
 BUDGETS = (5, 10, 25)
-
-
-def stem(name: str) -> str:
-    """The data a task comes from: drop variant suffixes (.version1, .orig, 19a, _2 …)."""
-    base = name.split(".")[0].lower()
-    return re.sub(r"[_-]?\d+[a-z]?$|[_-]?v(ersion)?\d+$", "", base) or base
-
-
-def held_out(mb: Metabase, task_id: str) -> tuple[pd.Series, set[str], dict]:
-    """One task left out: its row of ``tasks.csv`` (with ``task_id``), the ids of it and
-    every variant of the same data (same name stem), and the meta-feature normalisation
-    fitted on the tasks that remain."""
-    tasks = mb.tasks.set_index("task_id")
-    row = tasks.loc[task_id].copy()
-    row["task_id"] = task_id
-    s = stem(str(row["name"]))
-    excluded = {t for t, name in tasks["name"].astype(str).items() if stem(name) == s}
-    return row, excluded, fit_normalisation(mb.tasks[~mb.tasks["task_id"].isin(excluded)])
-
-
-def choose_tasks(mb: Metabase, n: int) -> list[str]:
-    """``n`` tasks spread evenly over each task kind (sorted by id), the kinds interleaved so
-    that a partial run is balanced."""
-    ok = mb.ok_tasks().sort_values("task_id")
-    per_kind = []
-    for kind in ("classification", "regression"):
-        sub = ok[ok["task"].map(task_kind) == kind]
-        k = min(len(sub), n // 2)
-        idx = np.unique(np.linspace(0, len(sub) - 1, k).round().astype(int)) if k else []
-        per_kind.append(list(sub.iloc[idx]["task_id"]))
-    out = []
-    for i in range(max(map(len, per_kind))):
-        out += [ids[i] for ids in per_kind if i < len(ids)]
-    return out
-
-
-def best_so_far(scores: list[float | None], greater: bool, n: int) -> float | None:
-    vals = [s for s in scores[:n] if s is not None and np.isfinite(s)]
-    if not vals:
-        return None
-    return max(vals) if greater else min(vals)
-
-
-def cold_scores(mb: Metabase, task_id: str) -> list[float | None]:
-    """The build's stored search on the task (the cold search with the build's seed): each
-    trial's CV score in trial order, None where it did not complete."""
-    return [None if r.state != "COMPLETE" else float(r.score) for r in
-            mb.results[mb.results["task_id"] == task_id].sort_values("trial").itertuples()]
-
-
-def cold_bests(mb: Metabase, task_id: str, greater: bool
-               ) -> tuple[float | None, float | None, float]:
-    """The best of the build's first 5 trials on the task (the zero-shot baseline), the
-    best completed one of its trials 6 to 10, and the sign that makes greater better.
-
-    TPE starts with 10 random trials, so trials 6 to 10 are a second, independent draw of
-    "the best of 5 random configurations" (pruned ones have no score; they were below the
-    running 75th percentile, so rarely the best): comparing a figure against both shows how
-    much of it is the luck of one cold draw."""
-    scores = cold_scores(mb, task_id)
-    return (best_so_far(scores, greater, 5), best_so_far(scores[5:], greater, 5),
-            1.0 if greater else -1.0)
-
-
-def task_specs(mb: Metabase) -> dict:
-    """The build's own task loaders (same source, same target, same typing)."""
-    src = mb.manifest.get("source", {})
-    if src.get("type") != "dir":
-        raise SystemExit("loo.py needs a metabase built from a local folder (--source dir)")
-    path = Path(src["path"])
-    if not path.is_absolute():
-        path = ROOT / path
-    return {s.task_id: s for s in list_tasks(path)}
-
-
-def context_for(row: pd.Series, mb: Metabase, spec) -> tuple[EvalContext, int]:
-    """The EvalContext the build used for this task (same rows, folds, seed)."""
-    build = mb.manifest["build"]
-    seed = task_seed(int(build["seed"]), row["task_id"])
-    loaded = spec.load()
-    prepared = prepare_search(loaded.dataset, row["metric"], seed, int(build["max_rows"]),
-                              load_space(), folds=loaded.folds)
-    return prepared.ctx, seed
-
 
 def _scores(result) -> list[float | None]:
     return [r.score if r.state == "COMPLETE" else None for r in result.records]
@@ -185,27 +107,8 @@ def run_task(mb: Metabase, specs: dict, task_id: str, warm_n: int, k: int,
     return out
 
 
-def at_stored_precision(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
-    """``df`` with the scores in ``cols`` rounded to 8 significant digits, the precision of
-    the metabase's results.csv, where the cold scores come from: the same CV score (e.g.
-    0.62526316 vs 0.625263157...) is then a tie, not a 2e-9 win or loss that the per-task
-    normalisation would blow up to a full point."""
-    df = df.copy()
-    df[cols] = df[cols].apply(pd.to_numeric, errors="coerce").map(
-        lambda x: float(f"{x:.8g}") if np.isfinite(x) else x)
-    return df
 
 
-def normalise_per_task(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
-    """Each task's scores in ``cols`` scaled to [0, 1]: 0 = the worst of them, 1 = the best
-    (a run with no score counts as the worst)."""
-    norm = pd.DataFrame(index=df.index, columns=cols, dtype=float)
-    for i, r in df.iterrows():
-        sign = 1.0 if r["greater_is_better"] else -1.0
-        v = pd.to_numeric(r[cols], errors="coerce").astype(float) * sign
-        lo, hi = np.nanmin(v), np.nanmax(v)
-        norm.loc[i] = ((v - lo) / (hi - lo)).fillna(0.0) if hi > lo else 1.0
-    return norm
 
 
 def summarise(df: pd.DataFrame) -> str:
@@ -257,8 +160,9 @@ def main() -> None:
                     help="warm-start strategies, comma-separated; the first runs to 25 trials, "
                          "the others through their suggestions only")
     ap.add_argument("--n-jobs", type=int, default=1, help="tasks run at once")
-    ap.add_argument("--out", default=str(RESULTS / "loo_tasks.csv"))
+    ap.add_argument("--out", default=str(EXPERIMENT_RESULTS / "loo_tasks.csv"))
     ap.add_argument("--summary-only", action="store_true")
+    add_corpus_argument(ap)
     ap.add_argument("--verify-cold", type=int, default=2,
                     help="re-run the cold search on the first N new tasks and check it equals "
                          "the metabase's stored study")
@@ -270,7 +174,7 @@ def main() -> None:
     if not args.summary_only:
         rows = done.to_dict("records")
         by_task = {r["task_id"]: r for r in rows}
-        specs = task_specs(mb)
+        specs = task_specs(mb, args.corpus)
         # a task is to do when it has no default-variant result (warm_25) yet; results of
         # other variants already in its row are kept
         todo = [t for t in choose_tasks(mb, args.n_tasks)
@@ -296,7 +200,7 @@ def main() -> None:
         done = pd.DataFrame(rows)
     text = summarise(done)
     (out.with_suffix(".md")).write_text(
-        "# Leave-one-task-out: warm vs cold\n\nCommand: `python benchmarks/loo.py "
+        "# Leave-one-task-out: warm vs cold\n\nCommand: `python benchmarks/experiments/loo.py "
         f"--n-tasks {args.n_tasks} --variants {args.variants}`"
         + (" (this summary: `--summary-only`, from the runs in loo_tasks.csv)"
            if args.summary_only else "") + "\n\n" + text + "\n")

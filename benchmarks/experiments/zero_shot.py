@@ -6,15 +6,15 @@ each strategy of :func:`automl_meta.warmstart.suggest` the first suggested confi
 evaluated once (a configuration two strategies both chose is evaluated once); its CV score
 is compared with the best of the cold search's first 5 trials (the build's stored study).
 
-    python benchmarks/zero_shot.py --n-tasks 60 --n-jobs 2     # resumable
+    python benchmarks/experiments/zero_shot.py --n-tasks 60 --n-jobs 2     # resumable
 
-Writes ``benchmarks/results/zero_shot.csv`` and ``zero_shot.md``.
+Writes ``benchmarks/experiments/results/zero_shot.csv`` and ``zero_shot.md``.
 
 ``--task-set rest`` runs on every other task of the metabase instead (the tasks ``loo.py``
 never reports on): a second, larger sample, to check that what was seen on the 60 was not
 luck, and the one to compare variants on before looking at the 60:
 
-    python benchmarks/zero_shot.py --task-set rest --strategies learned --n-jobs 2
+    python benchmarks/experiments/zero_shot.py --task-set rest --strategies learned --n-jobs 2
 """
 
 from __future__ import annotations
@@ -29,11 +29,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 
-from loo import (  # noqa: E402
+from common import (  # noqa: E402
+    EXPERIMENT_RESULTS,
+    ROOT,
+    add_corpus_argument,
     at_stored_precision,
     best_so_far,
     choose_tasks,
@@ -52,7 +53,6 @@ from automl_meta.space import load_space, task_kind  # noqa: E402
 from automl_meta.surrogate import fit_surrogate  # noqa: E402
 from automl_meta.warmstart import BLEND_NEIGHBOURS, compute_portfolio, suggest  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
 STRATEGIES = ("local", "blend", "portfolio", "rank", "learned")
 
 
@@ -94,7 +94,7 @@ def run_task(mb: Metabase, specs: dict, task_id: str, k: int,
 
 def summarise(df: pd.DataFrame, mb: Metabase) -> str:
     """The table of ``zero_shot.md``; the last column compares each first trial with a
-    second cold draw, the best of the build's trials 6-10 (see ``loo.cold_bests``)."""
+    second cold draw, the best of the build's trials 6-10 (see ``common.cold_bests``)."""
     lines = [f"{len(df)} tasks ({(df.task == 'regression').sum()} regression, "
              f"{(df.task != 'regression').sum()} classification)", "",
              "| first configuration of | beats cold best of 5 | ties | loses | of differing "
@@ -136,9 +136,10 @@ def main() -> None:
     ap.add_argument("--out", default=None,
                     help="results CSV (default: results/zero_shot.csv, or "
                          "zero_shot_rest.csv for --task-set rest)")
+    add_corpus_argument(ap)
     ap.add_argument("--summary-only", action="store_true")
     args = ap.parse_args()
-    out = Path(args.out or RESULTS / ("zero_shot.csv" if args.task_set == "loo"
+    out = Path(args.out or EXPERIMENT_RESULTS / ("zero_shot.csv" if args.task_set == "loo"
                                       else "zero_shot_rest.csv"))
     strategies = tuple(s for s in args.strategies.split(",") if s)
     unknown = set(strategies) - set(STRATEGIES)
@@ -148,7 +149,7 @@ def main() -> None:
     done = pd.read_csv(out) if out.exists() else pd.DataFrame()
     rows = done.to_dict("records")
     if not args.summary_only:
-        specs = task_specs(mb)
+        specs = task_specs(mb, args.corpus)
         by_task = {r["task_id"]: r for r in rows}
         # a task is to do for the strategies it has no column for (a strategy added later)
         tasks = choose_tasks(mb, args.n_tasks)
@@ -178,7 +179,7 @@ def main() -> None:
             for f in [pool.submit(one, t) for t in todo]:
                 f.result()
     text = summarise(pd.DataFrame(rows), mb)
-    command = f"python benchmarks/zero_shot.py --n-tasks {args.n_tasks}"
+    command = f"python benchmarks/experiments/zero_shot.py --n-tasks {args.n_tasks}"
     if args.task_set == "rest":
         command += f" --task-set rest --strategies {args.strategies}"
     out.with_suffix(".md").write_text(
