@@ -11,7 +11,7 @@ __all__ = ["AutoML", "__version__"]
 def __getattr__(name: str) -> Any:
     # imported lazily so that `automl-meta --help` does not pay for scikit-learn and Optuna
     if name == "AutoML":
-        from .automl import AutoML
+        from automl_meta.estimator import AutoML
 
         return AutoML
     raise AttributeError(f"module 'automl_meta' has no attribute {name!r}")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn import metrics as skm
 
-from .errors import UsageError
+from automl_meta.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: common.
 
 from common import RESULTS, add_corpus_argument, read_corpus_manifest  # noqa: E402
 
-from automl_meta.build_queue import BuildQueue  # noqa: E402
-from automl_meta.metabase import load_metabase  # noqa: E402
-from automl_meta.search import redact  # noqa: E402
-from automl_meta.sources.directory import _task_id  # noqa: E402
+from automl_meta.meta.builder.queue import BuildQueue  # noqa: E402
+from automl_meta.meta.builder.sources.directory import _task_id  # noqa: E402
+from automl_meta.meta.metabase import load_metabase  # noqa: E402
+from automl_meta.search.study import redact  # noqa: E402
 
 REPORT = RESULTS / "build_scaleout.md"
 

@@ -77,7 +77,7 @@ def held_out(mb: Any, task_id: str) -> tuple[pd.Series, set[str], dict]:
     """One task left out: its row of ``tasks.csv`` (with ``task_id``), the ids of it and
     every variant of the same data (same name stem), and the meta-feature normalisation
     fitted on the tasks that remain."""
-    from automl_meta.neighbors import fit_normalisation
+    from automl_meta.meta.neighbors import fit_normalisation
 
     tasks = mb.tasks.set_index("task_id")
     row = tasks.loc[task_id].copy()
@@ -90,7 +90,7 @@ def held_out(mb: Any, task_id: str) -> tuple[pd.Series, set[str], dict]:
 def choose_tasks(mb: Any, n: int) -> list[str]:
     """``n`` metabase tasks spread evenly over each task kind (sorted by id), the kinds
     interleaved so that a partial run is balanced."""
-    from automl_meta.space import task_kind
+    from automl_meta.search.space import task_kind
 
     ok = mb.ok_tasks().sort_values("task_id")
     per_kind = []
@@ -137,7 +137,7 @@ def cold_bests(mb: Any, task_id: str, greater: bool
 def task_specs(mb: Any, corpus: Path | None = None) -> dict:
     """The build's own task loaders (same source, same target, same typing), read from
     ``corpus`` when given, else from the source folder recorded in the metabase."""
-    from automl_meta.sources.directory import list_tasks
+    from automl_meta.meta.builder.sources.directory import list_tasks
 
     src = mb.manifest.get("source", {})
     if src.get("type") != "dir":
@@ -152,9 +152,9 @@ def task_specs(mb: Any, corpus: Path | None = None) -> dict:
 
 def context_for(row: pd.Series, mb: Any, spec: Any) -> tuple[Any, int]:
     """The EvalContext the build used for this task (same rows, folds, seed), and the seed."""
-    from automl_meta.automl import prepare_search
-    from automl_meta.build import task_seed
-    from automl_meta.space import load_space
+    from automl_meta.meta.builder.local import task_seed
+    from automl_meta.search.prepare import prepare_search
+    from automl_meta.search.space import load_space
 
     build = mb.manifest["build"]
     seed = task_seed(int(build["seed"]), row["task_id"])
@@ -238,7 +238,7 @@ def measure_metafeatures(rows: int = 100_000, cols: int = 100, repeats: int = 3,
 
     CPU seconds of the calls are appended to ``cpu`` when given.
     """
-    from automl_meta.metafeatures import compute_metafeatures
+    from automl_meta.meta.features import compute_metafeatures
 
     X, y = make_table(rows, cols, task)
     times = []

@@ -229,8 +229,8 @@ def metabase_without(excluded: set[str], out: Path) -> Path:
     their results and the configurations only they used are dropped, the statistics
     derived from the whole metabase (normalisation, portfolio) are recomputed, and
     ``write_metabase`` writes fresh checksums."""
-    from automl_meta.build import derived_statistics
-    from automl_meta.metabase import load_metabase, write_metabase
+    from automl_meta.meta.builder.local import derived_statistics
+    from automl_meta.meta.metabase import load_metabase, write_metabase
 
     mb = load_metabase(ROOT / "metabase")
     known = {"build", "built_with", "command", "counts", "created", "files",
@@ -699,7 +699,7 @@ def main(argv: list[str] | None = None) -> None:
     lock = threading.Lock()
     mb_tasks = None
     if any(not t.unseen for t in chosen):
-        from automl_meta.metabase import load_metabase
+        from automl_meta.meta.metabase import load_metabase
 
         mb_tasks = load_metabase(ROOT / "metabase").tasks
     for i, t in enumerate(chosen, 1):

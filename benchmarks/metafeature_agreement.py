@@ -1,4 +1,4 @@
-"""Agreement of ``automl_meta.metafeatures`` with OpenML's published data qualities.
+"""Agreement of ``automl_meta.meta.features`` with OpenML's published data qualities.
 
 For every corpus dataset whose manifest ``openml_id`` is in the reference table with the same
 number of instances and features (OpenML's ``NumberOfFeatures`` counts the target), compute
@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: common.
 
 from common import DEFAULT_CORPUS, RESULTS, measure_metafeatures  # noqa: E402
 
-import automl_meta.metafeatures as mf  # noqa: E402
+import automl_meta.meta.features as mf  # noqa: E402
 from automl_meta.data import read_table  # noqa: E402
-from automl_meta.metafeatures import compute_metafeatures  # noqa: E402
+from automl_meta.meta.features import compute_metafeatures  # noqa: E402
 
 REL_TOL, ABS_TOL = 0.01, 1e-6
 COUNTS = {
@@ -106,7 +106,7 @@ def compare(ours: float | None, theirs: float, quality: str) -> tuple[bool, floa
 
 # ------------------------------------------------------------------ rejected alternatives
 # Each variant swaps ONE ingredient of the implementation (patching a private helper of
-# automl_meta.metafeatures for the duration of the run) to show that the chosen definition is
+# automl_meta.meta.features for the duration of the run) to show that the chosen definition is
 # the one matching OpenML and the alternatives are not.
 def _population_moments(block: np.ndarray) -> tuple[np.ndarray, ...]:
     n, mean, std, skew, kurt = ORIGINAL["_moments"](block)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from automl_meta import AutoML  # noqa: E402
-from automl_meta.rundir import load_run  # noqa: E402
+from automl_meta.artifacts.rundir import load_run  # noqa: E402
 
 MEMORY_BOUND_MB = 50.0
 

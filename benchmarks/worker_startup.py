@@ -16,7 +16,7 @@ Usage::
     python benchmarks/worker_startup.py [--repeat 3] [--json FILE] [--start-method spawn]
 
 ``--start-method`` applies to the ``replace`` figure of implementations whose
-:class:`~automl_meta.worker.Worker` accepts one.
+:class:`~automl_meta.search.workers.Worker` accepts one.
 """
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ def fit_once(workdir: Path, csv: Path, i: int, budget: float = 10.0,
 
 def _bench_ctx():
     from automl_meta.data import prepare_dataset
-    from automl_meta.evaluate import EvalContext, make_folds
-    from automl_meta.space import load_space
+    from automl_meta.search.cv import EvalContext, make_folds
+    from automl_meta.search.space import load_space
 
     rng = np.random.default_rng(0)
     n, d = 4000, 20
@@ -107,8 +107,8 @@ def replace_figures(repeat: int, start_method: str | None) -> dict[str, Any]:
     """Seconds to replace a worker killed at a time-out (old and new Worker APIs)."""
     import inspect
 
-    from automl_meta import worker as worker_mod
-    from automl_meta.worker import EvaluationTimeout, Worker
+    from automl_meta.search import workers as worker_mod
+    from automl_meta.search.workers import EvaluationTimeout, Worker
 
     ctx = _bench_ctx()
     cheap = ctx.space.default_config("linear", "binary")

@@ -1,8 +1,13 @@
-"""Shared fixtures: small datasets written by the tests or shipped with scikit-learn."""
+"""Shared fixtures (small datasets written by the tests or shipped with scikit-learn), the
+automatic tier markers, and :func:`wait_until` for waiting on another process."""
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -19,6 +24,83 @@ def shared_path(*parts: str) -> Path:
 
 needs_shared = pytest.mark.skipif(not (SHARED / "corpus" / "manifest.csv").exists(),
                                   reason="../shared (corpus, fixtures, reference) is absent")
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05,
+               what: str = "the condition") -> T:
+    """Poll ``predicate`` until it returns a true value, and return that value.
+
+    Parameters
+    ----------
+    predicate : callable
+        Called with no arguments; it may raise :class:`AssertionError` to fail at once
+        (for example when the process it watches has ended).
+    timeout : float
+        Seconds to wait before failing.
+    interval : float
+        Seconds between two calls.
+    what : str
+        What is awaited, for the failure message.
+
+    Returns
+    -------
+    The first true value ``predicate`` returned.
+
+    Raises
+    ------
+    AssertionError
+        When ``timeout`` seconds pass without a true value.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"no {what} after {timeout:g} s")
+        time.sleep(interval)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time process ``pid`` has used (Linux /proc); 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# Tier markers applied from what a test uses, so that new tests get them too. ``slow`` is
+# set explicitly on the tests themselves.
+POSTGRES_FIXTURES = {"postgres_url", "pg_cluster"}
+
+
+def _tiers(item: pytest.Item) -> set[str]:
+    """The tier markers ``item`` needs: ``postgres`` (a PostgreSQL fixture, or a
+    ``postgresql`` parameter), ``browser`` and ``corpus`` (from its skip conditions)."""
+    tiers = set()
+    fixtures = set(getattr(item, "fixturenames", ()))
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if fixtures & POSTGRES_FIXTURES or any(isinstance(v, str) and v == "postgresql"
+                                           for v in params.values()):
+        tiers.add("postgres")
+    for mark in item.iter_markers("skipif"):
+        reason = str(mark.kwargs.get("reason", "")).lower()
+        if "chromium" in reason:
+            tiers.add("browser")
+        if "shared" in reason:
+            tiers.add("corpus")
+    return tiers
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Add the ``postgres``, ``browser`` and ``corpus`` markers (see :func:`_tiers`)."""
+    for item in items:
+        for tier in sorted(_tiers(item) - {m.name for m in item.iter_markers()}):
+            item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(scope="session")

@@ -18,10 +18,10 @@ import optuna
 import pandas as pd
 import pytest
 
-from automl_meta.build_queue import BuildQueue, Claim
 from automl_meta.cli import main
 from automl_meta.errors import UsageError
-from automl_meta.metabase import DATA_FILES, load_metabase
+from automl_meta.meta.builder.queue import BuildQueue, Claim
+from automl_meta.meta.metabase import DATA_FILES, load_metabase
 
 BASE = {"search_space_version": "v1", "build": {"trials_per_task": 2, "seed": 0}}
 
@@ -112,6 +112,7 @@ def test_queue_claims_once_and_discards_late_results(backend, tmp_path, request)
     q.close()
 
 
+@pytest.mark.slow
 def test_two_workers_build_each_task_once(postgres_url, tiny_corpus, tmp_path, capsys):
     out = tmp_path / "mb"
     # a password in the URL (the throwaway cluster trusts 127.0.0.1 and ignores it) is shown
@@ -168,6 +169,7 @@ def _mid_task(queue: BuildQueue, storage) -> tuple[dict, int] | None:
     return None
 
 
+@pytest.mark.slow
 def test_killed_worker_task_is_claimed_again(postgres_url, tiny_corpus, tmp_path):
     common = ["build-metabase", str(tiny_corpus), "--storage", postgres_url, "--build", "kill",
               "--only", "t0,t1", "--trials-per-task", "3", "--heartbeat-grace", "5"]
@@ -228,11 +230,12 @@ def pg_cluster():
         yield c
 
 
+@pytest.mark.slow
 def test_queue_rides_out_a_restart(pg_cluster, capsys):
     """Counts, heartbeat, completion and release wait while the database restarts; past the
     retry window the error says what happened (and no password)."""
-    from automl_meta.build_queue import retry_transient
-    from automl_meta.search import StorageUnreachable
+    from automl_meta.meta.builder.queue import retry_transient
+    from automl_meta.search.study import StorageUnreachable
 
     q = BuildQueue(pg_cluster.url, "restart", grace=30.0)
     q.register(BASE, ["a", "b", "c"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_fit_predict_evaluate_classification(tmp_path, breast_cancer_csv):
     run = tmp_path / "run"
     r = run_cli("fit", breast_cancer_csv, "--target", "diagnosis", "--n-trials", "3",
@@ -60,6 +62,7 @@ def test_fit_predict_evaluate_classification(tmp_path, breast_cancer_csv):
     assert r.returncode == 1 and "quality gate failed" in r.stderr
 
 
+@pytest.mark.slow
 def test_fit_regression_in_process(tmp_path, diabetes_csv, capsys):
     run = tmp_path / "run"
     code = main(["fit", str(diabetes_csv), "--target", "y", "--n-trials", "3",
@@ -145,6 +148,7 @@ def _write_text(path: Path, text: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_predict_missing_column_and_tampered_model(tmp_path, small, capsys):
     run = tmp_path / "run"
     assert main(["fit", str(small), "--target", "label", "--n-trials", "2", "--output",
@@ -186,6 +190,7 @@ def test_metafeatures_command(diabetes_csv, capsys):
     assert all(v is None or np.isfinite(v) for v in mf.values())
 
 
+@pytest.mark.slow
 def test_skops_model_format(tmp_path, small, capsys):
     run = tmp_path / "run"
     assert main(["fit", str(small), "--target", "label", "--n-trials", "1", "--no-warm-start",
@@ -198,6 +203,7 @@ def test_skops_model_format(tmp_path, small, capsys):
     assert len(pd.read_csv(out)) == 40
 
 
+@pytest.mark.slow
 def test_integer_coded_classes_with_a_classification_metric(tmp_path, capsys):
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"x": rng.normal(size=300)})
@@ -238,6 +244,7 @@ def math_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     return run, r
 
 
+@pytest.mark.slow
 def test_math_text_and_markup_in_names_fit_and_report(math_run):
     run, r = math_run
     assert r.returncode == 0, r.stderr
@@ -250,6 +257,7 @@ def test_math_text_and_markup_in_names_fit_and_report(math_run):
         assert "report_error" not in _strict_json((run / name).read_text())
 
 
+@pytest.mark.slow
 def test_predict_into_a_closed_pipe_exits_141_quietly(math_run, tmp_path):
     """``predict run/ new.csv | head -1``: the reader leaves after one line."""
     run, _ = math_run
@@ -265,6 +273,7 @@ def test_predict_into_a_closed_pipe_exits_141_quietly(math_run, tmp_path):
     assert err == ""
 
 
+@pytest.mark.slow
 def test_a_command_printing_to_a_closed_stdout_exits_141_quietly():
     """Any command (here one whose output goes through click's echo): no reader at all."""
     read_end, write_end = os.pipe()
@@ -277,6 +286,7 @@ def test_a_command_printing_to_a_closed_stdout_exits_141_quietly():
     assert (r.returncode, r.stderr) == (141, "")
 
 
+@pytest.mark.slow
 def test_evaluate_an_undefined_score_prints_null(math_run, tmp_path, capsys):
     run, _ = math_run
     one = tmp_path / "one.csv"
@@ -293,6 +303,7 @@ def test_evaluate_an_undefined_score_prints_null(math_run, tmp_path, capsys):
                                    "(threshold 0.5)"
 
 
+@pytest.mark.slow
 def test_report_that_cannot_render_keeps_the_run(tmp_path, small_csv):
     """matplotlib broken in the environment: the fit still saves its run and exits 0."""
     fake = tmp_path / "site" / "matplotlib"
@@ -318,6 +329,7 @@ def test_report_that_cannot_render_keeps_the_run(tmp_path, small_csv):
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 161
 
 
+@pytest.mark.slow
 def test_huge_regression_target_refused_or_fitted(tmp_path, capsys):
     rng = np.random.default_rng(0)
     df = pd.DataFrame(rng.normal(size=(120, 3)), columns=["a", "b", "c"])
@@ -373,3 +385,110 @@ def test_python_api_refuses_non_finite_budgets(params, message):
     with pytest.raises(UsageError, match=message) as info:
         AutoML(**params).fit(X, y)
     assert isinstance(info.value, ValueError)
+
+
+def test_python_api_errors_name_parameters_not_flags():
+    from automl_meta import AutoML
+    from automl_meta.errors import UsageError
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 2)), np.array(["a", "b"] * 20)
+    for params, message in [({"n_trials": 0}, "n_trials must be at least 1 (got 0)"),
+                            ({"time_budget": -1.0}, "time_budget must be a positive")]:
+        with pytest.raises(UsageError, match=re.escape(message)) as info:
+            AutoML(**params).fit(X, y)
+        assert "--" not in str(info.value)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--n-trials", "0"], "--n-trials must be at least 1"),
+    (["--n-jobs", "0"], "--n-jobs must be at least 1 (or -1: every core)"),
+    (["--time-budget", "-5"], "--time-budget must be a finite positive number"),
+])
+def test_fit_checks_its_options_before_reading_data(args, message, tmp_path, capsys):
+    # DATA does not exist: the option is refused first, under its flag name
+    code = main(["fit", str(tmp_path / "absent.csv"), "--target", "y", "--output",
+                 str(tmp_path / "run"), *args])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"error: {message}"
+    assert not (tmp_path / "run").exists()
+
+
+def test_worker_checks_its_options_with_flag_names(tmp_path, capsys):
+    code = main(["worker", str(tmp_path / "absent.csv"), "--storage",
+                 f"sqlite:///{tmp_path / 'study.db'}", "--study", "s", "--n-trials", "0"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == "error: --n-trials must be at least 1"
+
+
+def _option_defaults(*command: str) -> dict[str, Any]:
+    import typer.main
+
+    from automl_meta.cli import app
+
+    cmd = typer.main.get_command(app)
+    for name in command:
+        cmd = cmd.commands[name]
+    return {p.name: p.default for p in cmd.params}
+
+
+def test_option_defaults_are_the_library_defaults():
+    import inspect
+
+    from automl_meta import AutoML
+    from automl_meta.artifacts.rundir import DEFAULT_MODEL_FORMAT
+    from automl_meta.budget import DEFAULT_TIME_BUDGET
+    from automl_meta.meta.builder.local import build_metabase
+    from automl_meta.meta.builder.queue import DEFAULT_GRACE
+
+    fit = _option_defaults("fit")
+    params = AutoML().get_params()
+    for name in ("warm_start", "warm_start_strategy", "seed", "n_jobs", "time_budget",
+                 "n_trials", "metric", "memory_limit"):
+        assert fit[name] == params[name], name
+    assert fit["model_format"] == DEFAULT_MODEL_FORMAT
+    assert _option_defaults("neighbors")["k"] == params["n_neighbors"]
+
+    build = _option_defaults("build-metabase")
+    signature = inspect.signature(build_metabase).parameters
+    for name in ("trials_per_task", "trial_timeout", "max_rows", "n_jobs", "seed"):
+        assert build[name] == signature[name].default, name
+    assert build["heartbeat_grace"] == DEFAULT_GRACE
+
+    # the help texts state the library's default time budget
+    out = subprocess.run([sys.executable, "-m", "automl_meta", "worker", "--help"],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert f"default {DEFAULT_TIME_BUDGET:g} when" in " ".join(out.split())
+
+
+def test_help_lists_every_command_in_order(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    names = ["fit", "predict", "evaluate", "report", "worker", "metafeatures", "neighbors",
+             "build-metabase", "metabase"]
+    positions = [out.index(f"  {n} ") for n in names]
+    assert positions == sorted(positions)
+
+
+def test_metabase_info_json_is_describe_metabase(capsys):
+    from automl_meta.meta.metabase import describe_metabase
+
+    assert main(["metabase", "info", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc == json.loads(json.dumps(describe_metabase()))
+    assert doc["checksums_ok"] and doc["search_space_matches"]
+
+
+def test_evaluate_table_scores_and_gates(tmp_path, small):
+    from automl_meta import AutoML
+    from automl_meta.artifacts.scoring import evaluate_table
+    from automl_meta.errors import UsageError
+
+    df = pd.read_csv(small)
+    automl = AutoML(n_trials=1, warm_start=0, report=False).fit(
+        df.drop(columns="label"), df["label"])
+    ev = evaluate_table(automl.model_, df, "label", "accuracy", threshold=0.0)
+    assert ev.rows == len(df) and ev.defined and 0 <= ev.score <= 1 and ev.passed
+    assert evaluate_table(automl.model_, df, "label", "accuracy", threshold=1.01).passed is False
+    with pytest.raises(UsageError, match="target column 'lable' not found in t.csv; did you"):
+        evaluate_table(automl.model_, df, "lable", "accuracy", source="t.csv")

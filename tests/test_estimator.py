@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.base import clone
 from sklearn.datasets import load_iris
 from sklearn.model_selection import KFold, cross_val_score
@@ -20,6 +21,7 @@ from automl_meta import AutoML
 
 
 @parametrize_with_checks([AutoML(n_trials=1, isolation=False, warm_start=0, diagnostics=False)])
+@pytest.mark.slow
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
@@ -31,6 +33,7 @@ def test_clone_and_params():
     assert twin.get_params()["seed"] == 7
 
 
+@pytest.mark.slow
 def test_inside_pipeline_and_cross_val_score():
     X, y = load_iris(return_X_y=True)
     pipe = make_pipeline(FunctionTransformer(np.log1p), AutoML(n_trials=2, seed=0))
@@ -38,6 +41,7 @@ def test_inside_pipeline_and_cross_val_score():
     assert scores.shape == (2,) and scores.min() > 0.6
 
 
+@pytest.mark.slow
 def test_score_sign_for_losses():
     X, y = load_iris(return_X_y=True)
     est = AutoML(metric="log_loss", n_trials=2).fit(X, y)

@@ -13,14 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from automl_meta.evaluate import evaluate_fold
-from automl_meta.worker import (
+from automl_meta.search.cv import evaluate_fold
+from automl_meta.search.workers import (
     CHILD_ENV,
     EvaluationTimeout,
     Worker,
     default_start_method,
 )
 
+from .conftest import cpu_seconds, wait_until
 from .test_faults import _processes
 from .test_search import _ctx
 
@@ -54,9 +55,10 @@ def _wait_until(condition, timeout: float = 20.0) -> bool:
     return condition()
 
 
+@pytest.mark.slow
 def test_importing_the_library_starts_and_configures_nothing():
     code = ("import multiprocessing.forkserver as f, os\n"
-            "import automl_meta.automl, automl_meta.worker\n"
+            "import automl_meta.estimator, automl_meta.search.workers\n"
             "kids = [p for p in os.listdir('/proc') if p.isdigit() and "
             "f'PPid:\\t{os.getpid()}\\n' in open(f'/proc/{p}/status').read()]\n"
             "print(len(kids), f._forkserver._preload_modules)\n")
@@ -116,6 +118,7 @@ def test_worker_killed_at_a_deadline_is_replaced_and_close_leaves_nothing(mixed_
     assert server in _processes()  # the server stays for the next fit of this process
 
 
+@pytest.mark.slow
 def test_spawn_fallback_evaluates_in_its_own_interpreter(mixed_frame):
     ctx = _ctx(mixed_frame, "label")
     config = ctx.space.default_config("linear", "binary")
@@ -130,17 +133,16 @@ def test_spawn_fallback_evaluates_in_its_own_interpreter(mixed_frame):
 
 @pytest.mark.parametrize("start_method", [
     pytest.param("forkserver", marks=needs_forkserver), "spawn"])
+@pytest.mark.slow
 def test_workers_exit_when_their_parent_dies(tmp_path, start_method):
     script = tmp_path / "parent.py"
     script.write_text(textwrap.dedent(f"""
-        import threading
-        import time
         import numpy as np
         import pandas as pd
         from automl_meta.data import prepare_dataset
-        from automl_meta.evaluate import EvalContext, make_folds
-        from automl_meta.space import load_space
-        from automl_meta.worker import Worker
+        from automl_meta.search.cv import EvalContext, make_folds
+        from automl_meta.search.space import load_space
+        from automl_meta.search.workers import Worker
 
         if __name__ == "__main__":
             rng = np.random.default_rng(0)
@@ -153,15 +155,15 @@ def test_workers_exit_when_their_parent_dies(tmp_path, start_method):
             w = Worker(ctx, start_method="{start_method}")
             slow = ctx.space.default_config("svm", "binary") | {{"svm.C": 1000.0}}
             w.run(("fold", ctx.space.default_config("linear", "binary"), 0), 120)
-            def report():  # once the worker is busy with the slow fit
-                time.sleep(1.0)
-                print(w.pid, flush=True)
-            threading.Thread(target=report).start()
+            print(w.pid, flush=True)
             w.run(("fold", slow, 0), 600)
     """))
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
         pid = int(proc.stdout.readline())
+        idle = cpu_seconds(pid)  # the parent dies while the worker computes the slow fit
+        wait_until(lambda: cpu_seconds(pid) >= idle + 0.3, timeout=120,
+                   what="CPU time spent on the slow fit")
         assert _running(pid)
     finally:
         proc.kill()
@@ -169,6 +171,7 @@ def test_workers_exit_when_their_parent_dies(tmp_path, start_method):
     assert _wait_until(lambda: not _running(pid), timeout=30)
 
 
+@pytest.mark.slow
 def test_a_script_without_a_main_guard_fits_and_runs_once(tmp_path):
     """Workers do not import the caller's script: one without ``if __name__ ==
     "__main__":`` fits with every trial complete, and its body runs once."""

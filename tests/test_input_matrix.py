@@ -37,7 +37,7 @@ FAST = ["--n-trials", "1", "--no-warm-start", "--seed", "5", "--no-report"]
 @pytest.fixture()
 def in_process_trials(monkeypatch):
     """Evaluate trials in this process (what ``AutoML(isolation=False)`` does)."""
-    from automl_meta import worker
+    from automl_meta.search import workers as worker
 
     real_init = worker.Worker.__init__
 
@@ -492,6 +492,7 @@ FITTING: dict[str, tuple[Builder, Expect]] = {
 
 
 @pytest.mark.parametrize("case", list(FITTING))
+@pytest.mark.slow
 def test_messy_input_fits_and_predicts(case, tmp_path, capsys, in_process_trials):
     build, expect = FITTING[case]
     data, target = build(tmp_path)
@@ -515,6 +516,7 @@ def test_messy_input_fits_and_predicts(case, tmp_path, capsys, in_process_trials
     print(f"\nMATRIX {case} | exit 0 | {s['task']}, {s['columns']}, notes: {s['notes']}")
 
 
+@pytest.mark.slow
 def test_5000_columns_fit_within_budget(tmp_path, capsys):
     rng = np.random.default_rng(7)
     X = rng.normal(size=(60, 5000)).round(3)
@@ -531,6 +533,7 @@ def test_5000_columns_fit_within_budget(tmp_path, capsys):
     print(f"\nMATRIX 5000 columns | exit 0 | {o.summary['elapsed_seconds']} s")
 
 
+@pytest.mark.slow
 def test_categorical_with_10000_levels(tmp_path, capsys):
     rng = np.random.default_rng(8)
     n = 12_000
@@ -580,6 +583,7 @@ def _predict(capsys, run: Path, df: pd.DataFrame, path: Path, *extra: str):
     return code, err, (pd.read_csv(out) if code == 0 else None)
 
 
+@pytest.mark.slow
 def test_predict_missing_column_exits_2_naming_it(fitted, capsys, tmp_path):
     run, df, _ = fitted
     code, err, _ = _predict(capsys, run, df.drop(columns=["colour", "label"]),
@@ -589,6 +593,7 @@ def test_predict_missing_column_exits_2_naming_it(fitted, capsys, tmp_path):
     print(f"\nMATRIX predict, missing column | exit {code} | {err}")
 
 
+@pytest.mark.slow
 def test_predict_extra_columns_and_unseen_categories(fitted, capsys, tmp_path):
     run, df, _ = fitted
     new = df.drop(columns="label").head(12).copy()
@@ -603,6 +608,7 @@ def test_predict_extra_columns_and_unseen_categories(fitted, capsys, tmp_path):
     print(f"\nMATRIX predict, extra columns + unseen categories | exit {code} | {len(pred)} rows")
 
 
+@pytest.mark.slow
 def test_predict_reads_a_subset_like_the_training_file(fitted, capsys, tmp_path):
     """Row by row, predictions do not depend on which other rows the file holds.
 
@@ -621,6 +627,7 @@ def test_predict_reads_a_subset_like_the_training_file(fitted, capsys, tmp_path)
                            full[["proba_down", "proba_up"]].iloc[[i]].to_numpy()), i
 
 
+@pytest.mark.slow
 def test_evaluate_reads_messy_labels(fitted, capsys, tmp_path):
     run, df, _ = fitted
     messy = df.copy()
@@ -637,6 +644,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_subprocess_bad_file_one_line_exit_2(tmp_path):
     data = _write(tmp_path / "g.csv", bytes(range(256)) * 30)
     r = _run("fit", data, "--target", "label", *FAST, "--output", tmp_path / "run")
@@ -645,6 +653,7 @@ def test_subprocess_bad_file_one_line_exit_2(tmp_path):
     assert r.stdout == "" and not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_subprocess_european_csv_fits_with_json_only_on_stdout(tmp_path):
     data, target = _semicolon_decimal_comma(tmp_path)
     r = _run("fit", data, "--target", target, *FAST, "--output", tmp_path / "run", "--json")

@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from automl_meta.build import build_metabase
 from automl_meta.cli import main
 from automl_meta.errors import MetabaseError
-from automl_meta.metabase import load_metabase
-from automl_meta.sources.directory import list_tasks
+from automl_meta.meta.builder.local import build_metabase
+from automl_meta.meta.builder.sources.directory import list_tasks
+from automl_meta.meta.metabase import load_metabase
 
 from .conftest import needs_shared, shared_path
 
@@ -60,6 +60,7 @@ def _without_timing(mb):
     return tasks.reset_index(drop=True), results.reset_index(drop=True), mb.configs
 
 
+@pytest.mark.slow
 def test_build_from_folder_end_to_end(corpus, tmp_path, capsys):
     out = tmp_path / "mb"
     code = main(["build-metabase", str(corpus), "--output", str(out), "--trials-per-task", "4",
@@ -82,6 +83,7 @@ def test_build_from_folder_end_to_end(corpus, tmp_path, capsys):
     assert info["checksums_ok"] and info["counts"]["tasks"] == 3
 
 
+@pytest.mark.slow
 def test_resume_after_kill_equals_uninterrupted(corpus, tmp_path):
     reference = tmp_path / "reference"
     build_metabase(list_tasks(corpus), reference, trials_per_task=3)
@@ -111,6 +113,7 @@ def test_resume_after_kill_equals_uninterrupted(corpus, tmp_path):
     assert a[2] == b[2]
 
 
+@pytest.mark.slow
 def test_existing_metabase_needs_resume_or_overwrite(corpus, tmp_path, capsys):
     out = tmp_path / "mb"
     build_metabase(list_tasks(corpus)[:1], out, trials_per_task=2)
@@ -120,6 +123,7 @@ def test_existing_metabase_needs_resume_or_overwrite(corpus, tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_corrupt_and_mismatched_metabases_are_refused(corpus, tmp_path, capsys):
     out = tmp_path / "mb"
     build_metabase(list_tasks(corpus)[:1], out, trials_per_task=2)
@@ -146,6 +150,7 @@ def test_corrupt_and_mismatched_metabases_are_refused(corpus, tmp_path, capsys):
         load_metabase(bad)
 
 
+@pytest.mark.slow
 def test_failed_task_is_recorded_and_build_goes_on(corpus, tmp_path):
     (corpus / "beta.parquet").write_bytes(b"not parquet at all")
     out = tmp_path / "mb"
@@ -157,9 +162,10 @@ def test_failed_task_is_recorded_and_build_goes_on(corpus, tmp_path):
 
 
 @needs_shared
+@pytest.mark.slow
 def test_openml_source_on_fixtures(tmp_path):
     """The real openml client, offline, on openml-python's own test cache (task 1882)."""
-    from automl_meta.sources import openml_source
+    from automl_meta.meta.builder.sources import openml_source
 
     cache = tmp_path / "openml-cache"
     shutil.copytree(shared_path("openml-fixtures"), cache)

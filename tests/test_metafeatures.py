@@ -1,4 +1,4 @@
-"""Tests of automl_meta.metafeatures: OpenML-named data qualities."""
+"""Tests of automl_meta.meta.features: OpenML-named data qualities."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from scipy import stats
 from sklearn.datasets import load_diabetes, load_iris, load_wine
 
 from automl_meta.errors import UsageError
-from automl_meta.metafeatures import TASKS, compute_metafeatures, metafeature_names
+from automl_meta.meta.features import TASKS, compute_metafeatures, metafeature_names
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 REFERENCE = SHARED / "reference" / "openml_qualities_lcdb.csv"
@@ -276,7 +276,7 @@ def test_numpy_learners_match_scikit_learn():
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-    from automl_meta import metafeatures as mf
+    from automl_meta.meta import features as mf
 
     X, y = load_iris(return_X_y=True)
     rng = np.random.default_rng(0)

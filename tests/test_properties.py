@@ -31,7 +31,7 @@ from automl_meta.data import (
     read_table,
 )
 from automl_meta.errors import UsageError
-from automl_meta.metafeatures import compute_metafeatures
+from automl_meta.meta.features import compute_metafeatures
 
 # Fixed examples in CI; AUTOML_META_EXPLORE=N runs N fresh random examples per test instead.
 _EXPLORE = int(os.environ.get("AUTOML_META_EXPLORE", "0"))
@@ -188,6 +188,7 @@ def _try_prepare(df: pd.DataFrame, target: str):
 # ---------------------------------------------------------------------------------- tests
 @SETTINGS
 @given(written())
+@pytest.mark.slow
 def test_read_table_only_raises_usage_error(file):
     raw, suffix = file
     with tempfile.TemporaryDirectory() as tmp:
@@ -205,6 +206,7 @@ def test_read_table_only_raises_usage_error(file):
 
 @SETTINGS
 @given(written(min_rows=10), st.data())
+@pytest.mark.slow
 def test_read_then_prepare_then_metafeatures(file, data):
     raw, suffix = file
     with tempfile.TemporaryDirectory() as tmp:
@@ -244,6 +246,7 @@ def _as_dtype(s: pd.Series, dtype: str) -> pd.Series:
 
 @SETTINGS
 @given(frames(min_rows=8), st.data())
+@pytest.mark.slow
 def test_prepare_dataset_on_python_objects(df, data):
     """The Python API path: any dtype pandas has, duplicate and non-string names, odd targets."""
     for i in range(df.shape[1]):

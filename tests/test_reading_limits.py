@@ -81,6 +81,7 @@ def _bomb(path: Path, members: int = 1) -> Path:
 
 
 @pytest.mark.parametrize("members", [1, 2], ids=["declared size", "streamed size"])
+@pytest.mark.slow
 def test_gzip_bomb_refused_with_size_and_limit(tmp_path, members):
     # one member: its trailer declares the size; two: the last member's trailer is small,
     # so only counting the decompressed stream finds it
@@ -168,6 +169,7 @@ def test_dash_reads_standard_input(tmp_path, monkeypatch):
     assert list(df.columns) == ["x", "z", "y"] and len(df) == 40
 
 
+@pytest.mark.slow
 def test_dev_zero_exits_2_quickly():
     if not Path("/dev/zero").exists():
         pytest.skip("no /dev/zero")
@@ -176,6 +178,7 @@ def test_dev_zero_exits_2_quickly():
 
 
 # ------------------------------------------------------------- bounded in time
+@pytest.mark.slow
 def test_quote_heavy_csv_is_read_or_refused(tmp_path):
     # csv.Sniffer's regular expressions are quadratic on a sample like this one
     path = tmp_path / "quotes.csv"
@@ -205,6 +208,7 @@ def test_spent_deadline_fails_with_the_budget_named(tmp_path):
     assert load_dataset(path, "y", deadline=Deadline(time.monotonic(), 600)).n_rows == 40
 
 
+@pytest.mark.slow
 def test_fit_exits_2_when_reading_takes_the_whole_budget(tmp_path):
     path = tmp_path / "a.csv"
     _frame().to_csv(path, index=False)
@@ -238,6 +242,7 @@ def test_vectorised_numeric_typing_matches_the_rules():
 
 
 # ------------------------------------------------------- exit 2 or a model, never 3
+@pytest.mark.slow
 def test_400_digit_integer_in_a_feature_fits(tmp_path, capsys):
     df = _frame()
     big = [str(i) for i in range(len(df))]
@@ -250,6 +255,7 @@ def test_400_digit_integer_in_a_feature_fits(tmp_path, capsys):
     assert summary["best"] is not None and np.isfinite(summary["best"]["cv_score"])
 
 
+@pytest.mark.slow
 def test_non_utf8_bytes_in_a_parquet_binary_column_fit(tmp_path, capsys):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -265,6 +271,7 @@ def test_non_utf8_bytes_in_a_parquet_binary_column_fit(tmp_path, capsys):
     assert read["raw"].iloc[1] == "\\xff\\xfe\x01"  # the bytes that are not UTF-8 escaped
 
 
+@pytest.mark.slow
 def test_datetime_parts_colliding_with_a_column_are_renamed(tmp_path, capsys):
     df = _frame()
     df.insert(0, "when", pd.date_range("2020-01-01", periods=len(df), freq="37h")
@@ -285,6 +292,7 @@ def test_datetime_parts_colliding_with_a_column_are_renamed(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("scale", [1.7e308, -1.7e308])
+@pytest.mark.slow
 def test_regression_target_near_the_float_limit_exits_2(tmp_path, scale):
     rng = np.random.default_rng(0)
     n = 40

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from automl_meta.artifacts.report import _SCRIPT, _num, render_report, write_report
 from automl_meta.errors import UsageError
-from automl_meta.report import _SCRIPT, _num, render_report, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -204,6 +204,7 @@ def ranked(lb: pd.DataFrame, gib: bool) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------- content
+@pytest.mark.slow
 def test_classification_report_matches_run_files(clf_run: Path) -> None:
     started = time.monotonic()
     path = write_report(clf_run)
@@ -285,6 +286,7 @@ def test_classification_report_matches_run_files(clf_run: Path) -> None:
     assert manifest["model_sha256"] in section(page, "run")
 
 
+@pytest.mark.slow
 def test_regression_report_with_diagnostics_computed_here(reg_run: Path,
                                                           tmp_path: Path) -> None:
     """Regression: the report shows the out-of-fold numbers it is given, plots and all."""
@@ -331,6 +333,7 @@ def test_regression_report_with_diagnostics_computed_here(reg_run: Path,
     assert len(p.images) == 4  # history, histogram, predicted-vs-true + residuals, importance
 
 
+@pytest.mark.slow
 def test_missing_optional_inputs_say_not_available(clf_run: Path, tmp_path: Path) -> None:
     """An older run directory: no diagnostics, no target distribution, no leaderboard.csv."""
     run = copy_run(clf_run, tmp_path / "old")
@@ -431,6 +434,7 @@ def synthetic_inputs(n_trials: int = 400, n_columns: int = 150, n_classes: int =
     return report, lb, manifest
 
 
+@pytest.mark.slow
 def test_large_run_renders_fast_deterministically_and_escaped() -> None:
     report, lb, manifest = synthetic_inputs()
     render_report(report, lb.head(5), manifest)  # warm up the imports
@@ -495,6 +499,7 @@ def test_browser_detects_errors_and_broken_images(tmp_path: Path) -> None:
 
 
 @needs_chromium
+@pytest.mark.slow
 def test_report_in_headless_chromium(clf_run: Path, tmp_path: Path) -> None:
     path = write_report(clf_run)
     n_images = path.read_text(encoding="utf-8").count("<img ")
@@ -582,8 +587,8 @@ def test_names_that_are_math_text_or_markup_are_drawn_as_written(tmp_path: Path,
 
 def test_huge_and_infinite_values_are_drawn_or_left_out(tmp_path: Path, capsys) -> None:
     """A regression target near the float limit: finite histogram, every plot drawn."""
+    from automl_meta.artifacts.diagnostics import target_distribution
     from automl_meta.data import prepare_dataset
-    from automl_meta.diagnostics import target_distribution
 
     rng = np.random.default_rng(0)
     y = rng.normal(size=60) * 1e300
@@ -619,7 +624,7 @@ def test_huge_and_infinite_values_are_drawn_or_left_out(tmp_path: Path, capsys) 
 
 
 def test_a_plot_that_fails_is_a_note_and_the_run_records_it(tmp_path: Path, capsys) -> None:
-    from automl_meta.report import finalize_report
+    from automl_meta.artifacts.report import finalize_report
 
     report, lb, manifest = synthetic_inputs(n_trials=10, n_columns=4, n_classes=3)
     # a hand-edited report.json: bin edges that are not numbers
@@ -647,7 +652,7 @@ def test_a_plot_that_fails_is_a_note_and_the_run_records_it(tmp_path: Path, caps
 
 
 def test_json_safe_turns_every_non_finite_number_into_null() -> None:
-    from automl_meta.report import dumps_json, json_safe
+    from automl_meta.artifacts.report import dumps_json, json_safe
 
     doc = {"nan": float("nan"), "inf": np.float32("inf"), "neg": -np.inf,
            "nested": [{"x": np.array([1.0, np.nan])}, (np.int64(3), np.bool_(True))],

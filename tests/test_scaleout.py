@@ -17,6 +17,7 @@ import pytest
 
 from automl_meta.cli import main
 
+from .conftest import wait_until
 from .studies import wait_for_trials
 
 
@@ -26,6 +27,7 @@ def _cli(*args, **kw) -> subprocess.Popen:
                             start_new_session=True, **kw)
 
 
+@pytest.mark.slow
 def test_killed_fit_resumes_its_study(tmp_path, small_csv, capsys):
     run = tmp_path / "run"
     args = ["fit", small_csv, "--target", "label", "--n-trials", "5",
@@ -45,6 +47,7 @@ def test_killed_fit_resumes_its_study(tmp_path, small_csv, capsys):
     assert (lb["trial"] < done).sum() >= done  # the trials before the kill are kept
 
 
+@pytest.mark.slow
 def test_worker_refuses_other_data(tmp_path, small_csv, diabetes_csv, capsys):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     assert main(["fit", str(small_csv), "--target", "label", "--n-trials", "1",
@@ -57,7 +60,43 @@ def test_worker_refuses_other_data(tmp_path, small_csv, diabetes_csv, capsys):
     assert main(["worker", str(small_csv), "--storage", url, "--study", "nope"]) == 2
 
 
+def _study_has_trials(url: str, study: str) -> bool:
+    """Whether ``study`` holds a trial yet (the study's attributes are written before its
+    first trial), read with plain SQL, read-only: a watcher must not create Optuna's tables,
+    racing the process it watches."""
+    query = ("SELECT COUNT(*) FROM trials t JOIN studies s ON t.study_id = s.study_id "
+             "WHERE s.study_name = ?")
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        try:
+            with sqlite3.connect(f"file:{url.removeprefix('sqlite:///')}?mode=ro", uri=True,
+                                 timeout=1) as con:
+                return con.execute(query, (study,)).fetchone()[0] > 0
+        except sqlite3.Error:  # no file or no tables yet, or busy
+            return False
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=5) as con:
+            return con.execute(query.replace("?", "%s"), (study,)).fetchone()[0] > 0
+    except (psycopg.errors.UndefinedTable, psycopg.OperationalError):
+        return False
+
+
+def _wait_for_first_trial(leader: subprocess.Popen, url: str, study: str) -> None:
+    """Wait until the ``fit`` process ``leader`` has created ``study`` and started a trial."""
+    def started() -> bool:
+        if leader.poll() is not None:
+            raise AssertionError(f"the leader ended (exit {leader.returncode}): "
+                                 f"{leader.stderr.read()[-2000:]}")
+        return _study_has_trials(url, study)
+
+    wait_until(started, timeout=120, interval=0.2, what=f"trial in study {study!r}")
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.slow
 def test_two_workers_share_one_study(backend, tmp_path, small_csv, request):
     url = f"sqlite:///{tmp_path / 'shared.db'}" if backend == "sqlite" else \
         request.getfixturevalue("postgres_url")
@@ -69,7 +108,7 @@ def test_two_workers_share_one_study(backend, tmp_path, small_csv, request):
     leader = _cli("fit", small_csv, "--target", "label", "--time-budget", "36",
                   "--no-warm-start", "--no-report", "--storage", url, "--study", study,
                   "--output", run, "--json")
-    time.sleep(3)  # the leader creates the study first
+    _wait_for_first_trial(leader, url, study)  # the worker joins an existing study only
     helper = _cli("worker", small_csv, "--storage", url, "--study", study,
                   "--time-budget", "10", "--json")
     out_h, err_h = helper.communicate(timeout=120)
@@ -88,6 +127,7 @@ def test_two_workers_share_one_study(backend, tmp_path, small_csv, request):
     assert summary["best"]["cv_score"] == pytest.approx(complete["score"].max())
 
 
+@pytest.mark.slow
 def test_killed_worker_trial_is_failed_not_left_running(tmp_path, small_csv, postgres_url):
     """A worker SIGKILLed in the middle of a trial: its heartbeat stops, and the leader marks
     that trial FAIL once the grace period is over; the search and the fit go on."""
@@ -96,7 +136,7 @@ def test_killed_worker_trial_is_failed_not_left_running(tmp_path, small_csv, pos
     leader = _cli("fit", small_csv, "--target", "label", "--time-budget", "50",
                   "--no-warm-start", "--no-report", "--storage", postgres_url,
                   "--study", study, "--output", run, "--json")
-    time.sleep(3)
+    _wait_for_first_trial(leader, postgres_url, study)
     helper = _cli("worker", small_csv, "--storage", postgres_url, "--study", study,
                   "--time-budget", "45", "--json")
     victim = None
@@ -153,7 +193,7 @@ SECRET = "S3cr3t-Pw"
     f"host=db.internal password='{SECRET} with spaces' dbname=automl",
 ])
 def test_redact_hides_every_password_form(url):
-    from automl_meta.search import redact
+    from automl_meta.search.study import redact
 
     shown = redact(url)
     assert SECRET not in shown and "***" in shown
@@ -165,18 +205,19 @@ def test_redact_hides_every_password_form(url):
 @pytest.mark.parametrize("text", ["sqlite:///runs/study.db", "postgresql://u@db/automl",
                                   "not a url", "", "postgresql://u@db/a?application_name=x"])
 def test_redact_keeps_what_is_not_secret(text):
-    from automl_meta.search import redact
+    from automl_meta.search.study import redact
 
     assert redact(text).replace("%2F", "/") == text
 
 
+@pytest.mark.slow
 def test_redact_never_raises_and_hides_any_password():
     from urllib.parse import quote
 
     from hypothesis import assume, given, settings
     from hypothesis import strategies as st
 
-    from automl_meta.search import redact
+    from automl_meta.search.study import redact
 
     @settings(max_examples=300, deadline=None)
     @given(st.text(), st.text(alphabet=st.characters(blacklist_categories=("Cs", "Z", "Cc")),
@@ -236,6 +277,7 @@ def _with_password(url: str, password: str) -> str:
     return url.replace("postgres@", f"postgres:{password}@", 1)
 
 
+@pytest.mark.slow
 def test_storage_from_environment_and_password_never_shown(tmp_path, small_csv, postgres_url,
                                                            monkeypatch, capsys):
     password = "Pw-4-env-9f3e"
@@ -311,6 +353,7 @@ def _wait(condition, what: str, timeout: float, proc: subprocess.Popen | None = 
     raise AssertionError(f"no {what} after {timeout:.0f} s: {''.join(errors or [])[-2000:]}")
 
 
+@pytest.mark.slow
 def test_fit_survives_a_postgres_restart(tmp_path, small_csv, pg_cluster):
     """PostgreSQL stopped (fast: connections closed) in the middle of a fit and started again:
     the fit waits, says so on stderr, goes on with the same study and exits 0."""
@@ -355,11 +398,12 @@ def test_fit_survives_a_postgres_restart(tmp_path, small_csv, pg_cluster):
     assert all(t.state.is_finished() for t in trials)  # nothing left RUNNING
 
 
+@pytest.mark.slow
 def test_password_from_pgpassword_or_pgpass(pg_cluster, tmp_path, monkeypatch):
     """The URL needs no password: libpq reads PGPASSWORD, or the password file (~/.pgpass,
     or PGPASSFILE), as docs/scaling-out.md says."""
     from automl_meta.errors import UsageError
-    from automl_meta.search import make_storage
+    from automl_meta.search.study import make_storage
 
     password = "Pw-libpq-31"
     url = pg_cluster.add_password_user("secured", password)

@@ -6,17 +6,14 @@ import time
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from automl_meta import AutoML
+from automl_meta.budget import MIN_BUDGET_SEARCH_ROWS, budget_search_rows
 from automl_meta.data import prepare_dataset
-from automl_meta.evaluate import (
-    MIN_BUDGET_SEARCH_ROWS,
-    EvalContext,
-    budget_search_rows,
-    make_folds,
-)
-from automl_meta.search import run_search
-from automl_meta.space import load_space
+from automl_meta.search.cv import EvalContext, make_folds
+from automl_meta.search.optimize import run_search
+from automl_meta.search.space import load_space
 
 
 def _ctx(df: pd.DataFrame, target: str, metric: str = "accuracy") -> EvalContext:
@@ -29,6 +26,7 @@ def _ctx(df: pd.DataFrame, target: str, metric: str = "accuracy") -> EvalContext
                        make_folds(y, ds.task, 0), load_space(), 0)
 
 
+@pytest.mark.slow
 def test_same_seed_same_leaderboard(mixed_frame):
     ctx = _ctx(mixed_frame, "label")
     a = run_search(ctx, n_trials=6, seed=3)
@@ -38,6 +36,7 @@ def test_same_seed_same_leaderboard(mixed_frame):
     assert len(a.records) == 6
 
 
+@pytest.mark.slow
 def test_enqueued_configs_run_first_with_origin(mixed_frame):
     ctx = _ctx(mixed_frame, "label")
     space = ctx.space
@@ -48,6 +47,7 @@ def test_enqueued_configs_run_first_with_origin(mixed_frame):
     assert res.records[0].config == warm[0][0]
 
 
+@pytest.mark.slow
 def test_failing_configuration_is_recorded_and_search_goes_on(mixed_frame):
     ctx = _ctx(mixed_frame, "label")
     space = ctx.space
@@ -60,6 +60,7 @@ def test_failing_configuration_is_recorded_and_search_goes_on(mixed_frame):
     assert len(res.records) == 3 and res.best is not None
 
 
+@pytest.mark.slow
 def test_time_budget_kills_a_slow_configuration():
     """A configuration that would train for minutes is stopped; fit still ends in budget."""
     rng = np.random.default_rng(0)
@@ -104,6 +105,7 @@ def test_budget_search_rows_grows_with_the_budget_within_bounds():
     assert budget_search_rows(100_000, 10, 1) < budget_search_rows(100_000, 10, 2)
 
 
+@pytest.mark.slow
 def test_short_budget_searches_on_an_affordable_subsample_and_says_so():
     from sklearn.datasets import make_classification
 
@@ -116,3 +118,84 @@ def test_short_budget_searches_on_an_affordable_subsample_and_says_so():
                for w in summary["warnings"])
     assert model.predict(X).shape == (4_000,)
     assert (model.predict(X) == y).mean() > 0.8
+
+
+def test_importing_the_library_leaves_optuna_logging_alone():
+    """A notebook's Optuna logging setting survives ``import automl_meta`` (run in a fresh
+    interpreter, where nothing was imported before)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, optuna\n"
+        "optuna.logging.set_verbosity(optuna.logging.DEBUG)\n"
+        "before = (logging.getLogger('optuna').level, optuna.logging.get_verbosity())\n"
+        "import automl_meta, automl_meta.search.optimize, automl_meta.search.study\n"
+        "import automl_meta.estimator, automl_meta.cli\n"
+        "after = (logging.getLogger('optuna').level, optuna.logging.get_verbosity())\n"
+        "print(before == after == (logging.DEBUG, logging.DEBUG))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.strip() == "True", out.stderr
+
+
+@pytest.mark.slow
+def test_run_search_quiets_optuna_only_while_it_runs(mixed_frame):
+    import logging
+
+    import optuna
+
+    ctx = _ctx(mixed_frame, "label")
+    seen: list[int] = []
+    before = optuna.logging.get_verbosity()
+    try:
+        optuna.logging.set_verbosity(optuna.logging.INFO)
+        run_search(ctx, n_trials=2, seed=0, in_process=True,
+                   on_trial=lambda record, result: seen.append(optuna.logging.get_verbosity()))
+        assert seen == [optuna.logging.ERROR] * 2
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO
+        assert logging.getLogger("optuna").level == logging.INFO
+        # a host that wants even less keeps its setting during the search
+        optuna.logging.set_verbosity(optuna.logging.CRITICAL)
+        seen.clear()
+        run_search(ctx, n_trials=1, seed=0, in_process=True,
+                   on_trial=lambda record, result: seen.append(optuna.logging.get_verbosity()))
+        assert seen == [optuna.logging.CRITICAL]
+        assert optuna.logging.get_verbosity() == optuna.logging.CRITICAL
+    finally:
+        optuna.logging.set_verbosity(before)
+
+
+def test_quiet_optuna_restores_after_overlapping_uses_in_threads():
+    """Searches in two threads: the setting is restored when the last one ends, not when the
+    first one does."""
+    import threading
+
+    import optuna
+
+    from automl_meta.search.study import quiet_optuna
+
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    entered, release = threading.Event(), threading.Event()
+    during: list[int] = []
+
+    def other() -> None:
+        with quiet_optuna():
+            entered.set()
+            release.wait(30)
+
+    try:
+        t = threading.Thread(target=other)
+        t.start()
+        assert entered.wait(30)
+        with quiet_optuna():
+            pass  # this thread's search ends first
+        during.append(optuna.logging.get_verbosity())
+        release.set()
+        t.join(30)
+        assert during == [optuna.logging.ERROR]
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO
+    finally:
+        release.set()
+        optuna.logging.set_verbosity(before)

@@ -24,12 +24,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from automl_meta.cli import main
-from automl_meta.data import file_sha256, load_dataset, prepare_dataset
-from automl_meta.errors import ModelIntegrityError, UsageError
-from automl_meta.model import TabularModel
-from automl_meta.pipeline import build_pipeline
-from automl_meta.rundir import (
+from automl_meta.artifacts.ensemble import Ensemble
+from automl_meta.artifacts.model import TabularModel
+from automl_meta.artifacts.rundir import (
+    LEGACY_MODULES,
     SKOPS_ALLOWED_FUNCTIONS,
     SKOPS_ALLOWED_TYPE_VALUES,
     SKOPS_ALLOWED_TYPES,
@@ -39,7 +37,11 @@ from automl_meta.rundir import (
     skops_refusals,
     write_run_dir,
 )
-from automl_meta.space import load_space
+from automl_meta.cli import main
+from automl_meta.data import file_sha256, load_dataset, prepare_dataset
+from automl_meta.errors import ModelIntegrityError, UsageError
+from automl_meta.search.pipeline import build_pipeline
+from automl_meta.search.space import load_space
 
 sio = pytest.importorskip("skops.io")
 
@@ -142,6 +144,7 @@ def _variants(space, family: str, task: str) -> list[tuple[dict, dict]]:
     return out
 
 
+@pytest.mark.slow
 def test_allow_list_is_exactly_what_every_family_contains(tmp_path):
     """Every family, task kind and preprocessing step round-trips through skops and
     load_run; together they use every allow-listed name (no stale entries)."""
@@ -155,6 +158,7 @@ def test_allow_list_is_exactly_what_every_family_contains(tmp_path):
                "multiclass": np.array(["a", "b", "c"])[np.arange(300) % 3],
                "regression": wide["num"].to_numpy() * 3 + rng.normal(size=300)}
     for task, target in targets.items():
+        members: list = []  # (pipeline, dataset) of the wide frame, for an Ensemble
         for frame in (wide, narrow):
             ds = prepare_dataset(frame.assign(y=target), "y", task, name="t",
                                  sha256="0" * 64)
@@ -171,6 +175,8 @@ def test_allow_list_is_exactly_what_every_family_contains(tmp_path):
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         pipe.fit(ds.X, y)
+                    if frame is wide:
+                        members.append((pipe, ds, y))
                     model = TabularModel(pipe, ds.schema, task, "y", ds.classes, config)
                     manifest = {"target": "y", "task": task, "metric": "accuracy"}
                     write_run_dir(run, model, manifest, pd.DataFrame(), {}, overwrite=True)
@@ -181,9 +187,27 @@ def test_allow_list_is_exactly_what_every_family_contains(tmp_path):
                         seen[key] |= refs[key]
                     _, loaded = load_run(run)
                     np.testing.assert_array_equal(loaded.predict(ds.X), model.predict(ds.X))
+        # the final model of an ensemble selection: fitted pipelines and their weights
+        (first, ds, y), (second, _, _) = members[0], members[-1]
+        ensemble = Ensemble([first, second], [0.7, 0.3], task, len(ds.classes or []), [0, 1])
+        model = TabularModel(ensemble, ds.schema, task, "y", ds.classes, {"family": "ensemble"})
+        write_run_dir(run, model, {"target": "y", "task": task, "metric": "accuracy"},
+                      pd.DataFrame(), {}, overwrite=True)
+        with zipfile.ZipFile(run / "model.skops") as zf:
+            refs = skops_references(json.loads(zf.read("schema.json")))
+        assert skops_refusals(refs) == [], task
+        for key in seen:
+            seen[key] |= refs[key]
+        _, loaded = load_run(run)
+        np.testing.assert_array_equal(loaded.predict(ds.X), model.predict(ds.X))
+        if task != "regression":
+            np.testing.assert_allclose(loaded.predict_proba(ds.X), model.predict_proba(ds.X))
     assert seen["functions"] == set(SKOPS_ALLOWED_FUNCTIONS)
     assert seen["type_values"] == set(SKOPS_ALLOWED_TYPE_VALUES)
-    assert seen["types"] == set(SKOPS_ALLOWED_TYPES)
+    legacy = {f"{old}.{name}" for old in LEGACY_MODULES
+              for name in ("TabularModel", "FeaturePreparer")} | {
+        "automl_meta.data.Schema", "automl_meta.data.Column"}
+    assert seen["types"] == set(SKOPS_ALLOWED_TYPES) - (legacy & set(SKOPS_ALLOWED_TYPES))
 
 
 # ------------------------------------------------------------------ the crafted skops file
@@ -233,6 +257,7 @@ def _craft_exploit(small_csv: Path, model_path: Path, marker: Path) -> None:
             zf.writestr(name, data)
 
 
+@pytest.mark.slow
 def test_crafted_skops_file_is_refused_and_never_runs(small_csv, run_copy, tmp_path):
     marker = tmp_path / "pwned"
     _craft_exploit(small_csv, run_copy / "model.skops", marker)
@@ -251,8 +276,9 @@ def test_crafted_skops_file_is_refused_and_never_runs(small_csv, run_copy, tmp_p
     # the payload is live: the former check (any name starting with "sklearn.") passed it,
     # and skops builds it when told to trust those names
     untrusted = sio.get_untrusted_types(file=run_copy / "model.skops")
-    former = {"automl_meta.model.TabularModel", "automl_meta.pipeline.FeaturePreparer",
-              "automl_meta.data.Schema", "automl_meta.data.Column", "numpy.dtype"}
+    former = {"automl_meta.artifacts.model.TabularModel",
+              "automl_meta.search.pipeline.FeaturePreparer", "automl_meta.data.schema.Schema",
+              "automl_meta.data.schema.Column", "numpy.dtype"}
     assert "sklearn.utils._testing.check_output" in untrusted
     assert all(t in former or t.startswith("sklearn.") for t in untrusted)
     model = sio.load(run_copy / "model.skops", trusted=untrusted)
@@ -277,6 +303,7 @@ def test_function_and_type_references_outside_the_lists_are_refused(name):
 
 
 # --------------------------------------------------------------------------- pickle gate
+@pytest.mark.slow
 def test_pickle_models_need_allow_pickle(joblib_run, small_csv, tmp_path):
     assert (joblib_run / "model.joblib").exists()
     r = run_cli("predict", joblib_run, small_csv)
@@ -293,6 +320,7 @@ def test_pickle_models_need_allow_pickle(joblib_run, small_csv, tmp_path):
     assert isinstance(load_run(joblib_run, allow_pickle=True)[1], TabularModel)
 
 
+@pytest.mark.slow
 def test_manifest_swapping_the_format_to_joblib_is_refused(run_copy, small_csv, tmp_path):
     # a pickle planted next to a manifest that now says joblib, checksum and all
     marker = tmp_path / "pwned"
@@ -306,6 +334,7 @@ def test_manifest_swapping_the_format_to_joblib_is_refused(run_copy, small_csv, 
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_a_0_1_0_run_directory_still_loads(run_copy, small_csv):
     _edit_manifest(run_copy, format_version=None)  # the 0.1.0 layout had no format_version
     r = run_cli("predict", run_copy, small_csv)
@@ -317,6 +346,7 @@ def test_a_0_1_0_run_directory_still_loads(run_copy, small_csv):
 @pytest.mark.parametrize("case", ["dev_zero", "fifo", "outside", "symlink_outside",
                                   "symlink_dev_zero", "absolute", "wrong_name_for_format",
                                   "directory"])
+@pytest.mark.slow
 def test_model_file_must_be_a_regular_file_in_the_run_dir(case, run_copy, small_csv, tmp_path):
     model = run_copy / "model.skops"
     outside = tmp_path / "outside.skops"
@@ -357,6 +387,7 @@ def test_model_file_must_be_a_regular_file_in_the_run_dir(case, run_copy, small_
     ("version_string", "format_version"), ("target_not_string", "target is not a string"),
     ("model_format_unknown", "unknown model_format"), ("deep", "not JSON"),
 ])
+@pytest.mark.slow
 def test_untrusted_manifest_gives_exit_2(case, expect, run_copy, small_csv, capsys,
                                          monkeypatch):
     monkeypatch.delenv("AUTOML_META_ALLOW_PICKLE", raising=False)
@@ -439,6 +470,7 @@ def test_overwrite_refuses_a_folder_that_is_not_a_run(small_csv, tmp_path):
     assert (out / "thesis.tex").exists()
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_a_previous_run(skops_run, small_csv, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(skops_run, out)
@@ -453,6 +485,7 @@ def test_overwrite_replaces_a_previous_run(skops_run, small_csv, tmp_path):
     assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # private only while staging
 
 
+@pytest.mark.slow
 def test_write_run_dir_checks_again_before_replacing(skops_run, tmp_path):
     """A file added to the target while the fit ran stops the replacement."""
     out = tmp_path / "run"
@@ -490,9 +523,10 @@ def test_staging_lock_is_exclusive_while_its_owner_lives(tmp_path):
         RunStaging(tmp_path / "run").open(resume=True)
 
 
+@pytest.mark.slow
 def test_staging_claim_is_atomic_between_two_processes(tmp_path):
     """Two fits claiming the same fresh output: exactly one gets it."""
-    code = ("import sys; from automl_meta.rundir import RunStaging\n"
+    code = ("import sys; from automl_meta.artifacts.rundir import RunStaging\n"
             "from automl_meta.errors import UsageError\n"
             "try:\n    RunStaging(sys.argv[1]).open()\nexcept UsageError as e:\n"
             "    print('refused', e); sys.exit(2)\n"

@@ -11,9 +11,10 @@ import yaml
 
 from automl_meta.data import prepare_dataset
 from automl_meta.errors import UsageError
-from automl_meta.pipeline import build_pipeline
 from automl_meta.resources import default_space_path
-from automl_meta.space import load_space, parse_space
+from automl_meta.search.families import FAMILIES, KNOWN_FAMILIES, family_label
+from automl_meta.search.pipeline import build_pipeline
+from automl_meta.search.space import load_space, parse_space, space_version
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,8 @@ def test_check_and_adapt_config(space):
     (lambda d: d["families"].update(gbm={"params": {}}), "unknown family"),
     (lambda d: d["families"]["rf"]["params"]["bootstrap"].update(default="maybe"), "default"),
     (lambda d: d["families"]["svm"]["params"].pop("scaler"), "scaler"),
+    (lambda d: d["families"]["svm"].update(max_rows=5000), "svm.max_rows is a fact of the family"),
+    (lambda d: d["families"]["rf"].update(label="Forest"), "rf.label is a fact of the family"),
 ])
 def test_invalid_spaces_are_rejected(mutate, message):
     data = yaml.safe_load(default_space_path().read_text())
@@ -73,6 +76,7 @@ def test_invalid_spaces_are_rejected(mutate, message):
         parse_space(bad)
 
 
+@pytest.mark.slow
 def test_every_family_fits_on_mixed_data(space, mixed_frame):
     ds = prepare_dataset(mixed_frame, "label")
     y = ds.y.map({c: i for i, c in enumerate(ds.classes)}).to_numpy()
@@ -84,6 +88,7 @@ def test_every_family_fits_on_mixed_data(space, mixed_frame):
         assert proba.shape == (5, 2) and np.allclose(proba.sum(axis=1), 1)
 
 
+@pytest.mark.slow
 def test_every_family_fits_regression_with_high_cardinality(space):
     rng = np.random.default_rng(0)
     n = 300
@@ -98,3 +103,60 @@ def test_every_family_fits_regression_with_high_cardinality(space):
                               space, n_rows=n, final=True)
         pipe.fit(ds.X, ds.y.to_numpy())
         assert np.isfinite(pipe.predict(ds.X)).all()
+
+
+def test_the_bundled_metabase_was_built_against_this_space_version(space):
+    """The version covers the YAML plus the registry's labels and row limits, exactly the
+    content the space file held when the bundled metabase was built."""
+    from automl_meta.meta.metabase import load_metabase
+    from automl_meta.resources import bundled_metabase_dir
+
+    mb = load_metabase(bundled_metabase_dir(), space_version=space.version)
+    assert mb.manifest["search_space_version"] == space.version
+
+
+def test_space_version_follows_the_family_records(monkeypatch):
+    """A row limit decides which families a search offers: changing it in the registry
+    changes the version (a metabase built before is then refused)."""
+    import dataclasses
+
+    import automl_meta.search.space as space_mod
+
+    data = yaml.safe_load(default_space_path().read_text())
+    before = space_version(data)
+    assert parse_space(data).version == before
+    changed = dict(FAMILIES, svm=dataclasses.replace(FAMILIES["svm"], max_rows=20_000))
+    monkeypatch.setattr(space_mod, "FAMILIES", changed)
+    assert space_version(data) != before
+    assert "svm" in parse_space(data).family_names("binary", n_rows=15_000)
+
+
+def test_family_facts_come_from_one_record_each(space):
+    from automl_meta.artifacts import report
+    from automl_meta.meta.warmstart.cost import PER_CLASS_FAMILIES
+
+    assert set(space.families) == set(KNOWN_FAMILIES)
+    for name, fam in space.families.items():
+        record = FAMILIES[name]
+        assert fam.label == record.label == family_label(name)
+        assert fam.max_rows == record.max_rows
+        assert report._family_label(name) == record.label
+    assert not hasattr(report, "FAMILY_LABELS")
+    assert set(PER_CLASS_FAMILIES) == {n for n, r in FAMILIES.items() if r.cost_per_class}
+    assert family_label("lightgbm") == "lightgbm" and family_label("") == "?"
+    assert space.family_names("binary", n_rows=FAMILIES["knn"].max_rows + 1) == [
+        n for n in KNOWN_FAMILIES if FAMILIES[n].max_rows is None]
+
+
+def test_space_and_families_import_neither_the_pipeline_nor_scikit_learn():
+    """families.py is read by the space, the report and the warm start: importing it (and
+    the space) loads no estimator code and does not reach back to the pipeline."""
+    import subprocess
+    import sys
+
+    code = ("import sys, automl_meta.search.space, automl_meta.search.families; "
+            "print(sorted(m for m in ('sklearn', 'automl_meta.search.pipeline') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.strip() == "[]"

@@ -8,11 +8,11 @@ import optuna
 import pandas as pd
 import pytest
 
-from automl_meta.metabase import Metabase, config_id
-from automl_meta.neighbors import fit_normalisation
-from automl_meta.space import load_space
-from automl_meta.surrogate import encode_configs, fit_surrogate, trial_ranks
-from automl_meta.warmstart import suggest
+from automl_meta.meta.metabase import Metabase, config_id
+from automl_meta.meta.neighbors import fit_normalisation
+from automl_meta.meta.surrogate import encode_configs, fit_surrogate, trial_ranks
+from automl_meta.meta.warmstart import suggest
+from automl_meta.search.space import load_space
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +93,7 @@ def test_learned_strategy_puts_the_predicted_best_first(synthetic_metabase):
         suggest(mb, [], "regression", 100, space, 3, strategy="learned")
 
 
+@pytest.mark.slow
 def test_warm_fit_with_the_bundled_metabase_uses_the_learned_strategy():
     from sklearn.datasets import load_breast_cancer
 

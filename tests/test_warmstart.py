@@ -3,26 +3,41 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from automl_meta import AutoML
-from automl_meta.build import build_metabase
 from automl_meta.cli import main
-from automl_meta.metabase import load_metabase
-from automl_meta.neighbors import distances, fit_normalisation, nearest, normalise
-from automl_meta.sources.directory import list_tasks
-from automl_meta.space import load_space
-from automl_meta.warmstart import (
+from automl_meta.errors import UsageError
+from automl_meta.meta.builder.local import build_metabase
+from automl_meta.meta.builder.sources.directory import list_tasks
+from automl_meta.meta.metabase import load_metabase
+from automl_meta.meta.neighbors import distances, fit_normalisation, nearest, normalise
+from automl_meta.meta.warmstart import (
+    Context,
+    Strategy,
+    Suggestion,
+    WarmStart,
+    available,
     compute_portfolio,
     estimated_trial_seconds,
+    get,
     greedy_order,
     order_by_cost,
+    register,
     suggest,
 )
+from automl_meta.meta.warmstart import registry as ws_registry
+from automl_meta.search.space import load_space
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +66,7 @@ def test_distance_handles_missing_values_explicitly():
     assert d[0] > 0 and np.isfinite(d).all()
 
 
+@pytest.mark.slow
 def test_normalisation_is_stored_and_finite(tiny_metabase):
     mb = load_metabase(tiny_metabase)
     stats = mb.manifest["normalisation"]
@@ -64,9 +80,10 @@ def test_normalisation_is_stored_and_finite(tiny_metabase):
             assert refit[kind][name]["center"] == pytest.approx(st["center"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_nearest_same_kind_and_exclusion(tiny_metabase, mixed_frame):
     from automl_meta.data import prepare_dataset
-    from automl_meta.metafeatures import compute_metafeatures
+    from automl_meta.meta.features import compute_metafeatures
 
     mb = load_metabase(tiny_metabase)
     ds = prepare_dataset(mixed_frame, "label")
@@ -78,6 +95,7 @@ def test_nearest_same_kind_and_exclusion(tiny_metabase, mixed_frame):
     assert found[0].task_id not in {n.task_id for n in fewer} and len(fewer) == 3
 
 
+@pytest.mark.slow
 def test_suggestions_ordered_deduplicated_and_adapted(tiny_metabase):
     mb = load_metabase(tiny_metabase)
     space = load_space()
@@ -85,9 +103,6 @@ def test_suggestions_ordered_deduplicated_and_adapted(tiny_metabase):
     ws = suggest(mb, nbs, "binary", 500, space, n=8)
     origins = [s.origin for s in ws.suggestions]
     assert origins[0] in {f"neighbour:{nb.task_id}" for nb in nbs}
-    ranked = suggest(mb, nbs, "binary", 500, space, n=8, strategy="rank")
-    assert ranked.suggestions[0].origin == f"neighbour:{nbs[0].task_id}"
-    assert ranked.suggestions[0].rank == 0  # the nearest neighbour's best comes first
     ids = [json.dumps(s.config, sort_keys=True) for s in ws.suggestions]
     assert len(ids) == len(set(ids)) and len(ids) <= 8
     assert all(space.check_config(s.config, "binary") is None for s in ws.suggestions)
@@ -109,11 +124,12 @@ def test_greedy_order_weighs_tasks_and_covers_them():
     assert greedy_order(perf, np.ones(3), 2) == [1, 2]
 
 
+@pytest.mark.slow
 def test_local_strategy_starts_with_the_best_across_neighbours(tiny_metabase):
-    from automl_meta.warmstart import (
-        _normalised_results,
-        _top_candidates,
+    from automl_meta.meta.warmstart.transfer import (
         neighbour_weights,
+        normalised_results,
+        top_candidates,
         transfer_matrix,
     )
 
@@ -121,17 +137,16 @@ def test_local_strategy_starts_with_the_best_across_neighbours(tiny_metabase):
     space = load_space()
     nbs = nearest(mb, mb.tasks.iloc[0].to_dict(), "binary", k=4)
     ids = [nb.task_id for nb in nbs]
-    res = _normalised_results(mb, space, ids)
-    cands = _top_candidates(res, ids, 10)
+    res = normalised_results(mb, space, ids)
+    cands = top_candidates(res, ids, 10)
     expected = transfer_matrix(mb, space, cands, res, ids) @ neighbour_weights(nbs)
     first = suggest(mb, nbs, "binary", 500, space, n=1).suggestions[0]
     best = cands[int(np.argmax(expected))]
     assert json.dumps(first.config, sort_keys=True) == json.dumps(mb.configs[best],
                                                                   sort_keys=True)
-    with pytest.raises(ValueError, match="strategy"):
-        suggest(mb, nbs, "binary", 500, space, n=1, strategy="nope")
 
 
+@pytest.mark.slow
 def test_portfolio_is_greedy_and_valid(tiny_metabase):
     mb = load_metabase(tiny_metabase)
     space = load_space()
@@ -143,6 +158,7 @@ def test_portfolio_is_greedy_and_valid(tiny_metabase):
     assert ws.suggestions and all(s.origin == "portfolio" for s in ws.suggestions)
 
 
+@pytest.mark.slow
 def test_warm_fit_marks_origins_and_reports_neighbours(tiny_metabase, mixed_frame):
     X, y = mixed_frame.drop(columns="label"), mixed_frame["label"]
     model = AutoML(n_trials=5, warm_start=3, metabase=str(tiny_metabase), seed=0,
@@ -157,6 +173,7 @@ def test_warm_fit_marks_origins_and_reports_neighbours(tiny_metabase, mixed_fram
     assert set(cold.leaderboard_["origin"]) == {"tpe"}
 
 
+@pytest.mark.slow
 def test_broken_metabase_means_cold_start_with_warning(tiny_metabase, tmp_path, small_csv,
                                                        capsys):
     broken = tmp_path / "broken"
@@ -173,6 +190,7 @@ def test_broken_metabase_means_cold_start_with_warning(tiny_metabase, tmp_path, 
     assert set(pd.read_csv(run / "leaderboard.csv")["origin"]) == {"tpe"}
 
 
+@pytest.mark.slow
 def test_neighbors_command(tiny_metabase, breast_cancer_csv, capsys):
     assert main(["neighbors", str(breast_cancer_csv), "--target", "diagnosis", "-k", "2",
                  "--metabase", str(tiny_metabase), "--json"]) == 0
@@ -182,6 +200,7 @@ def test_neighbors_command(tiny_metabase, breast_cancer_csv, capsys):
         doc["neighbors"][0])
 
 
+@pytest.mark.slow
 def test_trial_cost_is_estimated_from_the_source_trial_and_slow_ones_go_last(tiny_metabase):
     mb = load_metabase(tiny_metabase)
     space = load_space()
@@ -210,3 +229,182 @@ def test_trial_cost_is_estimated_from_the_source_trial_and_slow_ones_go_last(tin
     assert len(ordered) == sum(e <= seconds for e in ests)
     # all the time in the world: nothing moves
     assert order_by_cost(mb, ws.suggestions, 5000, 5, 2, 1e9) == (ws.suggestions, [])
+
+
+# ------------------------------------------------------------------------------ strategies
+def test_the_product_strategies_and_one_validation_for_api_and_cli(tmp_path, small_csv,
+                                                                    capsys):
+    assert available() == ("learned", "local", "portfolio")
+    assert [type(get(name)).name for name in available()] == list(available())
+    # one message, from the registry, for suggest(), AutoML and the command line
+    for name in ("blend", "rank", "nope", None):
+        with pytest.raises(UsageError, match=r"unknown warm-start strategy .*; use one of "
+                                             r"learned, local, portfolio$"):
+            get(name)
+    mb_dir = ROOT / "metabase"
+    with pytest.raises(UsageError, match="unknown warm-start strategy 'rank'"):
+        suggest(load_metabase(mb_dir), [], "binary", 100, load_space(), 3, strategy="rank")
+    frame = pd.read_csv(small_csv)
+    with pytest.raises(UsageError, match="unknown warm-start strategy 'blend'"):
+        AutoML(n_trials=1, warm_start_strategy="blend", diagnostics=False).fit(
+            frame.drop(columns="label"), frame["label"])
+    run = tmp_path / "run"
+    code = main(["fit", str(small_csv), "--target", "label", "--n-trials", "1",
+                 "--warm-start-strategy", "blend", "--output", str(run)])
+    assert code == 2 and not run.exists()
+    assert "unknown warm-start strategy 'blend'; use one of learned, local, portfolio" in \
+        capsys.readouterr().err
+
+
+@pytest.fixture
+def restored_registry():
+    """The registry as it was before the test (strategies a test registers are removed)."""
+    saved = dict(ws_registry._STRATEGIES)
+    yield
+    ws_registry._STRATEGIES.clear()
+    ws_registry._STRATEGIES.update(saved)
+
+
+@pytest.mark.slow
+def test_a_registered_strategy_goes_through_the_same_checks(tiny_metabase, restored_registry):
+    mb = load_metabase(tiny_metabase)
+    space = load_space()
+    seen_contexts = []
+
+    @register
+    class Echo(Strategy):
+        """Every configuration of the metabase twice, an SVM first."""
+
+        name = "echo-test"
+
+        def candidates(self, context: Context) -> WarmStart:
+            seen_contexts.append(context)
+            svm = {"family": "svm", **{k: v for k, v in space.default_config(
+                "svm", "binary").items() if k != "family"}}
+            configs = [svm] + [dict(c) for c in context.metabase.configs.values()]
+            return WarmStart([Suggestion(c, "echo") for c in configs + configs], ["echo ran"])
+
+    assert "echo-test" in available()
+    ws = suggest(mb, [], "binary", 200_000, space, 5, portfolio=[], strategy="echo-test")
+    (ctx,) = seen_contexts
+    assert ctx.n == 5 and ctx.task == "binary" and "svm" not in ctx.allowed
+    assert ws.log[0] == "echo ran"  # the strategy's own log comes first
+    assert any("svm" in line and "not offered" in line for line in ws.log)
+    assert all(s.config["family"] != "svm" for s in ws.suggestions)
+    ids = [json.dumps(s.config, sort_keys=True) for s in ws.suggestions]
+    assert len(ids) == len(set(ids))  # the repeated candidates are dropped
+    # no neighbours: half the list is left to the portfolio (empty here) ...
+    assert len(ws.suggestions) == 5 // 2
+    # ... unless the strategy says it does not want that (like "learned")
+    Echo.portfolio_when_far = False
+    assert len(suggest(mb, [], "binary", 500, space, 5, portfolio=[],
+                       strategy="echo-test").suggestions) == 5
+    # a second class under a registered name is refused; the first one stays
+    with pytest.raises(ValueError, match="already registered"):
+        register(type("Other", (Strategy,), {"name": "local"}))
+    assert type(get("local")).__name__ == "LocalStrategy"
+    with pytest.raises(ValueError, match="no name"):
+        register(type("Nameless", (Strategy,), {}))
+
+
+#: the bundled metabase these suggestions were recorded on (sha256 of its results.csv)
+BUNDLED_RESULTS_SHA256 = "fda8bf9fc9187c9de6b8042b757e506d88f966b939338b5949f9afb5c6c75d7a"
+#: suggest(n=10) with the 10 nearest tasks, as the single-module warmstart.py of the
+#: previous layout returned them (config ids, origins' task ids)
+RECORDED = {
+    ("breast_cancer", "learned"): (
+        ["62ca82677f28", "6c4fb8078422", "b9a75ea8c632", "580234dea7ce", "dfbdc3850603",
+         "1c476a8f0ce4", "b975f9a800d8", "dc7d223c7bc1", "44aa4a44d984", "3b5364921627"],
+        ["learned:classification/spambase", "learned:classification/soybean",
+         "learned:agridata/squash.stored", "learned:classification/ionosphere",
+         "learned:classification/sonar", "learned:classification/sonar",
+         "learned:classification/diabetes", "learned:statlib/numeric/veteran",
+         "learned:classification/anneal", "learned:statlib/nominal/cars"]),
+    ("breast_cancer", "local"): (
+        ["2c0bd5418c49", "4f5da14fd7ee", "5960cc56b73f", "4479e0d09c08", "2e59cc25bd92",
+         "51baa100e4ae", "d509ef87aff3", "0e1281e50759", "91bf2b2c290c", "7651ef387241"],
+        ["neighbour:classification/column3C", "neighbour:classification/ionosphere",
+         "neighbour:classification/balance.scale", "neighbour:classification/waveform5000",
+         "neighbour:classification/heart.statlog", "neighbour:classification/spambase",
+         "neighbour:classification/iris", "neighbour:statlib/numeric/sleuth_case0102",
+         "neighbour:classification/ionosphere", "neighbour:classification/column3C"]),
+    ("diabetes", "learned"): (
+        ["47bb48efc3bb", "01ac07a6cc21", "21c1994dc155", "011cea346139", "72cf4b9c84d2",
+         "ca1ebc97e338", "3171a6d128db", "c07626a0b02a", "ec0c399ca511", "b4b3ee5ff75e"],
+        ["learned:statlib/numeric/arsenic-male-bladder", "learned:regression/bodyfat",
+         "learned:regression/bodyfat", "learned:regression/sensory",
+         "learned:statlib/numeric/analcatdata_apnea3",
+         "learned:statlib/numeric/analcatdata_apnea3", "learned:regression/housing (2)",
+         "learned:regression/autompg (2)", "learned:statlib/numeric/rmftsa_ladata",
+         "learned:statlib/numeric/chatfield_4"]),
+    ("diabetes", "local"): (
+        ["6eeca0ae9e1f", "ec0530ffb31a", "efc640b22184", "579fdb26df8c", "0290f3187127",
+         "76c8dde9d51f", "a3a217e04041", "3a62ebf1271f", "eace3be56655", "bcb2668472eb"],
+        ["neighbour:statlib/numeric/visualizing_galaxy", "neighbour:statlib/numeric/vinnie",
+         "neighbour:statlib/numeric/space_ga", "neighbour:statlib/numeric/smoothmeth_whale",
+         "neighbour:statlib/numeric/visualizing_environmental",
+         "neighbour:statlib/numeric/no2", "neighbour:statlib/numeric/space_ga",
+         "neighbour:statlib/numeric/visualizing_galaxy",
+         "neighbour:statlib/numeric/rmftsa_ladata",
+         "neighbour:statlib/numeric/smoothmeth_whale"]),
+}
+
+
+@pytest.mark.parametrize("data", ["breast_cancer", "diabetes"])
+def test_learned_and_local_suggest_what_they_did_before_the_registry(data):
+    import hashlib
+
+    from sklearn import datasets
+
+    from automl_meta.data import prepare_dataset
+    from automl_meta.meta.features import compute_metafeatures
+    from automl_meta.meta.metabase import config_id
+
+    space = load_space()
+    mb = load_metabase(None, space_version=space.version)
+    sha = hashlib.sha256((Path(mb.path) / "results.csv").read_bytes()).hexdigest()
+    assert sha == BUNDLED_RESULTS_SHA256, "the bundled metabase changed: record RECORDED anew"
+    X, y = getattr(datasets, f"load_{data}")(return_X_y=True, as_frame=True)
+    ds = prepare_dataset(X.assign(target=y), "target")
+    mf = compute_metafeatures(ds.X, ds.y, ds.task, random_state=0)
+    nbs = nearest(mb, mf, ds.task, k=10)
+    for strategy in ("learned", "local"):
+        ws = suggest(mb, nbs, ds.task, len(ds.y), space, 10, strategy=strategy,
+                     metafeatures=mf)
+        ids, origins = RECORDED[data, strategy]
+        assert [config_id(s.config) for s in ws.suggestions] == ids, strategy
+        assert [s.origin for s in ws.suggestions] == origins, strategy
+        assert ws.log == []
+
+
+@pytest.mark.slow
+def test_the_experiments_strategies_register_on_import_only(tiny_metabase):
+    """blend and rank live in benchmarks/experiments/strategies.py: importing it (as the
+    experiment scripts do) makes them usable through suggest(); the product lacks them."""
+    assert not {"blend", "rank"} & set(available())
+    script = f"""
+import json, sys
+sys.path.insert(0, {str(ROOT / "benchmarks" / "experiments")!r})
+import strategies
+from automl_meta.meta.metabase import load_metabase
+from automl_meta.meta.neighbors import nearest
+from automl_meta.meta.warmstart import available, suggest
+from automl_meta.search.space import load_space
+mb, space = load_metabase({str(tiny_metabase)!r}), load_space()
+nbs = nearest(mb, mb.tasks.iloc[0].to_dict(), "binary", k=4)
+out = {{"available": available(), "nearest": nbs[0].task_id}}
+for name in ("rank", "blend"):
+    ws = suggest(mb, nbs, "binary", 500, space, n=8, strategy=name)
+    out[name] = [(s.origin, s.rank) for s in ws.suggestions]
+print(json.dumps(out))
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["available"] == ["learned", "local", "portfolio", "blend", "rank"]
+    # rank: the nearest neighbour's best comes first
+    assert doc["rank"][0] == [f"neighbour:{doc['nearest']}", 0]
+    assert 1 <= len(doc["blend"]) <= 8
+    assert all(o.startswith(("neighbour:", "portfolio")) for o, _ in doc["blend"])

@@ -49,11 +49,11 @@ from common import (  # noqa: E402
     task_specs,
 )
 
-from automl_meta.metabase import Metabase, config_id, load_metabase  # noqa: E402
-from automl_meta.neighbors import nearest, normalise  # noqa: E402
-from automl_meta.search import run_search  # noqa: E402
-from automl_meta.space import SearchSpace, load_space, task_kind  # noqa: E402
-from automl_meta.surrogate import fit_surrogate  # noqa: E402
+from automl_meta.meta.metabase import Metabase, config_id, load_metabase  # noqa: E402
+from automl_meta.meta.neighbors import nearest, normalise  # noqa: E402
+from automl_meta.meta.surrogate import fit_surrogate  # noqa: E402
+from automl_meta.search.optimize import run_search  # noqa: E402
+from automl_meta.search.space import SearchSpace, load_space, task_kind  # noqa: E402
 
 
 def candidates(mb: Metabase, space: SearchSpace, task: str) -> list[tuple[str, str, dict]]:

@@ -40,12 +40,12 @@ from common import (  # noqa: E402
     task_specs,
 )
 
-from automl_meta.metabase import Metabase, config_id, load_metabase  # noqa: E402
-from automl_meta.neighbors import nearest  # noqa: E402
-from automl_meta.search import run_search  # noqa: E402
-from automl_meta.space import load_space, task_kind  # noqa: E402
-from automl_meta.surrogate import fit_surrogate  # noqa: E402
-from automl_meta.warmstart import compute_portfolio, suggest  # noqa: E402
+from automl_meta.meta.metabase import Metabase, config_id, load_metabase  # noqa: E402
+from automl_meta.meta.neighbors import nearest  # noqa: E402
+from automl_meta.meta.surrogate import fit_surrogate  # noqa: E402
+from automl_meta.meta.warmstart import compute_portfolio, suggest  # noqa: E402
+from automl_meta.search.optimize import run_search  # noqa: E402
+from automl_meta.search.space import load_space, task_kind  # noqa: E402
 
 
 def run_task(mb: Metabase, specs: dict, task_id: str, warm_n: int, k: int,

@@ -29,6 +29,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 
+import strategies  # noqa: E402, F401  (registers the experiments' blend and rank)
 from common import (  # noqa: E402
     EXPERIMENT_RESULTS,
     ROOT,
@@ -43,12 +44,12 @@ from common import (  # noqa: E402
     task_specs,
 )
 
-from automl_meta.metabase import Metabase, load_metabase  # noqa: E402
-from automl_meta.neighbors import nearest  # noqa: E402
-from automl_meta.search import run_search  # noqa: E402
-from automl_meta.space import load_space, task_kind  # noqa: E402
-from automl_meta.surrogate import fit_surrogate  # noqa: E402
-from automl_meta.warmstart import compute_portfolio, suggest  # noqa: E402
+from automl_meta.meta.metabase import Metabase, load_metabase  # noqa: E402
+from automl_meta.meta.neighbors import nearest  # noqa: E402
+from automl_meta.meta.surrogate import fit_surrogate  # noqa: E402
+from automl_meta.meta.warmstart import available, compute_portfolio, suggest  # noqa: E402
+from automl_meta.search.optimize import run_search  # noqa: E402
+from automl_meta.search.space import load_space, task_kind  # noqa: E402
 
 BUDGETS = (5, 10, 25)
 
@@ -170,6 +171,9 @@ def main() -> None:
     out = Path(args.out)
     mb = load_metabase(args.metabase)
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    unknown = [v for v in variants if v not in available()]
+    if unknown:  # before any search runs
+        raise SystemExit(f"unknown variants {unknown}; choose from {available()}")
     done = pd.read_csv(out) if out.exists() else pd.DataFrame()
     if not args.summary_only:
         rows = done.to_dict("records")

@@ -2,7 +2,7 @@
 
 Leave-one-task-out as in ``loo.py`` (the task and its variants removed; normalisation,
 neighbours and portfolio from what is left), on the same tasks, data, folds and seed. For
-each strategy of :func:`automl_meta.warmstart.suggest` the first suggested configuration is
+each strategy of :func:`automl_meta.meta.warmstart.suggest` the first suggested configuration is
 evaluated once (a configuration two strategies both chose is evaluated once); its CV score
 is compared with the best of the cold search's first 5 trials (the build's stored study).
 
@@ -45,13 +45,14 @@ from common import (  # noqa: E402
     normalise_per_task,
     task_specs,
 )
+from strategies import BLEND_NEIGHBOURS  # noqa: E402  (also registers blend and rank)
 
-from automl_meta.metabase import Metabase, load_metabase  # noqa: E402
-from automl_meta.neighbors import nearest  # noqa: E402
-from automl_meta.search import run_search  # noqa: E402
-from automl_meta.space import load_space, task_kind  # noqa: E402
-from automl_meta.surrogate import fit_surrogate  # noqa: E402
-from automl_meta.warmstart import BLEND_NEIGHBOURS, compute_portfolio, suggest  # noqa: E402
+from automl_meta.meta.metabase import Metabase, load_metabase  # noqa: E402
+from automl_meta.meta.neighbors import nearest  # noqa: E402
+from automl_meta.meta.surrogate import fit_surrogate  # noqa: E402
+from automl_meta.meta.warmstart import compute_portfolio, suggest  # noqa: E402
+from automl_meta.search.optimize import run_search  # noqa: E402
+from automl_meta.search.space import load_space, task_kind  # noqa: E402
 
 STRATEGIES = ("local", "blend", "portfolio", "rank", "learned")
 

@@ -1,0 +1,176 @@
+"""The time policy of a fit, in one place.
+
+The promise: a fit with ``time_budget`` seconds ends within ``time_budget +
+grace_seconds(time_budget)``, counted from the start of the process for the command line
+(interpreter start, reading and writing included) and from the call for the Python API.
+The fit aims to end *at* the budget; the grace absorbs estimates that turn out short.
+
+A fit spends its budget in this order (``AutoML.timeline_`` records each step):
+
+1. reading the data (bounded by :class:`automl_meta.data.Deadline`);
+2. meta-features and the warm start, while the trial workers start;
+3. the search, until the *search deadline*: the budget minus what comes after it;
+4. the refit of the final model on all rows (:func:`refit_seconds` estimates it);
+5. diagnostics (:func:`diagnostics_allowance`), writing the run directory and the report
+   (:func:`save_reserve`).
+
+The cost model behind the estimates is one line: a fold of a configuration costs its
+measured fit seconds per training row, and a fit on ``n`` rows costs that rate times
+``n ** REFIT_EXPONENT`` (slightly worse than linear: trees grow deeper, boosting rounds stay
+the same). Before any trial has run, a typical configuration is assumed to cost
+``SECONDS_PER_TRAINING_ROW`` per training row per fold.
+
+This module imports nothing from the rest of the package: every layer may use it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+#: the time budget when neither a budget nor a trial count is given
+DEFAULT_TIME_BUDGET = 60.0
+#: how far past the budget a fit may end: max(GRACE_MIN_SECONDS, GRACE_SHARE * budget)
+GRACE_MIN_SECONDS = 5.0
+GRACE_SHARE = 0.1
+#: writing the run directory (the model file, manifest, leaderboard, report.json)
+WRITE_RESERVE_SECONDS = 1.5
+#: rendering report.html (its plotting stack is imported while the search runs)
+REPORT_RESERVE_SECONDS = 1.5
+#: a single trial (all its folds) may take this share of the budget, and at least the minimum
+TRIAL_TIMEOUT_SHARE = 0.4
+TRIAL_TIMEOUT_MIN_SECONDS = 10.0
+#: diagnostics of the final model: this share of the budget, and at least the minimum
+DIAGNOSTICS_SHARE = 0.05
+DIAGNOSTICS_MIN_SECONDS = 5.0
+#: below this many seconds left for the search, the "learned" warm start (a performance
+#: model) gives way to the cheaper "local" one
+LEARNED_MIN_SECONDS = 8.0
+#: a refit on n rows costs the per-row rate of a fold times n to this power
+REFIT_EXPONENT = 1.2
+#: seconds one CV fold of a typical configuration takes per training row (before any trial
+#: of this search has been measured)
+SECONDS_PER_TRAINING_ROW = 1.3e-4
+#: a time budget should leave room for at least this many typical trials per worker...
+BUDGET_TRIALS = 8
+#: ...in this share of the budget (the rest: start-up, meta-features, refit, writing)
+SEARCH_SHARE = 0.7
+#: never search on fewer rows than this because of the budget
+MIN_BUDGET_SEARCH_ROWS = 1_000
+#: above this many rows a trial runs 3 CV folds instead of 5
+FIVE_FOLD_MAX_ROWS = 10_000
+
+
+def grace_seconds(time_budget: float) -> float:
+    """How far past the budget a fit may end: max(5 s, 10 % of the budget)."""
+    return max(GRACE_MIN_SECONDS, GRACE_SHARE * time_budget)
+
+
+def save_reserve(report: bool) -> float:
+    """Seconds of the budget kept for writing the run directory (and rendering the report)."""
+    return WRITE_RESERVE_SECONDS + (REPORT_RESERVE_SECONDS if report else 0.0)
+
+
+def trial_timeout(time_budget: float | None) -> float | None:
+    """Seconds one trial may take before it is stopped and failed (None: no budget)."""
+    if time_budget is None:
+        return None
+    return max(TRIAL_TIMEOUT_MIN_SECONDS, TRIAL_TIMEOUT_SHARE * time_budget)
+
+
+def diagnostics_allowance(time_budget: float | None) -> float:
+    """Seconds the diagnostics of the final model may take."""
+    if time_budget is None:
+        return 30.0
+    return max(DIAGNOSTICS_MIN_SECONDS, DIAGNOSTICS_SHARE * time_budget)
+
+
+def n_folds_for(n_rows: int) -> int:
+    """Number of CV folds of a trial: 5 up to ``FIVE_FOLD_MAX_ROWS`` rows, 3 above."""
+    return 5 if n_rows <= FIVE_FOLD_MAX_ROWS else 3
+
+
+def refit_seconds(fold_fit_seconds: float, train_rows: int, fit_rows: int,
+                  safety: float = 1.5) -> float:
+    """Estimated seconds to fit a configuration on ``fit_rows`` rows.
+
+    Parameters
+    ----------
+    fold_fit_seconds : float
+        Its measured fit time on one CV fold.
+    train_rows : int
+        Training rows of that fold.
+    fit_rows : int
+        Rows of the fit to estimate.
+    safety : float
+        Factor for what the estimate leaves out (a busier machine, a deeper tree).
+    """
+    ratio = fit_rows / max(train_rows, 1)
+    return fold_fit_seconds * ratio ** REFIT_EXPONENT * safety
+
+
+def budget_search_rows(n_rows: int, time_budget: float | None, n_jobs: int = 1) -> int:
+    """How many rows a search with this time budget can afford.
+
+    The largest number for which ``BUDGET_TRIALS`` typical trials per worker fit in
+    ``SEARCH_SHARE`` of the budget (a typical trial: ``n_folds_for`` folds at
+    ``SECONDS_PER_TRAINING_ROW``); ``n_rows`` when there is no budget or it affords every
+    row; never below ``MIN_BUDGET_SEARCH_ROWS``.
+    """
+    if time_budget is None or n_rows <= MIN_BUDGET_SEARCH_ROWS:
+        return n_rows
+    per_trial = SEARCH_SHARE * time_budget * max(1, n_jobs) / BUDGET_TRIALS
+    # a trial of k folds fits k - 1 folds' worth of rows k times: (k - 1) * rows row-fits
+    rows = int(per_trial / (SECONDS_PER_TRAINING_ROW * (n_folds_for(FIVE_FOLD_MAX_ROWS) - 1)))
+    if rows > FIVE_FOLD_MAX_ROWS:
+        rows = max(FIVE_FOLD_MAX_ROWS, int(per_trial / (
+            SECONDS_PER_TRAINING_ROW * (n_folds_for(FIVE_FOLD_MAX_ROWS + 1) - 1))))
+    return max(MIN_BUDGET_SEARCH_ROWS, min(n_rows, rows))
+
+
+def available_cores() -> int:
+    """CPU cores this process may use: its affinity mask, bounded by a cgroup CPU quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        cores = min(cores, max(1, math.floor(quota)))
+    return max(1, cores)
+
+
+def _cgroup_cpu_quota() -> float | None:
+    """The cgroup v2 (``cpu.max``) or v1 (``cfs_quota_us / cfs_period_us``) CPU limit."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return None if quota <= 0 or period <= 0 else quota / period
+    except (OSError, ValueError):
+        return None
+
+
+def resolve_n_jobs(n_jobs: int | None) -> int:
+    """Trials evaluated in parallel: ``None`` or ``-1`` means every available core."""
+    if n_jobs is None or n_jobs == -1:
+        return available_cores()
+    if n_jobs < 1:
+        raise ValueError(f"n_jobs must be a positive number or -1 (got {n_jobs})")
+    return int(n_jobs)
+
+
+def process_age() -> float:
+    """Seconds since this process started (0 where the system does not say)."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        start_ticks = int(fields[19])  # field 22 of proc(5), counted after the name
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0

@@ -1,0 +1,39 @@
+"""The library's default settings that are not time policy, in one light module.
+
+:class:`~automl_meta.AutoML`, the metabase builders, the run directory and the command line
+all read their defaults here; the command line's option defaults and help texts come from
+this module so that ``automl-meta --help`` shows what the library does without importing
+scikit-learn or Optuna. Time-budget policy (``DEFAULT_TIME_BUDGET`` and the rest) lives in
+:mod:`automl_meta.budget`.
+
+This module imports nothing from the rest of the package: every layer may use it.
+"""
+
+from __future__ import annotations
+
+# ---- fit / AutoML
+#: configurations from the nearest prior tasks evaluated before the sampler takes over
+DEFAULT_WARM_START = 10
+#: prior tasks the warm start draws on (and ``automl-meta neighbors -k``)
+DEFAULT_NEIGHBORS = 10
+#: how the warm-start configurations are chosen (see :mod:`automl_meta.meta.warmstart`)
+DEFAULT_STRATEGY = "learned"
+#: the search sees at most this many rows (a stratified subsample); the final fit sees all
+DEFAULT_MAX_SEARCH_ROWS = 20_000
+#: seed of the CV split, the sampler and the models
+DEFAULT_SEED = 0
+#: the model format a run directory is written in: skops, because the receiving side
+#: refuses pickles by default
+DEFAULT_MODEL_FORMAT = "skops"
+
+# ---- build-metabase
+#: trials of the search on each prior task (every one is stored)
+DEFAULT_TRIALS_PER_TASK = 50
+#: prior tasks built in parallel by one process (with a shared database: its worker threads)
+DEFAULT_BUILD_JOBS = 1
+#: rows a prior task's search uses at most (a stratified subsample)
+DEFAULT_BUILD_MAX_ROWS = 5000
+#: wall-clock limit of one trial of a prior task's search, seconds
+DEFAULT_TRIAL_TIMEOUT = 120.0
+#: seconds without a heartbeat after which a claimed task is presumed abandoned
+DEFAULT_HEARTBEAT_GRACE = 60.0

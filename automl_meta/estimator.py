@@ -1,0 +1,669 @@
+"""``AutoML``: the scikit-learn estimator that runs the whole job.
+
+data → (meta-features → neighbours → warm start) → search → final model → run directory.
+The command line calls exactly this code (``AutoML.fit_dataset`` and ``AutoML.save``).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from automl_meta import metrics as metrics_mod
+from automl_meta.artifacts.diagnostics import compute_diagnostics, target_distribution
+from automl_meta.artifacts.ensemble import DEFAULT_ENSEMBLE_SIZE, describe, ensemble_for_search
+from automl_meta.artifacts.model import TabularModel
+from automl_meta.artifacts.rundir import DEFAULT_MODEL_FORMAT, write_run_dir
+from automl_meta.budget import (
+    DEFAULT_TIME_BUDGET,
+    LEARNED_MIN_SECONDS,
+    budget_search_rows,
+    diagnostics_allowance,
+    grace_seconds,
+    n_folds_for,
+    resolve_n_jobs,
+    trial_timeout,
+)
+from automl_meta.data import Dataset, prepare_dataset, regression_target
+from automl_meta.errors import AutoMLError, UsageError
+from automl_meta.progress import Reporter
+from automl_meta.search.cv import fit_full, search_rows
+from automl_meta.search.optimize import SearchResult, TrialRecord, run_search
+from automl_meta.search.prepare import prepare_search, study_attributes
+from automl_meta.search.space import load_space
+from automl_meta.search.workers import EvaluationFailed, EvaluationTimeout, Worker
+
+DEFAULT_WARM_START = 10
+DEFAULT_NEIGHBORS = 10
+DEFAULT_STRATEGY = "learned"
+DEFAULT_MAX_SEARCH_ROWS = 20_000
+LAST_RESORT_ROWS = 2000
+
+
+class AutoML(BaseEstimator):
+    """Search scikit-learn pipelines for a tabular dataset and fit the best one.
+
+    Parameters
+    ----------
+    task : {"binary", "multiclass", "classification", "regression"}, optional
+        Inferred from the target when omitted (rule in :mod:`automl_meta.data`).
+    metric : str, optional
+        accuracy, balanced_accuracy, roc_auc, log_loss, f1_macro (classification);
+        r2, rmse, mae (regression). Default: accuracy / r2.
+    time_budget : float, optional
+        Wall-clock seconds for the whole fit (search, final refit). The fit ends within
+        ``time_budget + max(5, 10 %)``. Default 60 s when ``n_trials`` is not given either.
+    n_trials : int, optional
+        Stop after this many trials.
+    seed : int
+        Seeds the CV split, the sampler and the models.
+    n_jobs : int, optional
+        Trials evaluated in parallel, one worker process each. ``None`` (default) or ``-1``:
+        every core this process may use (its CPU affinity, within a cgroup CPU quota;
+        :func:`automl_meta.budget.available_cores`).
+    warm_start : int
+        How many configurations from the nearest prior tasks (and the portfolio) are
+        evaluated first; 0 = cold start (plain TPE). Default 10.
+    metabase : str, optional
+        Metabase folder (default: the bundled one). A metabase that cannot be used (corrupt,
+        other search-space version) means a cold start with a warning, never a crash.
+    n_neighbors : int
+        How many nearest prior tasks the warm start draws on (and the report lists).
+    warm_start_strategy : {"learned", "local", "portfolio"}
+        How the warm-start configurations are chosen, by the name of a strategy in
+        :mod:`automl_meta.meta.warmstart`'s registry: ``"learned"`` (default) ranks the prior
+        tasks' best configurations with a performance model fitted on the metabase
+        (:mod:`automl_meta.meta.surrogate`); ``"local"`` is a similarity-weighted portfolio
+        of the nearest prior tasks; ``"portfolio"`` the configurations good across the whole
+        metabase, the same for every dataset. An unknown name is a ``UsageError`` at ``fit``.
+    warm_start_configs : list of dict, optional
+        Your own configurations, evaluated before the warm start's (each a flat
+        configuration, optionally with an ``"_origin"`` key saying where it came from).
+    max_search_rows : int
+        Above this many rows the search runs on a stratified subsample; the final model is
+        fitted on all rows. A short ``time_budget`` lowers it further, to what the budget
+        affords (:func:`~automl_meta.search.cv.budget_search_rows`: about 3 400 rows at
+        10 s with two workers; the summary's ``search_rows`` and a warning say so).
+    memory_limit : float, optional
+        Memory limit per worker process in GiB; a trial exceeding it fails.
+    storage : str, optional
+        Optuna storage URL for the study (in memory by default; the command line uses an
+        SQLite file in the run directory). With a PostgreSQL URL, ``automl-meta worker``
+        processes on other machines can join the search.
+    study_name : str, optional
+        Name of the study in ``storage`` (a new or an existing one, which is resumed).
+    space : str, optional
+        Search-space YAML (the shipped ``configs/space.yaml`` by default).
+    isolation : bool
+        Evaluate trials in worker processes (default), which is what lets a slow trial be
+        stopped at the deadline and a memory limit be enforced. ``False`` evaluates in this
+        process: no time-outs (the budget is only checked between folds), for environments
+        that forbid subprocesses.
+    diagnostics : bool
+        Compute what the report shows about the final model: out-of-fold diagnostics of the
+        best trial (free: its CV predictions) and permutation importance of the original
+        columns (within max(5 s, 5 % of the budget)).
+    report : bool
+        The run will be saved with ``report.html``: the plotting stack is imported while
+        the search runs, so that rendering starts at once (the command line sets it).
+    verbose : int
+        0 silent; 1 progress bar on stderr.
+    ensemble_size : int
+        Rounds of the ensemble selection (Caruana's greedy forward selection with
+        replacement over the out-of-fold predictions of the best complete trials,
+        :mod:`automl_meta.artifacts.ensemble`): the final model averages the trials picked,
+        weighted by how often each was picked, when that scores better out of fold than
+        the best trial alone and its members can be refitted in the time left. Default 10:
+        weights in steps of 0.1 and at most 10 refits, few enough not to fit the
+        out-of-fold noise of small data. 1 keeps the single best trial.
+
+    Attributes
+    ----------
+    model_ : TabularModel
+        The fitted final pipeline.
+    search_ : SearchResult
+        Every trial of the search.
+    leaderboard_ : DataFrame
+        One row per trial.
+    classes_ : ndarray
+        Class labels (classification).
+    """
+
+    def __init__(self, task: str | None = None, metric: str | None = None,
+                 time_budget: float | None = None, n_trials: int | None = None, seed: int = 0,
+                 n_jobs: int | None = None, warm_start: int = DEFAULT_WARM_START,
+                 metabase: str | None = None, n_neighbors: int = DEFAULT_NEIGHBORS,
+                 warm_start_strategy: str = DEFAULT_STRATEGY,
+                 warm_start_configs: list[dict] | None = None,
+                 max_search_rows: int = DEFAULT_MAX_SEARCH_ROWS,
+                 memory_limit: float | None = None, storage: str | None = None,
+                 study_name: str | None = None,
+                 space: str | None = None, isolation: bool = True, diagnostics: bool = True,
+                 report: bool = False,
+                 verbose: int = 0, ensemble_size: int = DEFAULT_ENSEMBLE_SIZE):
+        self.task = task
+        self.metric = metric
+        self.time_budget = time_budget
+        self.n_trials = n_trials
+        self.seed = seed
+        self.n_jobs = n_jobs
+        self.warm_start = warm_start
+        self.metabase = metabase
+        self.n_neighbors = n_neighbors
+        self.warm_start_strategy = warm_start_strategy
+        self.warm_start_configs = warm_start_configs
+        self.max_search_rows = max_search_rows
+        self.memory_limit = memory_limit
+        self.storage = storage
+        self.study_name = study_name
+        self.space = space
+        self.isolation = isolation
+        self.diagnostics = diagnostics
+        self.report = report
+        self.verbose = verbose
+        self.ensemble_size = ensemble_size
+
+    # ------------------------------------------------------------------ sklearn interface
+    def fit(self, X: Any, y: Any) -> AutoML:
+        """Search and fit on features ``X`` (DataFrame or array) and target ``y``."""
+        started = time.monotonic()
+        X = _as_frame(X)
+        if X.shape[1] == 0:
+            raise ValueError(f"0 feature(s) (shape=({X.shape[0]}, 0)) while a minimum of 1 is "
+                             "required.")
+        y = pd.Series(np.asarray(y).ravel() if not isinstance(y, pd.Series) else y.to_numpy())
+        if len(y) != len(X):
+            raise UsageError(f"X has {len(X)} rows but y has {len(y)}")
+        target = "target"
+        while target in X.columns:
+            target = f"_{target}"
+        df = X.reset_index(drop=True).copy()
+        df[target] = y.to_numpy()
+        dataset = prepare_dataset(df, target,
+                                  self.task or metrics_mod.task_from_metric(self.metric))
+        return self.fit_dataset(dataset, started=started)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted labels or values."""
+        X = self._frame_for_predict(X)
+        return self.model_.predict(X)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (columns follow ``classes_``)."""
+        X = self._frame_for_predict(X)
+        return self.model_.predict_proba(X)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # missing values are imputed / handled natively
+        tags.input_tags.string = True  # text columns become categorical features
+        tags.input_tags.categorical = True
+        tags.non_deterministic = False
+        return tags
+
+    def score(self, X: Any, y: Any) -> float:
+        """The search metric on ``(X, y)``, sign-flipped for losses so greater is better."""
+        X = self._frame_for_predict(X)
+        value = score_model(self.model_, X, pd.Series(np.asarray(y).ravel()), self.metric_.name)
+        return value if self.metric_.greater_is_better else -value
+
+    def _frame_for_predict(self, X: Any) -> pd.DataFrame:
+        if not hasattr(self, "model_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("AutoML is not fitted yet; call fit first")
+        X = _as_frame(X)
+        if X.shape[1] != self.n_features_in_ and all(str(c).startswith("x") for c in X.columns):
+            raise ValueError(f"X has {X.shape[1]} features, but AutoML is expecting "
+                             f"{self.n_features_in_} features as input")
+        return X
+
+    # ------------------------------------------------------------------ the job
+    def fit_dataset(self, dataset: Dataset, *, started: float | None = None,
+                    reporter: Reporter | None = None, reserve: float = 0.0) -> AutoML:
+        """Run search and final fit on a prepared :class:`~automl_meta.data.Dataset`.
+
+        ``started`` (a ``time.monotonic()`` value) is when the job began, so that time spent
+        reading the data counts against ``time_budget``. ``reserve`` seconds of the budget
+        are kept for what the caller does after the fit (the command line writes the run
+        directory and renders the report: :func:`save_reserve`).
+        """
+        started = time.monotonic() if started is None else started
+        self._started = started
+        self.timeline_: list[tuple[str, float]] = []
+        self._mark("data read")
+        reporter = reporter or _default_reporter(self.verbose)
+        space = load_space(self.space)
+        metric = metrics_mod.get_metric(self.metric, dataset.task)
+        budget = self.time_budget
+        if budget is None and self.n_trials is None:
+            budget = DEFAULT_TIME_BUDGET
+        if budget is not None and not (_is_real(budget) and math.isfinite(budget)
+                                       and budget > 0):
+            raise UsageError(f"time_budget must be a positive finite number (got {budget!r})")
+        if self.memory_limit is not None and not (
+                _is_real(self.memory_limit) and math.isfinite(self.memory_limit)
+                and self.memory_limit > 0):
+            raise UsageError("memory_limit must be a positive finite number of GiB "
+                             f"(got {self.memory_limit!r})")
+        if self.n_trials is not None and self.n_trials < 1:
+            raise UsageError(f"n_trials must be at least 1 (got {self.n_trials!r})")
+        from automl_meta.meta.warmstart import get as get_strategy
+        get_strategy(self.warm_start_strategy)  # UsageError for an unknown name
+        try:
+            n_jobs = resolve_n_jobs(self.n_jobs)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        self.n_jobs_ = n_jobs
+        deadline = started + budget if budget else None
+        self.metric_ = metric
+        self.dataset_ = dataset
+        classes = dataset.classes
+        self.warnings_: list[str] = []
+        cap = self.max_search_rows
+        if self.n_trials is None and budget is not None:
+            affordable = budget_search_rows(dataset.n_rows, budget, n_jobs)
+            if affordable < min(cap, dataset.n_rows):
+                cap = affordable
+                self.warnings_.append(
+                    f"searching on {cap} of {dataset.n_rows} rows: the {budget:g} s budget "
+                    "affords that many for a useful number of trials (a larger "
+                    "--time-budget searches on more); the final model is fitted on all rows")
+        prepared = prepare_search(dataset, metric.name, self.seed, cap, space)
+        ctx, full_ctx, y_codes = prepared.ctx, prepared.full_ctx, prepared.y_codes
+        search_idx, y_search = prepared.search_idx, ctx.y
+        self.search_rows_ = len(search_idx)
+        self._search_idx = search_idx
+        # The workers start now (worker.worker_context: the multiprocessing fork server
+        # imports scikit-learn once, in parallel with the meta-features and the warm start;
+        # the trial workers and the refit worker are forks of it, also when a worker killed
+        # at a time-out is replaced).
+        refit_worker = Worker(full_ctx, self.memory_limit, in_process=not self.isolation)
+        refit_worker.start()
+        search_workers = [Worker(ctx, self.memory_limit, in_process=not self.isolation)
+                          for _ in range(n_jobs)]
+        for w in search_workers:
+            w.start()
+        enqueue = []
+        for cfg in self.warm_start_configs or []:
+            cfg = dict(cfg)
+            origin = str(cfg.pop("_origin", "user"))
+            reason = space.check_config(cfg, dataset.task)
+            if reason is None:
+                enqueue.append((cfg, origin))
+            else:
+                self.warnings_.append(f"ignored a warm_start_configs entry: {reason}")
+        self.metafeatures_, self.neighbors_, self.warm_start_log_ = {}, [], []
+        self.warm_start_strategy_: str | None = None
+        if self.warm_start and self.warm_start > 0:
+            reporter.phase("warm start")
+            try:
+                enqueue += self._warm_start(dataset, space, len(search_idx), deadline)
+            except BaseException:  # Ctrl-C or a bug: no worker process is left behind
+                for w in [refit_worker, *search_workers]:
+                    w.close()
+                raise
+        for w in self.warnings_:
+            reporter.warn(w)
+        if self.report:  # import the report's plotting stack while the search runs
+            threading.Thread(target=_preload_report_modules, daemon=True).start()
+        reporter.start(self.n_trials, None if deadline is None else deadline - time.monotonic(),
+                       metric.name)
+        self._mark("search start")
+        search_start = time.monotonic() - started
+        try:
+            search = run_search(
+                ctx, n_trials=self.n_trials,
+                deadline=None if deadline is None else
+                deadline - reserve,
+                seed=self.seed, n_jobs=n_jobs, enqueue=enqueue, storage=self.storage,
+                study_name=self.study_name,
+                study_attrs=study_attributes(dataset, metric.name, self.seed,
+                                             cap, space.version),
+                memory_limit_gb=self.memory_limit, refit_rows=len(y_codes),
+                trial_timeout=trial_timeout(budget),
+                on_trial=reporter.trial, in_process=not self.isolation,
+                search_workers=search_workers)
+            self._mark("search end")
+            if search.records:
+                first = search_start + min(r.started for r in search.records)
+                self.timeline_.append(("first trial started", round(first, 3)))
+            reporter.phase("refit")
+            grace = grace_seconds(budget) if budget else None
+            model, refit_info = self._refit(search, refit_worker, dataset, space, deadline,
+                                            grace)
+            self._mark("refit end")
+            self.diagnostics_ = None
+            if self.diagnostics:
+                reporter.phase("diagnostics")
+                allowance = diagnostics_allowance(budget)
+                if deadline is not None:
+                    allowance = min(allowance, deadline + 0.6 * grace - time.monotonic())
+                self.diagnostics_ = compute_diagnostics(model, dataset, y_codes, y_search,
+                                                        search.best_oof, allowance, self.seed)
+                self._mark("diagnostics end")
+        finally:
+            for w in [refit_worker, *search_workers]:  # the search closed its own already
+                w.close()
+            reporter.stop()
+        self.search_ = search
+        self.interrupted_ = search.interrupted
+        self.model_ = model
+        self.refit_ = refit_info
+        self.leaderboard_ = pd.DataFrame([r.to_row() for r in search.records])
+        self.classes_ = np.asarray(classes, dtype=object) if classes is not None else None
+        self.n_features_in_ = dataset.X.shape[1] + len(dataset.schema.dropped)
+        self.search_rows_ = len(search_idx)
+        self.time_budget_ = budget
+        self.fit_seconds_ = time.monotonic() - started
+        return self
+
+    def _mark(self, event: str) -> None:
+        """Record when ``event`` happened, in seconds since the fit (or process) started."""
+        self.timeline_.append((event, round(time.monotonic() - self._started, 3)))
+
+    def _warm_start(self, dataset: Dataset, space: Any, n_rows: int,
+                    deadline: float | None = None) -> list[tuple[dict, str]]:
+        """Meta-features → nearest prior tasks → ordered configurations (empty on failure).
+
+        The ``"learned"`` strategy fits its performance model first (one to two seconds);
+        with less than ``LEARNED_MIN_SECONDS`` of the budget left it gives way to
+        ``"local"``, which needs a fraction of a second, and the log says so.
+        """
+        from automl_meta.errors import MetabaseError
+        from automl_meta.meta.features import compute_metafeatures
+        from automl_meta.meta.metabase import load_metabase
+        from automl_meta.meta.neighbors import nearest
+        from automl_meta.meta.warmstart import order_by_cost, suggest
+
+        try:
+            mb = load_metabase(self.metabase, space_version=space.version)
+        except MetabaseError as exc:
+            self.warnings_.append(f"cold start: {exc}")
+            return []
+        self.metabase_path_ = mb.path
+        self.metafeatures_ = compute_metafeatures(dataset.X, dataset.y, dataset.task,
+                                                  random_state=self.seed)
+        self._mark("meta-features")
+        self.neighbors_ = nearest(mb, self.metafeatures_, dataset.task, k=self.n_neighbors)
+        if not self.neighbors_:
+            self.warnings_.append("the metabase holds no prior task of this kind; the "
+                                  "portfolio alone seeds the search")
+        strategy, log = self.warm_start_strategy, []
+        if strategy == "learned" and deadline is not None and \
+                deadline - time.monotonic() < LEARNED_MIN_SECONDS:
+            strategy = "local"
+            log.append(f"strategy 'local' instead of 'learned': less than "
+                       f"{LEARNED_MIN_SECONDS:g} s of the budget left for the search")
+        ws = suggest(mb, self.neighbors_, dataset.task, n_rows, space, self.warm_start,
+                     strategy=strategy, metafeatures=self.metafeatures_)
+        suggestions, cost_log = ws.suggestions, []
+        if deadline is not None:  # short budgets: configurations that can finish first
+            suggestions, cost_log = order_by_cost(
+                mb, suggestions, n_rows, n_folds_for(n_rows),
+                len(dataset.classes) if dataset.classes else 0,
+                max(0.0, deadline - time.monotonic()))
+        self.warm_start_strategy_ = strategy
+        self.warm_start_log_ = log + ws.log + cost_log
+        self._mark("warm start ready")
+        return [(s.config, s.origin) for s in suggestions]
+
+    def _refit(self, search: SearchResult, worker: Worker, dataset: Dataset, space: Any,
+               deadline: float | None, grace: float | None) -> tuple[TabularModel, dict]:
+        """Fit the ensemble's members (``ensemble_size`` > 1) or the best configuration on all
+        rows; fall back to the best trial, then to faster ones, if time runs out."""
+        # Order: the best trial; faster top-5 trials (only if their estimated refit fits
+        # the time left); last, whatever time is left, a linear model with default settings
+        # on at most LAST_RESORT_ROWS rows, so that a fit always ends with a model (the
+        # report says which and why). The last resort is fitted by the worker too (under
+        # the same --memory-limit); in this process only if that fails without a limit.
+        candidates: list[tuple[dict, str, TrialRecord | None, np.ndarray | None]] = []
+        ranked = search.ranked()
+        n = dataset.n_rows
+        # rows each CV fit saw (the fit times in the leaderboard were measured on them)
+        train_rows = max(self.search_rows_ * (search.n_folds - 1) // max(search.n_folds, 1), 1)
+        # The ensemble (ensemble_size > 1): selected from the kept out-of-fold predictions,
+        # its members refitted in the best trial's window; when that falls back, the best
+        # trial's pipeline is reused if the ensemble refit fitted it already.
+        size = self.ensemble_size
+        if not (isinstance(size, numbers.Integral) and not isinstance(size, bool)
+                and size >= 1):
+            raise UsageError(f"ensemble_size must be an integer of at least 1 (got {size!r})")
+        ensemble_info: dict[str, Any] | None = None
+        prefitted: dict[int, tuple[Any, float]] = {}
+        if size > 1:
+            outcome = ensemble_for_search(
+                search, worker, size=int(size), task=dataset.task,
+                n_classes=len(dataset.classes or []), train_rows=train_rows, fit_rows=n,
+                window_end=None if deadline is None else deadline + 0.3 * grace)
+            ensemble_info, prefitted = outcome.info, outcome.fitted
+            if outcome.interrupted:  # the run is saved as interrupted, with what was fitted
+                search.interrupted = True
+            if outcome.ensemble is not None:
+                members = ensemble_info["members"]
+                by_number = {r.number: r for r in ranked}
+                config = {"family": "ensemble",
+                          "members": [{"trial": m["trial"], "weight": m["weight"],
+                                       "config": by_number[m["trial"]].config}
+                                      for m in members]}
+                model = TabularModel(outcome.ensemble, dataset.schema, dataset.task,
+                                     dataset.target, dataset.classes, config)
+                dropped = [f"trial #{d['trial']} ({d['family']}): {d['why']}"
+                           for d in ensemble_info["dropped"]]
+                return model, {"config": config,
+                               "reason": describe([m["family"] for m in members]),
+                               "fit_seconds": ensemble_info["refit_seconds"],
+                               "trial": ranked[0].number, "cv_score": ranked[0].score,
+                               "skipped": dropped, "ensemble": ensemble_info}
+        if ranked:
+            candidates.append((ranked[0].config, "best trial", ranked[0], None))
+            for r in sorted(ranked[1:5], key=lambda r: r.fit_seconds):
+                candidates.append((r.config, "fallback: faster top-5 trial", r, None))
+            if self.search_rows_ < n:  # the best on the rows it was chosen on: seconds
+                candidates.append((ranked[0].config, f"fallback: best trial on the "
+                                   f"{self.search_rows_} search rows (no time left for all "
+                                   f"{n})", ranked[0], self._search_idx))
+        errors = []
+        for i, (config, why, record, rows) in enumerate(candidates):
+            if deadline is None:
+                timeout = None
+            else:
+                # the best gets part of the grace period, later candidates what is left; the
+                # rest is for the last resort, diagnostics, writing and the report
+                timeout = deadline + (0.3 if i == 0 else 0.45) * grace - time.monotonic()
+                if timeout <= 0.2:
+                    errors.append(f"{config['family']}: no time left")
+                    continue
+                if i > 0 and record is not None:  # skip a fallback that cannot make it
+                    fit_rows = n if rows is None else len(rows)
+                    est = record.fit_seconds * (fit_rows / train_rows) ** 1.2 * 1.5
+                    if est > timeout:
+                        errors.append(f"{config['family']}: needs ~{est:.0f} s, "
+                                      f"{timeout:.0f} s left")
+                        continue
+            if rows is None and record is not None and record.number in prefitted:
+                pipeline, seconds = prefitted[record.number]  # fitted by the ensemble refit
+                out = {"pipeline": pipeline, "fit_seconds": seconds}
+            else:
+                try:
+                    out = worker.run(("fit", config) if rows is None else
+                                     ("fit", config, rows), timeout)
+                except (EvaluationTimeout, EvaluationFailed) as exc:
+                    errors.append(f"{config['family']}: {exc}")
+                    continue
+            model = TabularModel(out["pipeline"], dataset.schema, dataset.task,
+                                 dataset.target, dataset.classes, config)
+            info = {"config": config, "reason": why, "fit_seconds": out["fit_seconds"],
+                    "trial": record.number if record else None,
+                    "cv_score": record.score if record else None, "skipped": errors}
+            if ensemble_info is not None:
+                info["ensemble"] = ensemble_info
+            return model, info
+        config = space.default_config("linear", dataset.task)
+        rows = None
+        why = "fallback: linear defaults" + (" (no trial succeeded)" if not ranked else "")
+        if n > LAST_RESORT_ROWS:
+            rows = search_rows(worker.ctx.y, dataset.task, LAST_RESORT_ROWS, self.seed)
+            why += f" on {LAST_RESORT_ROWS} of {n} rows (no time left for more)"
+        try:
+            out = worker.run(("fit", config, rows), None)
+        except (EvaluationTimeout, EvaluationFailed) as exc:
+            errors.append(f"linear: {exc}")
+            if self.memory_limit:
+                raise AutoMLError("no configuration could be fitted within --memory-limit "
+                                  f"{self.memory_limit:g} GiB: " + "; ".join(errors)) from None
+            try:
+                out = fit_full(worker.ctx, config, rows)
+            except Exception as exc2:
+                errors.append(f"linear (in this process): {type(exc2).__name__}: {exc2}")
+                raise AutoMLError("no configuration could be fitted: " + "; ".join(errors)
+                                  ) from exc2
+        model = TabularModel(out["pipeline"], dataset.schema, dataset.task, dataset.target,
+                             dataset.classes, config)
+        info = {"config": config, "reason": why, "fit_seconds": out["fit_seconds"],
+                "trial": None, "cv_score": None, "skipped": errors}
+        if ensemble_info is not None:
+            info["ensemble"] = ensemble_info
+        return model, info
+
+    # ------------------------------------------------------------------ outputs
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able summary of the fit (what ``fit --json`` prints)."""
+        ds, search = self.dataset_, self.search_
+        best = search.best
+        states = pd.Series([r.state for r in search.records]).value_counts().to_dict()
+        origins = pd.Series([r.origin for r in search.records]).value_counts().to_dict()
+        return {
+            "task": ds.task, "target": ds.target, "metric": self.metric_.name,
+            "greater_is_better": self.metric_.greater_is_better,
+            "rows": ds.n_rows_read, "rows_used": ds.n_rows,
+            "rows_dropped_missing_target": ds.n_dropped_missing_target,
+            "search_rows": self.search_rows_, "n_folds": search.n_folds,
+            "columns": {k: len(ds.schema.of_kind(k)) for k in
+                        ("numeric", "categorical", "boolean", "datetime")},
+            "dropped_columns": ds.schema.dropped, "notes": ds.notes,
+            "classes": [str(c) for c in ds.classes] if ds.classes else None,
+            "trials": {"total": len(search.records), "by_state": states, "by_origin": origins},
+            "stop_reason": search.stop_reason, "interrupted": self.interrupted_,
+            "best": None if best is None else {
+                "trial": best.number, "family": best.family, "cv_score": best.score,
+                "cv_std": float(np.std(best.fold_scores)), "config": best.config,
+                "origin": best.origin},
+            "final_model": {k: v for k, v in self.refit_.items() if k != "skipped"}
+            | {"skipped": self.refit_["skipped"]},
+            "time_budget": self.time_budget_, "elapsed_seconds": round(self.fit_seconds_, 2),
+            "warm_start": {"requested": self.warm_start,
+                           "strategy": self.warm_start_strategy_,
+                           "metabase": getattr(self, "metabase_path_", None),
+                           "neighbors": [n.to_dict() for n in self.neighbors_],
+                           "log": self.warm_start_log_},
+            "warnings": self.warnings_,
+            "n_jobs": self.n_jobs_,
+            "timeline": [{"event": e, "seconds": t} for e, t in self.timeline_],
+        }
+
+    def manifest(self, data_file: str | None = None) -> dict[str, Any]:
+        """The run directory's manifest (without the model checksum, added when saving)."""
+        ds = self.dataset_
+        return {
+            "format": 1, "status": "interrupted" if self.interrupted_ else "complete",
+            "created": pd.Timestamp.now("UTC").isoformat(),
+            "target": ds.target, "task": ds.task, "metric": self.metric_.name,
+            "greater_is_better": self.metric_.greater_is_better,
+            "classes": [c if isinstance(c, (int, str)) else str(c) for c in ds.classes]
+            if ds.classes else None,
+            "feature_schema": ds.schema.to_dict(), "seed": self.seed,
+            "time_budget": self.time_budget_, "n_trials": self.n_trials,
+            "search_space_version": load_space(self.space).version,
+            "data": {"file": data_file or ds.name, "sha256": ds.sha256, "rows": ds.n_rows},
+            "final_config": self.model_.config,
+        }
+
+    def save(self, path: str | Path, *, overwrite: bool = False,
+             data_file: str | None = None, model_format: str = DEFAULT_MODEL_FORMAT,
+             staging: Any = None, report: bool = True) -> Path:
+        """Write the run directory (model, manifest, leaderboard, report).
+
+        ``model_format="skops"`` (the default) stores the model with skops.io, whose loader
+        builds only an allow-list of types; ``"joblib"`` stores a pickle, which
+        :func:`~automl_meta.artifacts.rundir.load_run` loads only when pickles are allowed.
+        ``overwrite`` replaces only an empty directory or a previous run directory.
+        ``report`` renders ``report.html`` too; when that fails, a warning goes to stderr,
+        ``report_error`` into ``report.json`` and ``manifest.json``, and the run directory is
+        saved all the same.
+        Non-finite numbers are written as JSON ``null``.
+        """
+        from automl_meta.artifacts.report import finalize_report, json_safe
+
+        self._mark("saving")
+        summary = self.summary()
+        summary["leaderboard_top"] = [r.to_row() for r in self.search_.ranked()[:10]]
+        summary["target_distribution"] = target_distribution(self.dataset_)
+        summary["diagnostics"] = self.diagnostics_
+        return write_run_dir(path, self.model_, json_safe(self.manifest(data_file)),
+                             self.leaderboard_, json_safe(summary), overwrite=overwrite,
+                             model_format=model_format, staging=staging,
+                             finalize=finalize_report if report else None)
+
+
+def score_model(model: TabularModel, X: pd.DataFrame, y: pd.Series, metric_name: str) -> float:
+    """Score a fitted model on labelled data with the named metric."""
+    metric = metrics_mod.get_metric(metric_name, model.task)
+    if model.task == "regression":  # parsed as fit parses it (e.g. "1,234.5")
+        y_true = regression_target(y, model.target).to_numpy(dtype=float)
+        return metrics_mod.compute(metric, y_true, model.predict(X), None)
+    codes = model.encode_labels(y)
+    if (codes < 0).any() and metric.needs_proba:
+        unseen = sorted({str(v) for v, c in zip(y, codes, strict=False) if c < 0})[:5]
+        raise UsageError(f"the target has labels the model never saw ({', '.join(unseen)}); "
+                         f"{metric.name} needs a probability for every true class")
+    # labels never seen in training stay as code -1: they count as wrong predictions
+    pred = model.encode_labels(pd.Series(model.predict(X)))
+    proba = model.predict_proba(X) if metric.needs_proba else None
+    return metrics_mod.compute(metric, codes, pred, proba, len(model.classes))
+
+
+def _as_frame(X: Any) -> pd.DataFrame:
+    if isinstance(X, pd.DataFrame):
+        return X
+    import scipy.sparse
+
+    if scipy.sparse.issparse(X):
+        raise TypeError("Sparse data is not supported: pass a dense array or a DataFrame")
+    arr = np.asarray(X)
+    if np.iscomplexobj(arr):
+        raise ValueError("Complex data not supported")
+    if arr.ndim != 2:
+        raise ValueError(f"Expected 2D array, got {arr.ndim}D array instead. Reshape your data "
+                         "either using array.reshape(-1, 1) if your data has a single feature "
+                         "or array.reshape(1, -1) if it contains a single sample.")
+    return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
+
+
+def _is_real(value: Any) -> bool:
+    """A real number (Python or numpy), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _preload_report_modules() -> None:
+    try:
+        import matplotlib.backends.backend_svg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+    except Exception:  # the report says what is missing when it renders
+        pass
+
+
+def _default_reporter(verbose: int) -> Reporter:
+    if verbose:
+        from automl_meta.progress import RichReporter
+
+        return RichReporter()
+    return Reporter()

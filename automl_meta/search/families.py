@@ -1,0 +1,211 @@
+"""The model families: one record per family with every fact about it the code uses.
+
+A :class:`FamilySpec` holds the family's name, its display label, how to build its
+scikit-learn estimator from a configuration's values, whether its fit time grows with the
+number of classes, and the largest training set it is offered on. The search space
+(:mod:`automl_meta.search.space`, ``configs/space.yaml``) declares the family's
+hyperparameters and preprocessing and takes the label and row limit from here; the
+pipeline builds the estimator with :attr:`FamilySpec.build`; the report shows the label; the
+warm start's cost estimate reads :attr:`FamilySpec.cost_per_class`.
+
+The estimator classes are imported when an estimator is built, so importing this module (and
+the search space) stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """What an estimator factory needs to know about the data besides the configuration.
+
+    Attributes
+    ----------
+    n_rows : int
+        Training rows (bounds k for k-NN, switches the MLP's early stopping on).
+    n_inputs : int
+        Columns the model sees after preprocessing (scales the SVM's gamma).
+    random_state : int
+    final : bool
+        The final model: SVMs also fit probability estimates so ``predict_proba`` works.
+    categorical_mask : list of bool, optional
+        Which model inputs are categorical codes (families with native categorical support).
+    min_class_count : int, optional
+        Rows of the rarest class (the SVM's probability calibration needs folds holding every
+        class).
+    """
+
+    n_rows: int
+    n_inputs: int
+    random_state: int = 0
+    final: bool = False
+    categorical_mask: list[bool] | None = None
+    min_class_count: int | None = None
+
+
+#: ``build(values, classification, inputs)``: the unfitted estimator for the family's
+#: hyperparameter values (keys without the ``family.`` prefix)
+Factory = Callable[[Mapping[str, Any], bool, ModelInputs], Any]
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """The facts about one model family.
+
+    Attributes
+    ----------
+    name : str
+        The name configurations use (``{"family": name, ...}``).
+    label : str
+        How reports and messages name the family.
+    build : callable
+        The estimator factory, see :data:`Factory`.
+    cost_per_class : bool
+        Fit time grows with the number of classes (one tree, or one set of coefficients,
+        per class): the warm start scales its time estimate by the class count.
+    max_rows : int, optional
+        The family is not offered above this many training rows (None: no limit).
+    """
+
+    name: str
+    label: str
+    build: Factory
+    cost_per_class: bool = False
+    max_rows: int | None = None
+
+
+def _class_weight(p: Mapping[str, Any]) -> str | None:
+    return None if p.get("class_weight", "none") == "none" else p["class_weight"]
+
+
+def _hgb(p: Mapping[str, Any], clf: bool, inputs: ModelInputs) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    cls = HistGradientBoostingClassifier if clf else HistGradientBoostingRegressor
+    return cls(learning_rate=p["learning_rate"], max_iter=int(p["max_iter"]),
+               max_leaf_nodes=int(p["max_leaf_nodes"]),
+               min_samples_leaf=int(p["min_samples_leaf"]),
+               l2_regularization=p["l2_regularization"], max_features=p["max_features"],
+               categorical_features=inputs.categorical_mask,
+               random_state=inputs.random_state)
+
+
+def _forest_kwargs(p: Mapping[str, Any], clf: bool, inputs: ModelInputs) -> dict[str, Any]:
+    kw = dict(n_estimators=int(p["n_estimators"]), max_features=p["max_features"],
+              min_samples_leaf=int(p["min_samples_leaf"]),
+              min_samples_split=int(p["min_samples_split"]), bootstrap=bool(p["bootstrap"]),
+              n_jobs=1, random_state=inputs.random_state)
+    if clf:
+        kw["criterion"] = p["criterion"]
+    return kw
+
+
+def _rf(p: Mapping[str, Any], clf: bool, inputs: ModelInputs) -> Any:
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+    cls = RandomForestClassifier if clf else RandomForestRegressor
+    return cls(**_forest_kwargs(p, clf, inputs))
+
+
+def _et(p: Mapping[str, Any], clf: bool, inputs: ModelInputs) -> Any:
+    from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
+
+    cls = ExtraTreesClassifier if clf else ExtraTreesRegressor
+    return cls(**_forest_kwargs(p, clf, inputs))
+
+
+def _linear(p: Mapping[str, Any], clf: bool, inputs: ModelInputs) -> Any:
+    from sklearn.linear_model import ElasticNet, LogisticRegression, Ridge
+
+    if clf:
+        return LogisticRegression(C=p["C"], class_weight=_class_weight(p), max_iter=2000)
+    if p["penalty"] == "elasticnet":
+        return ElasticNet(alpha=p["alpha"], l1_ratio=p["l1_ratio"], max_iter=5000,
+                          random_state=inputs.random_state)
+    return Ridge(alpha=p["alpha"])
+
+
+def _svm(p: Mapping[str, Any], clf: bool, inputs: ModelInputs) -> Any:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC, SVR
+
+    gamma = p["gamma_scale"] / inputs.n_inputs
+    if clf:
+        svc = SVC(C=p["C"], gamma=gamma, class_weight=_class_weight(p), cache_size=500,
+                  random_state=inputs.random_state)
+        # probabilities for the final model: Platt scaling fitted by 3-fold CV, then one
+        # SVC on all rows (what SVC(probability=True) did before scikit-learn 1.9)
+        folds = min(3, inputs.min_class_count if inputs.min_class_count is not None else 3)
+        if inputs.final and folds >= 2:
+            return CalibratedClassifierCV(svc, ensemble=False, cv=folds)
+        return svc
+    return TransformedTargetRegressor(
+        SVR(C=p["C"], gamma=gamma, epsilon=p["epsilon"], cache_size=500),
+        transformer=StandardScaler())
+
+
+def _knn(p: Mapping[str, Any], clf: bool, inputs: ModelInputs) -> Any:
+    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+
+    k = int(min(p["n_neighbors"], max(1, int(inputs.n_rows * 0.6))))
+    cls = KNeighborsClassifier if clf else KNeighborsRegressor
+    return cls(n_neighbors=k, weights=p["weights"], p=int(p["p"]))
+
+
+def _mlp(p: Mapping[str, Any], clf: bool, inputs: ModelInputs) -> Any:
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    from sklearn.preprocessing import StandardScaler
+
+    kw = dict(hidden_layer_sizes=(int(p["width"]),) * int(p["depth"]), alpha=p["alpha"],
+              learning_rate_init=p["learning_rate_init"], max_iter=200,
+              early_stopping=inputs.n_rows >= 1000, random_state=inputs.random_state)
+    if clf:
+        return MLPClassifier(**kw)
+    return TransformedTargetRegressor(MLPRegressor(**kw), transformer=StandardScaler())
+
+
+# The labels and row limits are part of the search-space version (see
+# automl_meta.search.space.parse_space): changing one changes the version, and a metabase
+# built against the old version is refused.
+FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
+    FamilySpec("hgb", "Histogram gradient boosting", _hgb, cost_per_class=True),
+    FamilySpec("rf", "Random forest", _rf),
+    FamilySpec("et", "Extra trees", _et),
+    FamilySpec("linear", "Linear (logistic regression / ridge / elastic net)", _linear,
+               cost_per_class=True),
+    FamilySpec("svm", "Support vector machine (RBF kernel)", _svm, max_rows=10_000),
+    FamilySpec("knn", "k-nearest neighbours", _knn, max_rows=50_000),
+    FamilySpec("mlp", "Multi-layer perceptron", _mlp),
+)}
+
+#: the family names, in declaration order
+KNOWN_FAMILIES: tuple[str, ...] = tuple(FAMILIES)
+
+
+def get_family(name: str) -> FamilySpec:
+    """The record of family ``name``.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not a known family.
+    """
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ValueError(f"unknown family {name!r} (known: {', '.join(KNOWN_FAMILIES)})"
+                         ) from None
+
+
+def family_label(name: Any) -> str:
+    """The display label of family ``name``; the name itself when it is not a known family
+    (``"?"`` when empty)."""
+    spec = FAMILIES.get(str(name))
+    return spec.label if spec is not None else (str(name) or "?")

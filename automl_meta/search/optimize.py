@@ -1,0 +1,395 @@
+"""The Optuna search: enqueued (warm-start) configurations first, then TPE.
+
+Each trial is a K-fold cross-validation; the running mean after each fold is reported as
+an intermediate value, so the percentile pruner can stop hopeless trials early. Evaluations run
+in :class:`~automl_meta.search.workers.Worker` child processes with a time-out derived from the
+wall-clock deadline, so a slow configuration is stopped (recorded as failed) instead of
+breaking the budget. Failing configurations are recorded and the search goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+
+from automl_meta.budget import refit_seconds
+from automl_meta.metrics import METRICS
+from automl_meta.search.cv import EvalContext
+from automl_meta.search.study import (
+    WORKER_ID,
+    StorageUnreachable,
+    _find_cause,
+    make_sampler,
+    open_study,
+    quiet_optuna,
+)
+from automl_meta.search.workers import EvaluationFailed, EvaluationTimeout, Worker
+
+
+class TrialFailed(Exception):
+    """A configuration failed (error, NaN score, time-out)."""
+
+
+@dataclass
+class TrialRecord:
+    """One row of the leaderboard."""
+
+    number: int
+    state: str  # COMPLETE | PRUNED | FAIL
+    score: float | None
+    config: dict[str, Any]
+    origin: str
+    fold_scores: list[float] = field(default_factory=list)
+    fit_seconds: float = 0.0
+    duration: float = 0.0
+    started: float = 0.0  # seconds since the search started
+    error: str = ""
+
+    @property
+    def family(self) -> str:
+        return str(self.config.get("family", ""))
+
+    def to_row(self) -> dict[str, Any]:
+        """Flat dict for ``leaderboard.csv``."""
+        return {"trial": self.number, "state": self.state, "score": self.score,
+                "score_std": float(np.std(self.fold_scores)) if self.fold_scores else None,
+                "n_folds": len(self.fold_scores), "family": self.family, "origin": self.origin,
+                "fit_seconds": round(self.fit_seconds, 4), "duration": round(self.duration, 4),
+                "started": round(self.started, 3), "error": self.error,
+                "config": json.dumps(self.config, sort_keys=True)}
+
+
+@dataclass
+class SearchResult:
+    """What a search produced."""
+
+    records: list[TrialRecord]
+    metric: str
+    greater_is_better: bool
+    n_folds: int
+    stop_reason: str
+    #: out-of-fold predictions of the best completed trial (row order of the search data)
+    best_oof: np.ndarray | None = None
+    study_name: str = ""
+    interrupted: bool = False
+    #: out-of-fold predictions of the best complete trials evaluated in this process, by
+    #: trial number, for the ensemble selection: class probabilities (rows × classes, in
+    #: class-code order) for classification, predicted values for regression; at most
+    #: ``oof_limit`` of them (:func:`oof_capacity`), the worst dropped first
+    oof: dict[int, np.ndarray] = field(default_factory=dict)
+    #: the targets of those rows (the search data's)
+    oof_y: np.ndarray | None = None
+    oof_limit: int = 0
+    #: how many complete trials of this process offered out-of-fold predictions (kept or
+    #: dropped by the bound); the other complete trials ran in other processes
+    oof_seen: int = 0
+
+    @property
+    def completed(self) -> list[TrialRecord]:
+        return [r for r in self.records if r.state == "COMPLETE"]
+
+    @property
+    def best(self) -> TrialRecord | None:
+        done = self.completed
+        if not done:
+            return None
+        sign = 1 if self.greater_is_better else -1
+        return max(done, key=lambda r: (sign * r.score, -r.number))
+
+    def ranked(self) -> list[TrialRecord]:
+        """Completed trials, best first."""
+        sign = -1 if self.greater_is_better else 1
+        return sorted(self.completed, key=lambda r: (sign * r.score, r.number))
+
+    def keep_oof(self, number: int, score: float, pred: np.ndarray,
+                 scores: dict[int, float]) -> None:
+        """Keep trial ``number``'s out-of-fold predictions if it is among the
+        ``oof_limit`` best kept so far (``scores``: the kept trials' scores, updated),
+        dropping the worst kept one when the bound is reached."""
+        self.oof_seen += 1
+        if self.oof_limit <= 0:
+            return
+        sign = 1 if self.greater_is_better else -1
+        scores[number] = score
+        self.oof[number] = pred
+        while len(self.oof) > self.oof_limit:
+            worst = min(self.oof, key=lambda t: (sign * scores[t], -t))
+            del self.oof[worst]
+            del scores[worst]
+
+
+#: the ensemble selection considers at most this many trials...
+MAX_OOF_CANDIDATES = 30
+#: ...and their kept out-of-fold predictions take at most this many bytes
+MAX_OOF_BYTES = 200 * 2**20
+
+
+def oof_capacity(n_rows: int, n_classes: int) -> int:
+    """How many trials' out-of-fold predictions a search keeps in memory:
+    ``MAX_OOF_CANDIDATES``, fewer when ``rows × max(classes, 1) × 8 bytes`` each would
+    exceed ``MAX_OOF_BYTES`` in all (at least one)."""
+    per_trial = max(1, n_rows) * max(1, n_classes) * 8
+    return max(1, min(MAX_OOF_CANDIDATES, MAX_OOF_BYTES // per_trial))
+
+
+def _record_from_trial(t: optuna.trial.FrozenTrial, t0: float) -> TrialRecord:
+    attrs = t.user_attrs
+    state = {optuna.trial.TrialState.COMPLETE: "COMPLETE",
+             optuna.trial.TrialState.PRUNED: "PRUNED"}.get(t.state, "FAIL")
+    score = attrs.get("score")
+    config = attrs.get("config") or dict(t.params)
+    started = (t.datetime_start.timestamp() - t0) if t.datetime_start else 0.0
+    duration = (t.duration.total_seconds() if t.duration else 0.0)
+    return TrialRecord(number=t.number, state=state,
+                       score=None if score is None or not math.isfinite(score) else score,
+                       config=config, origin=attrs.get("origin", "tpe"),
+                       fold_scores=list(attrs.get("fold_scores", [])),
+                       fit_seconds=float(attrs.get("fit_seconds", 0.0)), duration=duration,
+                       started=started, error=attrs.get("error", ""))
+
+
+@contextmanager
+def _stop_on_signals(event: threading.Event) -> Iterator[None]:
+    """While the search runs, Ctrl-C (and SIGTERM where a handler turns it into
+    KeyboardInterrupt, as the command line's does) only sets ``event``: the running
+    evaluations are stopped at their next poll and ``KeyboardInterrupt`` is raised from the
+    objective, where Optuna records the trial as failed. A KeyboardInterrupt raised by the
+    signal itself could land anywhere, e.g. inside Optuna's bookkeeping of a finished trial,
+    and be lost or turned into another error. A second Ctrl-C interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if event.is_set():
+            raise KeyboardInterrupt
+        event.set()
+
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        current = signal.getsignal(sig)
+        if sig == signal.SIGINT and current is signal.default_int_handler or \
+                sig == signal.SIGTERM and callable(current):
+            old[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+@quiet_optuna()  # Optuna logs a line per trial: errors only while the search runs
+def run_search(ctx: EvalContext, *, n_trials: int | None = None,
+               deadline: float | None = None, seed: int = 0, n_jobs: int = 1,
+               enqueue: Sequence[tuple[dict[str, Any], str]] = (),
+               families: Sequence[str] | None = None, storage: Any = None,
+               study_name: str | None = None, study_attrs: dict[str, Any] | None = None,
+               memory_limit_gb: float | None = None,
+               refit_rows: int | None = None, prune: bool = True,
+               trial_timeout: float | None = None,
+               on_trial: Callable[[TrialRecord, SearchResult], None] | None = None,
+               in_process: bool = False,
+               search_workers: Sequence[Worker] | None = None) -> SearchResult:
+    """Run the Optuna search on ``ctx``.
+
+    Parameters
+    ----------
+    ctx : EvalContext
+        Data, folds, metric and space.
+    n_trials : int, optional
+        Stop after this many trials (enqueued ones included).
+    deadline : float, optional
+        ``time.monotonic()`` value by which the search must be over, evaluations included.
+    seed : int
+        Seeds the TPE sampler (and the models, through ``ctx.seed``).
+    n_jobs : int
+        Trials evaluated in parallel, each in its own worker process.
+    enqueue : sequence of (config, origin)
+        Configurations evaluated first, in order (the warm start); ``origin`` is recorded.
+    families : sequence of str, optional
+        Families offered (default: all the space offers for the task and data size).
+    storage : str or optuna storage, optional
+        Where the study lives (in memory by default). An existing study of that name is
+        resumed: its finished trials count towards ``n_trials``.
+    study_attrs : dict, optional
+        Recorded on a new study; on an existing one they must match (else UsageError).
+    memory_limit_gb : float, optional
+        Per-worker memory limit.
+    refit_rows : int, optional
+        Rows the final model will be fitted on; when given with ``deadline``, the search
+        stops early enough to leave time for that refit (estimated from the best trial).
+    prune : bool
+        Use the percentile pruner on per-fold intermediate values.
+    trial_timeout : float, optional
+        Seconds one trial (all its folds) may take before it is stopped and failed.
+    on_trial : callable, optional
+        Called after every trial with its record and the result so far.
+    search_workers : sequence of Worker, optional
+        Worker processes for ``ctx`` started by the caller ahead of time (so that their
+        start-up overlaps with the caller's own work); one per ``n_jobs``. The search
+        closes them when it ends. Default: started here.
+    in_process : bool
+        Evaluate without child processes (no time-outs); for debugging only.
+    """
+    if n_trials is None and deadline is None:
+        raise ValueError("give n_trials, a deadline or both")
+    metric = METRICS[ctx.metric]
+    families = list(families or ctx.space.family_names(ctx.task, len(ctx.y)))
+    # Prune only trials in the bottom quarter after two folds: single folds of small
+    # datasets are noisy, and a median rule throws away too many good configurations.
+    pruner = (optuna.pruners.PercentilePruner(75.0, n_startup_trials=5, n_warmup_steps=1)
+              if prune else optuna.pruners.NopPruner())
+    study = open_study(storage, study_name, metric.direction, make_sampler(seed, n_jobs),
+                       pruner, study_attrs)
+    for config, origin in enqueue:
+        study.enqueue_trial(dict(config), user_attrs={"origin": origin}, skip_if_exists=True)
+
+    t0_wall = time.time()
+    n_folds = len(ctx.folds)
+    train_rows = len(ctx.folds[0][0])
+    workers: queue.Queue[Worker] = queue.Queue()
+    all_workers = list(search_workers) if search_workers else [
+        Worker(ctx, memory_limit_gb, in_process) for _ in range(max(1, n_jobs))]
+    for w in all_workers:
+        workers.put(w)
+    result = SearchResult([], metric.name, metric.greater_is_better, n_folds, "",
+                          oof_y=ctx.y, oof_limit=oof_capacity(len(ctx.y), ctx.n_classes))
+    oof_lock = threading.Lock()
+    oof_scores: dict[int, float] = {}
+
+    def search_deadline() -> float | None:
+        if stop_requested.is_set():  # Ctrl-C / SIGTERM: running evaluations stop now
+            return time.monotonic() - 1.0
+        if deadline is None:
+            return None
+        best = result.best
+        if refit_rows is None or best is None:
+            return deadline
+        est = refit_seconds(best.fit_seconds, train_rows, refit_rows, safety=2.0) + 0.5
+        window = deadline - start_mono
+        return deadline - min(est, 0.4 * window)
+
+    def objective(trial: optuna.Trial) -> float:
+        if stop_requested.is_set():
+            raise KeyboardInterrupt
+        config = ctx.space.suggest(trial, ctx.task, families)
+        trial.set_user_attr("config", config)
+        trial.set_user_attr("origin", trial.user_attrs.get("origin", "tpe"))
+        trial.set_user_attr("worker", WORKER_ID)
+        worker = workers.get()
+        scores: list[float] = []
+        oof = np.full(len(ctx.y), np.nan)
+        oof_proba = None if ctx.task == "regression" else np.zeros((len(ctx.y), ctx.n_classes))
+        oof_complete = True
+        fit_seconds = 0.0
+        trial_end = None if trial_timeout is None else time.monotonic() + trial_timeout
+        try:
+            for k in range(n_folds):
+                limits = [x for x in (search_deadline(), trial_end) if x is not None]
+                timeout = min(limits) - time.monotonic() if limits else None
+                try:
+                    out = worker.run(("fold", config, k), timeout, limit=search_deadline)
+                except EvaluationTimeout as exc:
+                    if stop_requested.is_set():
+                        trial.set_user_attr("error", "stopped: interrupted")
+                        raise KeyboardInterrupt from None
+                    what = "trial time-out" if trial_end is not None and \
+                        time.monotonic() >= trial_end - 0.01 else "time budget"
+                    raise TrialFailed(f"stopped: {what} ({exc})") from None
+                except EvaluationFailed as exc:
+                    raise TrialFailed(str(exc)) from None
+                if not math.isfinite(out["score"]):
+                    raise TrialFailed("score is not a finite number")
+                scores.append(out["score"])
+                fit_seconds += out["fit_seconds"]
+                oof[ctx.folds[k][1]] = out["y_pred"]
+                if oof_proba is not None:
+                    if out.get("proba") is None:
+                        oof_complete = False
+                    else:
+                        oof_proba[ctx.folds[k][1]] = out["proba"]
+                mean = float(np.mean(scores))
+                trial.set_user_attr("fold_scores", scores)
+                trial.set_user_attr("score", mean)
+                trial.set_user_attr("fit_seconds", fit_seconds / len(scores))
+                trial.report(mean, k)
+                if k < n_folds - 1 and trial.should_prune():
+                    raise optuna.TrialPruned()
+            value = float(np.mean(scores))
+            with oof_lock:
+                best = result.best
+                if best is None or metric.better(value, best.score) or (
+                        result.best_oof is None):
+                    result.best_oof = oof
+                if oof_complete:
+                    result.keep_oof(trial.number, value,
+                                    oof if oof_proba is None else oof_proba, oof_scores)
+            return value
+        except TrialFailed as exc:
+            trial.set_user_attr("error", str(exc))
+            raise
+        finally:
+            workers.put(worker)
+
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        record = _record_from_trial(trial, t0_wall)
+        result.records.append(record)
+        if on_trial is not None:
+            on_trial(record, result)
+        limit = search_deadline()
+        if stop_requested.is_set():
+            study.stop()
+        elif limit is not None and limit - time.monotonic() < 0.05:
+            result.stop_reason = "time budget"
+            study.stop()
+
+    start_mono = time.monotonic()
+    done_before = len([t for t in study.trials if t.state.is_finished()])
+    result.records.extend(_record_from_trial(t, t0_wall) for t in study.trials
+                          if t.state.is_finished())
+    remaining = None if n_trials is None else max(0, n_trials - done_before)
+    stop_requested = threading.Event()
+    try:
+        with _stop_on_signals(stop_requested):
+            if remaining != 0 and (deadline is None or deadline > time.monotonic()):
+                study.optimize(objective, n_trials=remaining,
+                               timeout=None if deadline is None else
+                               max(0.0, deadline - time.monotonic()),
+                               n_jobs=max(1, n_jobs), catch=(TrialFailed,),
+                               callbacks=[callback])
+        if stop_requested.is_set():  # the signal came between two trials
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        # Ctrl-C / SIGTERM: keep what was found; the caller decides what to do with it
+        result.interrupted = True
+        result.stop_reason = "interrupted"
+    except Exception as exc:
+        # an outage longer than the retry window can surface as whatever Optuna raised
+        # while it handled it: report the outage
+        cause = _find_cause(exc, StorageUnreachable)
+        if cause is None or cause is exc:
+            raise
+        raise cause from None
+    finally:
+        for w in all_workers:
+            w.close()
+    # the study is the source of truth (the interrupted trial never reached the callback)
+    result.records = [_record_from_trial(t, t0_wall) for t in study.trials
+                      if t.state.is_finished()]
+    if not result.stop_reason:
+        result.stop_reason = "trial count" if n_trials is not None and \
+            len(result.records) >= n_trials else "time budget"
+    result.records.sort(key=lambda r: r.number)
+    result.study_name = study.study_name
+    return result
