@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from automl_meta._version import __version__
+
 __all__ = ["AutoML", "__version__"]
 
 

@@ -22,6 +22,8 @@ DEFAULT_STRATEGY = "learned"
 DEFAULT_MAX_SEARCH_ROWS = 20_000
 #: seed of the CV split, the sampler and the models
 DEFAULT_SEED = 0
+#: rounds of ensemble selection over the best trials; 1 = the single best trial
+DEFAULT_ENSEMBLE_SIZE = 10
 #: the model format a run directory is written in: skops, because the receiving side
 #: refuses pickles by default
 DEFAULT_MODEL_FORMAT = "skops"

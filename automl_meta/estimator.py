@@ -19,9 +19,10 @@ from sklearn.base import BaseEstimator
 
 from automl_meta import metrics as metrics_mod
 from automl_meta.artifacts.diagnostics import compute_diagnostics, target_distribution
-from automl_meta.artifacts.ensemble import DEFAULT_ENSEMBLE_SIZE, describe, ensemble_for_search
+from automl_meta.artifacts.ensemble import describe, ensemble_for_search
 from automl_meta.artifacts.model import TabularModel
 from automl_meta.artifacts.rundir import DEFAULT_MODEL_FORMAT, write_run_dir
+from automl_meta.artifacts.scoring import score_model
 from automl_meta.budget import (
     DEFAULT_TIME_BUDGET,
     LEARNED_MIN_SECONDS,
@@ -32,7 +33,15 @@ from automl_meta.budget import (
     resolve_n_jobs,
     trial_timeout,
 )
-from automl_meta.data import Dataset, prepare_dataset, regression_target
+from automl_meta.data import Dataset, prepare_dataset
+from automl_meta.defaults import (
+    DEFAULT_ENSEMBLE_SIZE,
+    DEFAULT_MAX_SEARCH_ROWS,
+    DEFAULT_NEIGHBORS,
+    DEFAULT_SEED,
+    DEFAULT_STRATEGY,
+    DEFAULT_WARM_START,
+)
 from automl_meta.errors import AutoMLError, UsageError
 from automl_meta.progress import Reporter
 from automl_meta.search.cv import fit_full, search_rows
@@ -41,10 +50,6 @@ from automl_meta.search.prepare import prepare_search, study_attributes
 from automl_meta.search.space import load_space
 from automl_meta.search.workers import EvaluationFailed, EvaluationTimeout, Worker
 
-DEFAULT_WARM_START = 10
-DEFAULT_NEIGHBORS = 10
-DEFAULT_STRATEGY = "learned"
-DEFAULT_MAX_SEARCH_ROWS = 20_000
 LAST_RESORT_ROWS = 2000
 
 
@@ -68,7 +73,10 @@ class AutoML(BaseEstimator):
     n_jobs : int, optional
         Trials evaluated in parallel, one worker process each. ``None`` (default) or ``-1``:
         every core this process may use (its CPU affinity, within a cgroup CPU quota;
-        :func:`automl_meta.budget.available_cores`).
+        :func:`automl_meta.budget.available_cores`), and no more than ``n_trials``. With
+        more than one, which trial the sampler proposes next depends on which worker is
+        free first, so two runs with the same seed may differ (as with Optuna's own
+        ``n_jobs``); ``n_jobs=1`` makes a search reproducible.
     warm_start : int
         How many configurations from the nearest prior tasks (and the portfolio) are
         evaluated first; 0 = cold start (plain TPE). Default 10.
@@ -138,7 +146,8 @@ class AutoML(BaseEstimator):
     """
 
     def __init__(self, task: str | None = None, metric: str | None = None,
-                 time_budget: float | None = None, n_trials: int | None = None, seed: int = 0,
+                 time_budget: float | None = None, n_trials: int | None = None,
+                 seed: int = DEFAULT_SEED,
                  n_jobs: int | None = None, warm_start: int = DEFAULT_WARM_START,
                  metabase: str | None = None, n_neighbors: int = DEFAULT_NEIGHBORS,
                  warm_start_strategy: str = DEFAULT_STRATEGY,
@@ -256,12 +265,18 @@ class AutoML(BaseEstimator):
                              f"(got {self.memory_limit!r})")
         if self.n_trials is not None and self.n_trials < 1:
             raise UsageError(f"n_trials must be at least 1 (got {self.n_trials!r})")
+        size = self.ensemble_size
+        if not (isinstance(size, numbers.Integral) and not isinstance(size, bool)
+                and size >= 1):
+            raise UsageError(f"ensemble_size must be an integer of at least 1 (got {size!r})")
         from automl_meta.meta.warmstart import get as get_strategy
         get_strategy(self.warm_start_strategy)  # UsageError for an unknown name
         try:
             n_jobs = resolve_n_jobs(self.n_jobs)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        if self.n_trials is not None:  # no idle workers (and one worker: reproducible)
+            n_jobs = min(n_jobs, int(self.n_trials))
         self.n_jobs_ = n_jobs
         deadline = started + budget if budget else None
         self.metric_ = metric
@@ -313,8 +328,8 @@ class AutoML(BaseEstimator):
                 raise
         for w in self.warnings_:
             reporter.warn(w)
-        if self.report:  # import the report's plotting stack while the search runs
-            threading.Thread(target=_preload_report_modules, daemon=True).start()
+        # import the model writer (and the report's plotting stack) while the search runs
+        threading.Thread(target=_preload_save_modules, args=(self.report,), daemon=True).start()
         reporter.start(self.n_trials, None if deadline is None else deadline - time.monotonic(),
                        metric.name)
         self._mark("search start")
@@ -434,9 +449,6 @@ class AutoML(BaseEstimator):
         # its members refitted in the best trial's window; when that falls back, the best
         # trial's pipeline is reused if the ensemble refit fitted it already.
         size = self.ensemble_size
-        if not (isinstance(size, numbers.Integral) and not isinstance(size, bool)
-                and size >= 1):
-            raise UsageError(f"ensemble_size must be an integer of at least 1 (got {size!r})")
         ensemble_info: dict[str, Any] | None = None
         prefitted: dict[int, tuple[Any, float]] = {}
         if size > 1:
@@ -614,23 +626,6 @@ class AutoML(BaseEstimator):
                              finalize=finalize_report if report else None)
 
 
-def score_model(model: TabularModel, X: pd.DataFrame, y: pd.Series, metric_name: str) -> float:
-    """Score a fitted model on labelled data with the named metric."""
-    metric = metrics_mod.get_metric(metric_name, model.task)
-    if model.task == "regression":  # parsed as fit parses it (e.g. "1,234.5")
-        y_true = regression_target(y, model.target).to_numpy(dtype=float)
-        return metrics_mod.compute(metric, y_true, model.predict(X), None)
-    codes = model.encode_labels(y)
-    if (codes < 0).any() and metric.needs_proba:
-        unseen = sorted({str(v) for v, c in zip(y, codes, strict=False) if c < 0})[:5]
-        raise UsageError(f"the target has labels the model never saw ({', '.join(unseen)}); "
-                         f"{metric.name} needs a probability for every true class")
-    # labels never seen in training stay as code -1: they count as wrong predictions
-    pred = model.encode_labels(pd.Series(model.predict(X)))
-    proba = model.predict_proba(X) if metric.needs_proba else None
-    return metrics_mod.compute(metric, codes, pred, proba, len(model.classes))
-
-
 def _as_frame(X: Any) -> pd.DataFrame:
     if isinstance(X, pd.DataFrame):
         return X
@@ -653,7 +648,13 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _preload_report_modules() -> None:
+def _preload_save_modules(report: bool) -> None:
+    try:
+        import skops.io  # noqa: F401  (the default model format)
+    except Exception:  # saving says what is missing when it writes
+        pass
+    if not report:
+        return
     try:
         import matplotlib.backends.backend_svg  # noqa: F401
         import matplotlib.figure  # noqa: F401

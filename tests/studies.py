@@ -22,6 +22,14 @@ def finished_trials(db: Path) -> int:
         return 0
 
 
+def finished_numbers(db: Path) -> set[int]:
+    """Numbers of the finished trials in an Optuna SQLite study file (read-only)."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+        rows = con.execute("SELECT number FROM trials WHERE state IN "
+                           "('COMPLETE', 'PRUNED', 'FAIL')").fetchall()
+    return {int(n) for (n,) in rows}
+
+
 def wait_for_trials(proc: subprocess.Popen, db: Path, n: int, timeout: float = 120) -> int:
     """Wait until ``db`` holds ``n`` finished trials; fail early if ``proc`` has ended."""
     deadline = time.monotonic() + timeout

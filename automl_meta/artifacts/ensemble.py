@@ -28,8 +28,6 @@ from automl_meta import metrics as metrics_mod
 from automl_meta.budget import refit_seconds
 from automl_meta.search.workers import EvaluationFailed, EvaluationTimeout
 
-#: default selection rounds (``AutoML(ensemble_size=...)``, ``fit --ensemble-size``)
-DEFAULT_ENSEMBLE_SIZE = 10
 
 class Ensemble:
     """A weighted average of fitted pipelines, used like one pipeline.

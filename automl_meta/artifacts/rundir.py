@@ -33,7 +33,7 @@ from typing import IO, Any
 import joblib
 import pandas as pd
 
-from automl_meta import __version__
+from automl_meta._version import __version__
 from automl_meta.artifacts.model import TabularModel
 from automl_meta.artifacts.report import dumps_json
 from automl_meta.data import file_sha256
@@ -90,7 +90,6 @@ SKOPS_ALLOWED_TYPES: frozenset[str] = frozenset({
     "automl_meta.artifacts.ensemble.Ensemble",
     "automl_meta.search.pipeline.FeaturePreparer",
     "automl_meta.data.schema.Schema",
-    "automl_meta.data.schema.Column",
     # ...and their 0.1.0 names (LEGACY_MODULES makes those names resolve)
     "automl_meta.model.TabularModel",
     "automl_meta.pipeline.FeaturePreparer",

@@ -16,11 +16,13 @@ import contextlib
 import math
 import os
 import sys
+import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
 
+from automl_meta.budget import process_age
 from automl_meta.errors import AutoMLError
 
 #: where --storage is read from when it is not given (keeps a password out of `ps`)
@@ -87,7 +89,7 @@ def emit_json(doc: Any) -> None:
 
 def _version_callback(value: bool) -> None:
     if value:
-        from automl_meta import __version__
+        from automl_meta._version import __version__
 
         typer.echo(f"automl-meta {__version__}")
         raise typer.Exit()
@@ -122,10 +124,25 @@ def _command_logging() -> Iterator[None]:
         logging.disable(previous)
 
 
+_command_started: float | None = None
+
+
+def command_started() -> float:
+    """The ``time.monotonic()`` value the running command's time budget counts from.
+
+    For the console script (``main()`` without arguments) that is the start of the process,
+    interpreter start-up included; for ``main(argv)`` called from Python, the call.
+    """
+    return time.monotonic() if _command_started is None else _command_started
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; maps errors to exit codes (see module docstring)."""
     import signal
     import threading
+
+    global _command_started
+    _command_started = time.monotonic() - (process_age() if argv is None else 0.0)
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)

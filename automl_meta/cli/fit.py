@@ -12,8 +12,15 @@ from typing import Annotated, Any
 import typer
 
 from automl_meta.budget import DEFAULT_TIME_BUDGET
-from automl_meta.cli.entry import STORAGE_ENV, app, check_budget_options, emit_json
+from automl_meta.cli.entry import (
+    STORAGE_ENV,
+    app,
+    check_budget_options,
+    command_started,
+    emit_json,
+)
 from automl_meta.defaults import (
+    DEFAULT_ENSEMBLE_SIZE,
     DEFAULT_MODEL_FORMAT,
     DEFAULT_SEED,
     DEFAULT_STRATEGY,
@@ -57,11 +64,11 @@ def fit(
              "this process may use (CPU affinity and cgroup quota).")] = None,
     memory_limit: Annotated[float | None, typer.Option(
         help="Memory limit per trial worker, in GiB; a trial exceeding it fails.")] = None,
-    ensemble_size: Annotated[int | None, typer.Option(
+    ensemble_size: Annotated[int, typer.Option(
         help="Rounds of the ensemble selection over the best trials' out-of-fold "
-             "predictions (default 10); the final model averages the trials picked when "
-             "that scores better than the best trial alone. 1: the single best trial.")
-    ] = None,
+             "predictions; the final model averages the trials picked when that scores "
+             "better than the best trial alone. 1: the single best trial.")
+    ] = DEFAULT_ENSEMBLE_SIZE,
     storage: Annotated[str | None, typer.Option(
         envvar=STORAGE_ENV,
         help="Optuna storage URL (default: SQLite in the run directory). With "
@@ -90,10 +97,8 @@ def fit(
     The run directory holds model.skops (or model.joblib), manifest.json (versions,
     schema, checksum), leaderboard.csv (every trial), report.json and report.html.
     """
-    from automl_meta.budget import process_age
-
     # the budget counts from the start of the process: interpreter start-up included
-    started = time.monotonic() - process_age()
+    started = command_started()
     from automl_meta.artifacts.rundir import RunStaging, check_output_dir
     from automl_meta.budget import save_reserve
     from automl_meta.data import load_dataset
@@ -111,7 +116,7 @@ def fit(
     check_budget_options(time_budget, n_trials, memory_limit)
     if n_jobs is not None and n_jobs < 1 and n_jobs != -1:
         raise UsageError("--n-jobs must be at least 1 (or -1: every core)")
-    if ensemble_size is not None and ensemble_size < 1:
+    if ensemble_size < 1:
         raise UsageError("--ensemble-size must be at least 1 (1: the single best trial)")
     from automl_meta.meta.warmstart import get as get_strategy
 
@@ -147,7 +152,7 @@ def fit(
                     warm_start=0 if no_warm_start else warm_start,
                     warm_start_strategy=warm_start_strategy,
                     metabase=str(metabase) if metabase else None, report=not no_report,
-                    **({} if ensemble_size is None else {"ensemble_size": ensemble_size}))
+                    ensemble_size=ensemble_size)
     reporter = None
     if not quiet and not json_out or (json_out and not quiet and sys.stderr.isatty()):
         from automl_meta.progress import RichReporter

@@ -47,6 +47,12 @@ class ModelInputs:
     min_class_count: int | None = None
 
 
+#: Modules the estimator factories import (when an estimator is first built): the trial
+#: workers' fork server imports them once, ahead of the first trial.
+ESTIMATOR_MODULES = ("sklearn.ensemble", "sklearn.linear_model", "sklearn.calibration",
+                     "sklearn.compose", "sklearn.preprocessing", "sklearn.svm",
+                     "sklearn.neighbors", "sklearn.neural_network")
+
 #: ``build(values, classification, inputs)``: the unfitted estimator for the family's
 #: hyperparameter values (keys without the ``family.`` prefix)
 Factory = Callable[[Mapping[str, Any], bool, ModelInputs], Any]

@@ -30,14 +30,13 @@ from sklearn.preprocessing import (
     TargetEncoder,
 )
 
-from automl_meta.data import Schema, coerce_features
+from automl_meta.data import DATETIME_PARTS, Schema, coerce_features
 from automl_meta.search.families import KNOWN_FAMILIES, ModelInputs, get_family
 from automl_meta.search.space import SearchSpace
 
 __all__ = ["DATETIME_PARTS", "KNOWN_FAMILIES", "MISSING", "FeaturePreparer", "build_pipeline",
            "estimate_n_inputs", "output_columns"]
 
-DATETIME_PARTS = ("year", "month", "day", "dayofweek", "hour", "epoch_days")
 MISSING = "__missing__"
 _SKLEARN_VERSION = tuple(int(p) for p in sklearn.__version__.split(".")[:2])
 

@@ -245,6 +245,9 @@ def retry_storage(fn: Callable[[], _T], *, what: str = "storage",
         _RETRYING.active = False
 
 
+_CLAIM_LOCK = threading.Lock()
+
+
 class RetryingRDBStorage(optuna.storages.RDBStorage):
     """Optuna's RDB storage whose operations ride out a database restart.
 
@@ -300,7 +303,14 @@ class RetryingRDBStorage(optuna.storages.RDBStorage):
                     return True
                 raise
 
-        return self._retry(tell)
+        if state != optuna.trial.TrialState.RUNNING:
+            return self._retry(tell)
+        # Claiming a WAITING (enqueued) trial: Optuna reads the state and writes RUNNING
+        # under SELECT ... FOR UPDATE, which SQLite ignores, so two threads of one search
+        # could both claim the same trial. Claims from this process go one at a time;
+        # other processes share PostgreSQL, where the row lock holds.
+        with _CLAIM_LOCK:
+            return self._retry(tell)
 
 
 def _retried(name: str) -> Callable[..., Any]:

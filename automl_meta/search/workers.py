@@ -37,16 +37,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from automl_meta.search.families import ESTIMATOR_MODULES
+
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
     from automl_meta.search.cv import EvalContext
 
 #: Imported once by the fork server, inherited by every trial worker: what a trial needs
-#: (the pipeline module imports every estimator of the search space). Nothing that starts a
+#: (the pipeline, and every estimator module of the model families). Nothing that starts a
 #: thread at import (see :data:`CHILD_ENV`).
-PRELOAD_MODULES = ("numpy", "pandas", "scipy.sparse", "sklearn", "automl_meta.search.cv",
-                   "automl_meta.search.pipeline", "automl_meta.search.workers")
+PRELOAD_MODULES = ("numpy", "pandas", "scipy.sparse", "sklearn", *ESTIMATOR_MODULES,
+                   "automl_meta.search.cv", "automl_meta.search.pipeline",
+                   "automl_meta.search.workers")
 
 #: Environment defaults of the fork server and of every worker (a value the user set wins):
 #: one BLAS / OpenMP thread per worker (``n_jobs`` workers already use the cores; a thread

@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 from joblib import Parallel, delayed
 
-from automl_meta import __version__
+from automl_meta._version import __version__
 from automl_meta.defaults import (
     DEFAULT_BUILD_JOBS,
     DEFAULT_SEED,
