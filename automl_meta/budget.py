@@ -35,9 +35,9 @@ DEFAULT_TIME_BUDGET = 60.0
 GRACE_MIN_SECONDS = 5.0
 GRACE_SHARE = 0.1
 #: writing the run directory (the model file, manifest, leaderboard, report.json)
-WRITE_RESERVE_SECONDS = 1.5
+WRITE_RESERVE_SECONDS = 0.8
 #: rendering report.html (its plotting stack is imported while the search runs)
-REPORT_RESERVE_SECONDS = 1.5
+REPORT_RESERVE_SECONDS = 0.6
 #: a single trial (all its folds) may take this share of the budget, and at least the minimum
 TRIAL_TIMEOUT_SHARE = 0.4
 TRIAL_TIMEOUT_MIN_SECONDS = 10.0
@@ -47,6 +47,8 @@ DIAGNOSTICS_MIN_SECONDS = 5.0
 #: below this many seconds left for the search, the "learned" warm start (a performance
 #: model) gives way to the cheaper "local" one
 LEARNED_MIN_SECONDS = 8.0
+#: fixed seconds of the refit besides the fit (sending the task, receiving the model)
+REFIT_OVERHEAD_SECONDS = 0.2
 #: a refit on n rows costs the per-row rate of a fold times n to this power
 REFIT_EXPONENT = 1.2
 #: seconds one CV fold of a typical configuration takes per training row (before any trial
@@ -60,6 +62,11 @@ SEARCH_SHARE = 0.7
 MIN_BUDGET_SEARCH_ROWS = 1_000
 #: above this many rows a trial runs 3 CV folds instead of 5
 FIVE_FOLD_MAX_ROWS = 10_000
+#: fixed seconds of one CV fold besides the fit (sending the task, predicting, scoring)
+FOLD_OVERHEAD_SECONDS = 0.15
+#: a budget that affords fewer typical 5-fold trials than this (all workers together, in
+#: ``SEARCH_SHARE`` of it) runs 3 folds per trial: more configurations, each less exactly
+FIVE_FOLD_MIN_TRIALS = 24
 
 
 def grace_seconds(time_budget: float) -> float:
@@ -86,9 +93,25 @@ def diagnostics_allowance(time_budget: float | None) -> float:
     return max(DIAGNOSTICS_MIN_SECONDS, DIAGNOSTICS_SHARE * time_budget)
 
 
-def n_folds_for(n_rows: int) -> int:
-    """Number of CV folds of a trial: 5 up to ``FIVE_FOLD_MAX_ROWS`` rows, 3 above."""
-    return 5 if n_rows <= FIVE_FOLD_MAX_ROWS else 3
+def n_folds_for(n_rows: int, time_budget: float | None = None, n_jobs: int = 1) -> int:
+    """Number of CV folds of a trial on ``n_rows`` search rows.
+
+    3 above ``FIVE_FOLD_MAX_ROWS`` rows, and when the time budget affords fewer than
+    ``FIVE_FOLD_MIN_TRIALS`` typical 5-fold trials (:func:`fold_seconds` each fold) on
+    ``n_jobs`` workers in ``SEARCH_SHARE`` of it; 5 otherwise.
+    """
+    if n_rows > FIVE_FOLD_MAX_ROWS:
+        return 3
+    if time_budget is not None:
+        trial = 5 * fold_seconds(n_rows * 4 // 5)
+        if SEARCH_SHARE * time_budget * max(1, n_jobs) / trial < FIVE_FOLD_MIN_TRIALS:
+            return 3
+    return 5
+
+
+def fold_seconds(train_rows: int) -> float:
+    """Seconds one CV fold of a typical configuration takes on ``train_rows`` rows."""
+    return FOLD_OVERHEAD_SECONDS + SECONDS_PER_TRAINING_ROW * train_rows
 
 
 def refit_seconds(fold_fit_seconds: float, train_rows: int, fit_rows: int,

@@ -292,8 +292,11 @@ class AutoML(BaseEstimator):
                     f"searching on {cap} of {dataset.n_rows} rows: the {budget:g} s budget "
                     "affords that many for a useful number of trials (a larger "
                     "--time-budget searches on more); the final model is fitted on all rows")
-        prepared = prepare_search(dataset, metric.name, self.seed, cap, space)
+        n_folds = n_folds_for(min(cap, dataset.n_rows),
+                              None if self.n_trials is not None else budget, n_jobs)
+        prepared = prepare_search(dataset, metric.name, self.seed, cap, space, n_folds=n_folds)
         ctx, full_ctx, y_codes = prepared.ctx, prepared.full_ctx, prepared.y_codes
+        self._n_folds = len(ctx.folds)
         search_idx, y_search = prepared.search_idx, ctx.y
         self.search_rows_ = len(search_idx)
         self._search_idx = search_idx
@@ -342,7 +345,7 @@ class AutoML(BaseEstimator):
                 seed=self.seed, n_jobs=n_jobs, enqueue=enqueue, storage=self.storage,
                 study_name=self.study_name,
                 study_attrs=study_attributes(dataset, metric.name, self.seed,
-                                             cap, space.version),
+                                             cap, space.version, len(ctx.folds)),
                 memory_limit_gb=self.memory_limit, refit_rows=len(y_codes),
                 trial_timeout=trial_timeout(budget),
                 on_trial=reporter.trial, in_process=not self.isolation,
@@ -423,7 +426,7 @@ class AutoML(BaseEstimator):
         suggestions, cost_log = ws.suggestions, []
         if deadline is not None:  # short budgets: configurations that can finish first
             suggestions, cost_log = order_by_cost(
-                mb, suggestions, n_rows, n_folds_for(n_rows),
+                mb, suggestions, n_rows, self._n_folds,
                 len(dataset.classes) if dataset.classes else 0,
                 max(0.0, deadline - time.monotonic()))
         self.warm_start_strategy_ = strategy

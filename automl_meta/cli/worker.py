@@ -69,14 +69,16 @@ def worker(
     dataset = load_dataset(data, attrs["target"], attrs["task"])
     metric = get_metric(attrs["metric"], dataset.task)
     prepared = prepare_search(dataset, metric.name, int(attrs["seed"]),
-                              int(attrs["max_search_rows"]), space)
+                              int(attrs["max_search_rows"]), space,
+                              n_folds=int(attrs["n_folds"]) if "n_folds" in attrs else None)
     budget = time_budget if time_budget or n_trials else DEFAULT_TIME_BUDGET
     before = len(optuna.load_study(study_name=study, storage=st).trials)
     result = run_search(
         prepared.ctx, n_trials=n_trials, deadline=None if not budget else started + budget,
         seed=int(attrs["seed"]) + 1 + os.getpid() % 100_000, storage=st, study_name=study,
         study_attrs=study_attributes(dataset, metric.name, int(attrs["seed"]),
-                                     int(attrs["max_search_rows"]), space.version),
+                                     int(attrs["max_search_rows"]), space.version,
+                                     len(prepared.ctx.folds)),
         memory_limit_gb=memory_limit)
     mine = [r for r in result.records if r.number >= before]
     best = result.best

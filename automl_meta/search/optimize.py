@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from automl_meta.budget import refit_seconds
+from automl_meta.budget import REFIT_OVERHEAD_SECONDS, refit_seconds
 from automl_meta.metrics import METRICS
 from automl_meta.search.cv import EvalContext
 from automl_meta.search.study import (
@@ -276,7 +276,7 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         best = result.best
         if refit_rows is None or best is None:
             return deadline
-        est = refit_seconds(best.fit_seconds, train_rows, refit_rows, safety=2.0) + 0.5
+        est = refit_seconds(best.fit_seconds, train_rows, refit_rows) + REFIT_OVERHEAD_SECONDS
         window = deadline - start_mono
         return deadline - min(est, 0.4 * window)
 

@@ -30,11 +30,13 @@ class PreparedSearch:
 
 
 def prepare_search(dataset: Dataset, metric: str, seed: int, max_search_rows: int,
-                   space: Any, folds: list | None = None) -> PreparedSearch:
+                   space: Any, folds: list | None = None,
+                   n_folds: int | None = None) -> PreparedSearch:
     """Encode the target, choose the search rows and the CV folds — deterministically, so
     that every process of a distributed search evaluates on exactly the same folds.
 
-    ``folds`` (e.g. an OpenML task's own splits) are used when the search takes every row.
+    ``folds`` (e.g. an OpenML task's own splits) are used when the search takes every row;
+    otherwise ``n_folds`` folds are made (default :func:`automl_meta.budget.n_folds_for`).
     """
     classes = dataset.classes
     if classes is not None:
@@ -47,7 +49,7 @@ def prepare_search(dataset: Dataset, metric: str, seed: int, max_search_rows: in
     X_search = dataset.X.iloc[search_idx].reset_index(drop=True)
     y_search = y_codes[search_idx]
     if not folds or len(search_idx) != len(y_codes):
-        folds = make_folds(y_search, dataset.task, seed)
+        folds = make_folds(y_search, dataset.task, seed, n_folds)
     ctx = EvalContext(X_search, y_search, dataset.task, dataset.schema, n_classes, metric,
                       folds, space, seed)
     full_ctx = ctx if len(search_idx) == len(y_codes) else EvalContext(
@@ -56,9 +58,9 @@ def prepare_search(dataset: Dataset, metric: str, seed: int, max_search_rows: in
 
 
 def study_attributes(dataset: Dataset, metric: str, seed: int, max_search_rows: int,
-                     space_version: str) -> dict[str, Any]:
+                     space_version: str, n_folds: int) -> dict[str, Any]:
     """What a study records so that a resumed fit or a joining worker can check it is
     searching the same problem (same data bytes, same space, same CV) and rebuild it."""
     return {"data_sha256": dataset.sha256, "target": dataset.target, "task": dataset.task,
             "metric": metric, "seed": seed, "max_search_rows": max_search_rows,
-            "search_space_version": space_version}
+            "n_folds": n_folds, "search_space_version": space_version}

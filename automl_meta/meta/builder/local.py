@@ -123,7 +123,8 @@ def build_task(spec: TaskSpec, space: SearchSpace, *, trials_per_task: int,
     ctx, idx, folds = prepared.ctx, prepared.search_idx, prepared.ctx.folds
     study_attrs = None
     if storage is not None:
-        study_attrs = study_attributes(ds, metric.name, tseed, max_rows, space.version)
+        study_attrs = study_attributes(ds, metric.name, tseed, max_rows, space.version,
+                                       len(prepared.ctx.folds))
     try:
         result = run_search(ctx, n_trials=trials_per_task,
                             deadline=None if time_per_task is None else t0 + time_per_task,
