@@ -16,6 +16,9 @@ from __future__ import annotations
 DEFAULT_WARM_START = 10
 #: prior tasks the warm start draws on (and ``automl-meta neighbors -k``)
 DEFAULT_NEIGHBORS = 10
+#: the warm start's first configurations: the best of earlier fits on a table with the same
+#: schema, from the user's history (at most half the warm start)
+DEFAULT_HISTORY_FIRST = 5
 #: how the warm-start configurations are chosen (see :mod:`automl_meta.meta.warmstart`)
 DEFAULT_STRATEGY = "learned"
 #: the search sees at most this many rows (a stratified subsample); the final fit sees all
@@ -27,6 +30,9 @@ DEFAULT_ENSEMBLE_SIZE = 10
 #: the model format a run directory is written in: skops, because the receiving side
 #: refuses pickles by default
 DEFAULT_MODEL_FORMAT = "skops"
+
+#: environment variable naming the history folder (``--history`` wins over it)
+HISTORY_ENV = "AUTOML_META_HISTORY"
 
 # ---- build-metabase
 #: trials of the search on each prior task (every one is stored)

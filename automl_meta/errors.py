@@ -25,3 +25,9 @@ class ModelIntegrityError(AutoMLError):
     """A run directory's model file does not match its manifest."""
 
     exit_code = 2
+
+
+class HistoryError(AutoMLError):
+    """A history cannot be used: truncated, not a history, or another format version."""
+
+    exit_code = 2

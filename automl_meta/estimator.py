@@ -36,6 +36,7 @@ from automl_meta.budget import (
 from automl_meta.data import Dataset, prepare_dataset
 from automl_meta.defaults import (
     DEFAULT_ENSEMBLE_SIZE,
+    DEFAULT_HISTORY_FIRST,
     DEFAULT_MAX_SEARCH_ROWS,
     DEFAULT_NEIGHBORS,
     DEFAULT_SEED,
@@ -132,6 +133,14 @@ class AutoML(BaseEstimator):
         the best trial alone and its members can be refitted in the time left. Default 10:
         weights in steps of 0.1 and at most 10 refits, few enough not to fit the
         out-of-fold noise of small data. 1 keeps the single best trial.
+    history : bool or str, optional
+        The user's history of fits (:mod:`automl_meta.meta.history`): ``True`` is the folder
+        ``AUTOML_META_HISTORY`` names, else the user data directory; a string is a folder.
+        With a history the warm start draws on it too (earlier fits on a table with the
+        same schema first, then the nearest tasks of the history and the metabase
+        together), and the fit is recorded in it when it ends (meta-features, schema
+        fingerprint, every trial's configuration and score; no data). ``None`` (default):
+        no history. The command line uses one unless ``--no-history`` is given.
 
     Attributes
     ----------
@@ -157,7 +166,8 @@ class AutoML(BaseEstimator):
                  study_name: str | None = None,
                  space: str | None = None, isolation: bool = True, diagnostics: bool = True,
                  report: bool = False,
-                 verbose: int = 0, ensemble_size: int = DEFAULT_ENSEMBLE_SIZE):
+                 verbose: int = 0, ensemble_size: int = DEFAULT_ENSEMBLE_SIZE,
+                 history: bool | str | None = None):
         self.task = task
         self.metric = metric
         self.time_budget = time_budget
@@ -179,6 +189,7 @@ class AutoML(BaseEstimator):
         self.report = report
         self.verbose = verbose
         self.ensemble_size = ensemble_size
+        self.history = history
 
     # ------------------------------------------------------------------ sklearn interface
     def fit(self, X: Any, y: Any) -> AutoML:
@@ -382,7 +393,47 @@ class AutoML(BaseEstimator):
         self.search_rows_ = len(search_idx)
         self.time_budget_ = budget
         self.fit_seconds_ = time.monotonic() - started
+        self.history_run_: str | None = None
+        if search.records:
+            self._record_history(space)
         return self
+
+    def _history(self) -> Any:
+        """The :class:`~automl_meta.meta.history.History` this fit uses, or None."""
+        from automl_meta.meta.history import History, resolve_history_dir
+
+        folder = resolve_history_dir(self.history)
+        return None if folder is None else History(folder)
+
+    def _record_history(self, space: Any) -> None:
+        """Append this fit to the history (never fatal: a failure becomes a warning)."""
+        import sqlite3
+
+        from automl_meta.errors import HistoryError
+        from automl_meta.meta.history import RunRecord
+
+        history = self._history()
+        if history is None:
+            return
+        ds, search, best = self.dataset_, self.search_, self.search_.best
+        record = RunRecord(
+            run_id=RunRecord.new_id(ds.sha256), name=ds.name, fingerprint=_fingerprint(ds),
+            task=ds.task, target=ds.target, metric=self.metric_.name,
+            greater_is_better=self.metric_.greater_is_better, n_rows=ds.n_rows,
+            n_features=ds.X.shape[1], n_classes=len(ds.classes or []), n_folds=search.n_folds,
+            best_score=None if best is None else best.score,
+            best_config=None if best is None else best.config,
+            final_config=self.refit_.get("config"), metafeatures=dict(self.metafeatures_),
+            search_space_version=space.version, n_trials=len(search.records),
+            trials=[{"trial": r.number, "state": r.state, "score": r.score,
+                     "fit_seconds": r.fit_seconds, "duration": r.duration,
+                     "origin": r.origin, "config": r.config} for r in search.records])
+        try:
+            history.append(record)
+        except (HistoryError, OSError, sqlite3.Error) as exc:
+            self.warnings_.append(f"this fit was not recorded in the history: {exc}")
+            return
+        self.history_run_ = record.run_id
 
     def _mark(self, event: str) -> None:
         """Record when ``event`` happened, in seconds since the fit (or process) started."""
@@ -398,14 +449,18 @@ class AutoML(BaseEstimator):
         """
         from automl_meta.errors import MetabaseError
         from automl_meta.meta.features import compute_metafeatures
-        from automl_meta.meta.metabase import load_metabase
+        from automl_meta.meta.metabase import config_id, load_metabase
         from automl_meta.meta.neighbors import nearest
         from automl_meta.meta.warmstart import order_by_cost, suggest
 
         try:
             mb = load_metabase(self.metabase, space_version=space.version)
         except MetabaseError as exc:
-            self.warnings_.append(f"cold start: {exc}")
+            mb = None
+            self.warnings_.append(f"the metabase is not used: {exc}")
+        first, mb = self._from_history(dataset, space, n_rows, mb)
+        if mb is None:
+            self.warnings_.append("cold start: neither a metabase nor a history to draw on")
             return []
         self.metabase_path_ = mb.path
         self.metafeatures_ = compute_metafeatures(dataset.X, dataset.y, dataset.task,
@@ -430,9 +485,41 @@ class AutoML(BaseEstimator):
                 len(dataset.classes) if dataset.classes else 0,
                 max(0.0, deadline - time.monotonic()))
         self.warm_start_strategy_ = strategy
+        taken = {config_id(c) for c, _ in first}
+        rest = [(s.config, s.origin) for s in suggestions if config_id(s.config) not in taken]
+        if first:
+            log.append(f"{len(first)} configuration(s) from earlier fits on a table with the "
+                       "same schema come first")
         self.warm_start_log_ = log + ws.log + cost_log
         self._mark("warm start ready")
-        return [(s.config, s.origin) for s in suggestions]
+        return (first + rest)[:max(self.warm_start, len(first))]
+
+    def _from_history(self, dataset: Dataset, space: Any, n_rows: int, mb: Any
+                      ) -> tuple[list[tuple[dict, str]], Any]:
+        """The history's part of the warm start: the best configurations of earlier fits on
+        a table with this schema (to be evaluated first), and the metabase with the
+        history's runs added as prior tasks. A history that cannot be read is a warning."""
+        from automl_meta.errors import HistoryError
+        from automl_meta.meta.history import as_metabase, merge_metabases
+
+        history = self._history()
+        if history is None or not history.exists():
+            return [], mb
+        n_first = min(DEFAULT_HISTORY_FIRST, max(1, self.warm_start // 2))
+        allowed = set(space.family_names(dataset.task, n_rows))
+        try:
+            same = history.same_schema(_fingerprint(dataset), dataset.task, space.version,
+                                       4 * n_first)
+            hmb = as_metabase(history, space.version)
+        except HistoryError as exc:
+            self.warnings_.append(f"the history is not used: {exc}")
+            return [], mb
+        first = [(config, origin) for config, origin, _ in same
+                 if config.get("family") in allowed
+                 and space.check_config(config, dataset.task) is None][:n_first]
+        if mb is None:
+            return first, hmb if len(hmb.tasks) else None
+        return first, merge_metabases(mb, hmb)
 
     def _refit(self, search: SearchResult, worker: Worker, dataset: Dataset, space: Any,
                deadline: float | None, grace: float | None) -> tuple[TabularModel, dict]:
@@ -627,6 +714,15 @@ class AutoML(BaseEstimator):
                              self.leaderboard_, json_safe(summary), overwrite=overwrite,
                              model_format=model_format, staging=staging,
                              finalize=finalize_report if report else None)
+
+
+def _fingerprint(dataset: Dataset) -> str:
+    """The schema fingerprint the history matches earlier fits of the same table by."""
+    from automl_meta.meta.history import schema_fingerprint
+
+    columns = {c.source or c.name: c.kind for c in dataset.schema.columns}
+    columns.update({name: "dropped" for name in dataset.schema.dropped})
+    return schema_fingerprint(columns, dataset.target, dataset.task)
 
 
 def _as_frame(X: Any) -> pd.DataFrame:

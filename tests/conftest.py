@@ -28,6 +28,16 @@ needs_shared = pytest.mark.skipif(not (SHARED / "corpus" / "manifest.csv").exist
 T = TypeVar("T")
 
 
+@pytest.fixture(autouse=True)
+def _own_history(tmp_path_factory: pytest.TempPathFactory,
+                 monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test's fits (in process and in the subprocesses it starts) record in an empty
+    history of the test's own, never in the user's and never in another test's."""
+    folder = tmp_path_factory.mktemp("history")
+    monkeypatch.setenv("AUTOML_META_HISTORY", str(folder))
+    return folder
+
+
 def wait_until(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05,
                what: str = "the condition") -> T:
     """Poll ``predicate`` until it returns a true value, and return that value.

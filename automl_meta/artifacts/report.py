@@ -48,6 +48,7 @@ ORIGIN_STYLE = {
     "neighbour": ("warm start: nearest prior task", "#ff7f0e", "s"),
     "portfolio": ("warm start: portfolio", "#2ca02c", "^"),
     "learned": ("warm start: performance model", "#d62728", "v"),
+    "history": ("warm start: your earlier fit", "#8c564b", "P"),
     "user": ("user configuration", "#9467bd", "D"),
 }
 TOP_N = 10
@@ -461,6 +462,8 @@ def _origin_group(origin: str) -> str:
         return "portfolio"
     if origin.startswith("learned"):
         return "learned"
+    if origin.startswith("history:"):
+        return "history"
     return "user"
 
 
@@ -475,6 +478,8 @@ def _origin_label(origin: str) -> str:
     if group == "learned":
         task_id = origin.split(":", 1)[1] if ":" in origin else ""
         return "warm start · model" + (f" ({task_id.rsplit('/', 1)[-1]})" if task_id else "")
+    if group == "history":
+        return f"warm start · your fit {origin.split(':', 1)[1]}"
     if group == "tpe":
         return "TPE"
     return f"user · {origin}" if origin != "user" else "user"
@@ -943,18 +948,28 @@ def _section_neighbours(ctx: _Context) -> str:
         parts.append("<p>The warm start found no prior task of this kind in the metabase"
                      + (f"; the portfolio alone seeded the search ({portfolio} trial(s))"
                         if portfolio else "") + ".</p>")
-    if neighbours:
+    tried: dict[str, list[Any]] = {}
+    for row in ctx.lb.itertuples(index=False):
+        origin = str(row.origin)
+        if _origin_group(origin) in ("neighbour", "learned") and ":" in origin:
+            tried.setdefault(origin.split(":", 1)[1], []).append(row)
+        elif _origin_group(origin) == "history":
+            tried.setdefault(origin, []).append(row)
+    mine = [n for n in neighbours if str(n.get("task_id", "")).startswith("history:")]
+    neighbours = [n for n in neighbours if n not in mine]
+    if neighbours or mine:
         parts.append(f"<p>The {len(neighbours)} prior tasks of the metabase closest to this "
                      "dataset in meta-feature space (smaller distance = more similar), what "
                      "worked best on each, and how that configuration did here when it was "
                      f"tried ({_int(requested)} warm-start configuration(s) requested).</p>")
-        tried: dict[str, list[Any]] = {}
-        for row in ctx.lb.itertuples(index=False):
-            origin = str(row.origin)
-            if _origin_group(origin) in ("neighbour", "learned") and ":" in origin:
-                tried.setdefault(origin.split(":", 1)[1], []).append(row)
+    for title, group in (("", neighbours), ("From your history", mine)):
+        if not group:
+            continue
+        if title:
+            parts.append(f"<h3>{title}</h3><p>Your own earlier fits among the nearest tasks "
+                         "(the history: <code>automl-meta history list</code>).</p>")
         rows = []
-        for i, n in enumerate(neighbours, 1):
+        for i, n in enumerate(group, 1):
             here = []
             for t in tried.get(str(n.get("task_id")), []):
                 rank = ctx.rank_of(t.trial)
@@ -974,6 +989,14 @@ def _section_neighbours(ctx: _Context) -> str:
         parts.append(_table(["#", "prior task", "task", "rows", "features", "distance",
                              "best family there", "best score there", "tried here"], rows,
                             numeric=[0, 3, 4, 5, 7]))
+    same = sorted({o for o in tried if o.startswith("history:")})
+    if same:
+        runs = ", ".join(o.split(":", 1)[1] for o in same)
+        here = [f"#{_int(t.trial)}: " + (_num(t.score) if t.state == "COMPLETE" else
+                                         _e(t.state.lower()))
+                for o in same for t in tried[o]]
+        parts.append(f"<p>Evaluated first: the best configurations of your earlier fit(s) on "
+                     f"a table with the same schema ({_e(runs)}): {', '.join(here)}.</p>")
     log = [str(x) for x in ws.get("log") or []]
     if log:
         parts.append('<details><summary>Warm-start log</summary><ul>'

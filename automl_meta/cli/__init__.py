@@ -9,6 +9,7 @@ point, and the exit-code mapping):
 - :mod:`~automl_meta.cli.worker`: ``worker``
 - :mod:`~automl_meta.cli.metabase`: ``metafeatures``, ``neighbors``, ``build-metabase``,
   ``metabase info`` and ``metabase export``
+- :mod:`~automl_meta.cli.history`: ``history list``, ``show``, ``forget`` and ``export``
 
 The command modules are imported in the order ``automl-meta --help`` lists the commands.
 """
@@ -20,6 +21,7 @@ from automl_meta.cli import fit as _fit  # noqa: F401  (registers its command on
 from automl_meta.cli import use as _use  # noqa: F401
 from automl_meta.cli import worker as _worker  # noqa: F401
 from automl_meta.cli import metabase as _metabase  # noqa: F401
+from automl_meta.cli import history as _history  # noqa: F401
 # isort: on
 
 __all__ = ["STORAGE_ENV", "GateFailed", "StdoutClosed", "app", "main"]

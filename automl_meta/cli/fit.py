@@ -25,6 +25,7 @@ from automl_meta.defaults import (
     DEFAULT_SEED,
     DEFAULT_STRATEGY,
     DEFAULT_WARM_START,
+    HISTORY_ENV,
 )
 
 
@@ -88,6 +89,14 @@ def fit(
     no_report: Annotated[bool, typer.Option(
         "--no-report", help="Do not render report.html (report.json is always written).")
     ] = False,
+    history: Annotated[Path | None, typer.Option(
+        envvar=HISTORY_ENV,
+        help="Folder of your history of fits: the warm start draws on it and this fit is "
+             f"recorded in it (no data, only meta-features and trials). Default: ${HISTORY_ENV}"
+             ", else your user data directory (`automl-meta history list` shows where).")
+    ] = None,
+    no_history: Annotated[bool, typer.Option(
+        "--no-history", help="Neither use nor record the history for this fit.")] = False,
     json_out: Annotated[bool, typer.Option(
         "--json", help="Print one JSON document on stdout and nothing else there.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary.")] = False,
@@ -152,7 +161,8 @@ def fit(
                     warm_start=0 if no_warm_start else warm_start,
                     warm_start_strategy=warm_start_strategy,
                     metabase=str(metabase) if metabase else None, report=not no_report,
-                    ensemble_size=ensemble_size)
+                    ensemble_size=ensemble_size,
+                    history=False if no_history else (str(history) if history else True))
     reporter = None
     if not quiet and not json_out or (json_out and not quiet and sys.stderr.isatty()):
         from automl_meta.progress import RichReporter
