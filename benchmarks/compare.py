@@ -8,7 +8,7 @@ interpreter start-up, reading and writing count for all:
 - ``automl-meta warm``: ``python -m automl_meta fit train.csv --target Y --task KIND
   --time-budget B --output RUN --json --quiet --metabase COPY`` then ``python -m automl_meta
   predict RUN test.csv --output pred.csv``. For a corpus task ``COPY`` is the bundled
-  metabase without the task and its variants (:func:`metabase_without`); for an unseen
+  metabase without the task and its variants (``tables.metabase_without``); for an unseen
   table it is the bundled metabase itself. Default flags otherwise (what a user types).
 - ``automl-meta cold``: the same with ``--no-warm-start``.
 - ``flaml``: ``flaml.AutoML().fit(time_budget=B, metric=accuracy|r2, n_jobs=2)``, predict.
@@ -222,34 +222,6 @@ SCRIPTS = {"flaml": FLAML_SCRIPT, "optuna tpe": OPTUNA_SCRIPT, "hgb defaults": H
 
 # ---------------------------------------------------------------------------------------
 # the metabase a corpus task runs with
-
-
-def metabase_without(excluded: set[str], out: Path) -> Path:
-    """Write a copy of the bundled metabase without the tasks ``excluded`` (ids) to ``out``:
-    their results and the configurations only they used are dropped, the statistics
-    derived from the whole metabase (normalisation, portfolio) are recomputed, and
-    ``write_metabase`` writes fresh checksums."""
-    from automl_meta.meta.builder.local import derived_statistics
-    from automl_meta.meta.metabase import load_metabase, write_metabase
-
-    mb = load_metabase(ROOT / "metabase")
-    known = {"build", "built_with", "command", "counts", "created", "files",
-             "format_version", "metafeatures", "openml_ids", "search_space_version",
-             "source", "status", "updated", "normalisation", "portfolio"}
-    unknown = sorted(set(mb.manifest) - known)
-    if unknown:  # copied as they are: they may carry knowledge of the left-out tasks
-        print(f"warning: metabase manifest keys not recomputed for the reduced copy: "
-              f"{unknown}", file=sys.stderr)
-    keep = ~mb.tasks["task_id"].astype(str).isin(excluded)
-    tasks = mb.tasks[keep]
-    results = mb.results[mb.results["task_id"].isin(set(tasks["task_id"]))]
-    configs = {c: mb.configs[c] for c in set(results["config_id"]) if c in mb.configs}
-    manifest = {k: v for k, v in mb.manifest.items() if k not in ("files", "counts")}
-    manifest["openml_ids"] = {k: v for k, v in mb.manifest.get("openml_ids", {}).items()
-                              if k not in excluded}
-    manifest.update(derived_statistics(tasks, configs, results, manifest))
-    write_metabase(out, tasks, configs, results, manifest)
-    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -618,7 +590,7 @@ def prepare_task(t: tables.Table, args: argparse.Namespace, mb_tasks: pd.DataFra
             "excluded_tasks": 0} | info
     if not t.unseen and mb_tasks is not None:
         excluded = tables.variants_in_metabase(mb_tasks, t)
-        task["metabase"] = metabase_without(excluded, d / "metabase")
+        task["metabase"] = tables.metabase_without(excluded, d / "metabase")
         task["excluded_tasks"] = len(excluded)
     return task
 

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,34 @@ def variants_in_metabase(metabase_tasks: pd.DataFrame, table: Table) -> set[str]
     same_rows = pd.to_numeric(t["n_rows"], errors="coerce") == table.n_rows
     own = t["task_id"].astype(str) == table.corpus_file.removesuffix(".arff.gz")
     return set(t.loc[same_stem | same_rows | own, "task_id"].astype(str))
+
+
+def metabase_without(excluded: set[str], out: Path) -> Path:
+    """Write a copy of the bundled metabase without the tasks ``excluded`` (ids) to ``out``:
+    their results and the configurations only they used are dropped, the statistics
+    derived from the whole metabase (normalisation, portfolio) are recomputed, and
+    ``write_metabase`` writes fresh checksums."""
+    from automl_meta.meta.builder.local import derived_statistics
+    from automl_meta.meta.metabase import load_metabase, write_metabase
+
+    mb = load_metabase(_ROOT / "metabase")
+    known = {"build", "built_with", "command", "counts", "created", "files",
+             "format_version", "metafeatures", "openml_ids", "search_space_version",
+             "source", "status", "updated", "normalisation", "portfolio"}
+    unknown = sorted(set(mb.manifest) - known)
+    if unknown:  # copied as they are: they may carry knowledge of the left-out tasks
+        print(f"warning: metabase manifest keys not recomputed for the reduced copy: "
+              f"{unknown}", file=sys.stderr)
+    keep = ~mb.tasks["task_id"].astype(str).isin(excluded)
+    tasks = mb.tasks[keep]
+    results = mb.results[mb.results["task_id"].isin(set(tasks["task_id"]))]
+    configs = {c: mb.configs[c] for c in set(results["config_id"]) if c in mb.configs}
+    manifest = {k: v for k, v in mb.manifest.items() if k not in ("files", "counts")}
+    manifest["openml_ids"] = {k: v for k, v in mb.manifest.get("openml_ids", {}).items()
+                              if k not in excluded}
+    manifest.update(derived_statistics(tasks, configs, results, manifest))
+    write_metabase(out, tasks, configs, results, manifest)
+    return out
 
 
 # ---------------------------------------------------------------------------------------

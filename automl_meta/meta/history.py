@@ -23,6 +23,7 @@ A history that cannot be read (truncated, not a history, another format version)
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as _dt
 import hashlib
@@ -39,7 +40,7 @@ import pandas as pd
 
 from automl_meta.defaults import HISTORY_ENV
 from automl_meta.errors import HistoryError
-from automl_meta.meta.metabase import TASK_COLUMNS, Metabase, config_id
+from automl_meta.meta.metabase import RESULT_COLUMNS, TASK_COLUMNS, Metabase, config_id
 
 __all__ = ["ENV_VAR", "FILE_NAME", "FORMAT_VERSION", "MAX_RUNS", "History", "RunRecord",
            "as_metabase", "default_history_dir", "export_metabase", "merge_metabases",
@@ -55,6 +56,9 @@ FORMAT_VERSION = 1
 MAX_RUNS = 1000
 #: trials kept per run (the best ones; the rest are summarised by the run's counts)
 MAX_TRIALS_PER_RUN = 500
+#: trials of each run the history contributes to the warm start as a prior task's results
+#: (its best; all of them stay in the file for ``history show`` and ``export``)
+TRIALS_AS_RESULTS = 20
 #: seconds a writer waits for another writer's transaction
 LOCK_TIMEOUT = 30.0
 
@@ -67,13 +71,18 @@ CREATE TABLE IF NOT EXISTS runs (
     n_trials INTEGER, best_score REAL, best_config TEXT, final_config TEXT,
     metafeatures TEXT, search_space_version TEXT, automl_meta_version TEXT
 );
+CREATE TABLE IF NOT EXISTS configs (config_id TEXT PRIMARY KEY, config TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS trials (
     run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE, trial INTEGER NOT NULL,
     state TEXT NOT NULL, score REAL, fit_seconds REAL, duration REAL, origin TEXT,
-    config TEXT NOT NULL, PRIMARY KEY (run_id, trial)
+    config_id TEXT NOT NULL REFERENCES configs(config_id),
+    rank INTEGER NOT NULL,  -- 0: the run's best trial (complete ones first)
+    PRIMARY KEY (run_id, trial)
 );
+CREATE INDEX IF NOT EXISTS trials_rank ON trials (rank);
 CREATE INDEX IF NOT EXISTS runs_fingerprint ON runs (fingerprint);
 """
+_RESULT_COLUMNS = ("task_id", "trial", "state", "score", "fit_seconds", "duration", "config_id")
 _RUN_FIELDS = ("run_id", "created", "name", "fingerprint", "task", "target", "metric",
                "greater_is_better", "n_rows", "n_features", "n_classes", "n_folds", "n_trials",
                "best_score", "best_config", "final_config", "metafeatures",
@@ -195,8 +204,8 @@ class History:
     # --------------------------------------------------------------------- writing
     def append(self, record: RunRecord, max_runs: int = MAX_RUNS) -> None:
         """Add one run (one transaction); drop the oldest runs beyond ``max_runs``."""
-        trials = sorted(record.trials, key=lambda t: _sort_key(t.get("score"),
-                                                               record.greater_is_better))
+        trials = sorted(record.trials, key=lambda t: _sort_key(
+            t.get("state"), t.get("score"), record.greater_is_better))
         trials = trials[:MAX_TRIALS_PER_RUN]
         values = {
             "run_id": record.run_id,
@@ -230,13 +239,21 @@ class History:
                 con.execute(f"INSERT INTO runs ({', '.join(_RUN_FIELDS)}) VALUES "
                             f"({', '.join('?' * len(_RUN_FIELDS))})",
                             [values[f] for f in _RUN_FIELDS])
+                ids = [config_id(t["config"]) for t in trials]
+                con.executemany("INSERT OR IGNORE INTO configs VALUES (?, ?)",
+                                [(cid, _dumps(t["config"]))
+                                 for cid, t in zip(ids, trials, strict=True)])
                 con.executemany(
-                    "INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(record.run_id, int(t["trial"]), str(t["state"]), _finite(t.get("score")),
                       _finite(t.get("fit_seconds")), _finite(t.get("duration")),
-                      str(t.get("origin", "")), _dumps(t["config"])) for t in trials])
-                con.execute("DELETE FROM runs WHERE run_id NOT IN (SELECT run_id FROM runs "
-                            "ORDER BY created DESC, run_id DESC LIMIT ?)", (int(max_runs),))
+                      str(t.get("origin", "")), cid, rank)
+                     for rank, (cid, t) in enumerate(zip(ids, trials, strict=True))])
+                dropped = con.execute(
+                    "DELETE FROM runs WHERE run_id NOT IN (SELECT run_id FROM runs "
+                    "ORDER BY created DESC, run_id DESC LIMIT ?)", (int(max_runs),)).rowcount
+                if dropped:
+                    _drop_unused_configs(con)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -261,6 +278,7 @@ class History:
             n = 0
             for run_id in run_ids:
                 n += con.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)).rowcount
+            _drop_unused_configs(con)
             con.execute("COMMIT")
         return n
 
@@ -282,11 +300,13 @@ class History:
                                          "duration", "origin", "config"])
         with self._connect() as con:
             self._check(con)
+            query = ("SELECT t.run_id, t.trial, t.state, t.score, t.fit_seconds, t.duration, "
+                     "t.origin, c.config FROM trials t JOIN configs c USING (config_id)")
             if run_ids is None:
-                return pd.read_sql_query("SELECT * FROM trials ORDER BY run_id, trial", con)
+                return pd.read_sql_query(query + " ORDER BY t.run_id, t.trial", con)
             marks = ", ".join("?" * len(run_ids))
-            return pd.read_sql_query(f"SELECT * FROM trials WHERE run_id IN ({marks}) "
-                                     "ORDER BY run_id, trial", con, params=list(run_ids))
+            return pd.read_sql_query(query + f" WHERE t.run_id IN ({marks}) ORDER BY t.run_id, "
+                                     "t.trial", con, params=list(run_ids))
 
     def run(self, run_id: str) -> dict[str, Any]:
         """One run with its trials; a unique prefix of the id is enough."""
@@ -325,8 +345,9 @@ class History:
             for run_id, gib in runs:
                 scores: set[float] = set()
                 rows = con.execute(
-                    "SELECT config, score FROM trials WHERE run_id = ? AND state = 'COMPLETE' "
-                    f"AND score IS NOT NULL ORDER BY score {'DESC' if gib else 'ASC'}, trial",
+                    "SELECT c.config, t.score FROM trials t JOIN configs c USING (config_id) "
+                    "WHERE t.run_id = ? AND t.state = 'COMPLETE' AND t.score IS NOT NULL "
+                    f"ORDER BY t.score {'DESC' if gib else 'ASC'}, t.trial",
                     (run_id,)).fetchall()
                 for text, score in rows:
                     config = json.loads(text)
@@ -341,43 +362,52 @@ class History:
         return out
 
 
-def as_metabase(history: History, space_version: str | None = None) -> Metabase:
+def as_metabase(history: History, space_version: str | None = None,
+                per_run: int = TRIALS_AS_RESULTS) -> Metabase:
     """The history's runs as a metabase: one task per run (id ``history:<run>``, source
-    ``history``), its trials as results. Runs of another search-space version are left out;
-    runs without meta-features are kept with status ``no-metafeatures`` (not neighbours)."""
-    runs = history.runs()
-    if space_version is not None and len(runs):
-        runs = runs[runs["search_space_version"] == space_version]
-    trials = history.trials(list(runs["run_id"])) if len(runs) else history.trials([])
-    configs: dict[str, dict[str, Any]] = {}
-    results = []
-    for t in trials.itertuples(index=False):
-        config = json.loads(t.config)
-        cid = config_id(config)
-        configs.setdefault(cid, config)
-        results.append({"task_id": f"history:{t.run_id}", "config_id": cid,
-                        "trial": int(t.trial), "state": t.state, "score": t.score,
-                        "fit_seconds": t.fit_seconds, "duration": t.duration})
+    ``history``), its ``per_run`` best trials as results (complete ones first). Runs of
+    another search-space version are left out; runs without meta-features are kept with
+    status ``no-metafeatures`` (not neighbours)."""
+    empty = Metabase(pd.DataFrame(columns=TASK_COLUMNS), {},
+                     pd.DataFrame(columns=RESULT_COLUMNS), {}, str(history.folder))
+    if not history.exists():
+        return empty
+    where, params = ("WHERE search_space_version = ?", [space_version]) \
+        if space_version is not None else ("", [])
+    with history._connect() as con:
+        history._check(con)
+        runs = con.execute(
+            "SELECT run_id, name, fingerprint, task, target, metric, greater_is_better, "
+            "n_rows, n_features, n_classes, n_folds, n_trials, best_score, best_config, "
+            f"metafeatures, created FROM runs {where}", params).fetchall()
+        results = con.execute(
+            "SELECT t.run_id, t.trial, t.state, t.score, t.fit_seconds, t.duration, "
+            "t.config_id, c.config FROM trials t JOIN configs c USING (config_id) "
+            f"WHERE t.rank < ? AND t.run_id IN (SELECT run_id FROM runs {where})",
+            [int(per_run), *params]).fetchall()
+    configs = _JsonConfigs({row[6]: row[7] for row in results})
+    if not runs:
+        return empty
     tasks = []
-    for r in runs.itertuples(index=False):
-        mf = json.loads(r.metafeatures) if isinstance(r.metafeatures, str) else {}
-        best = json.loads(r.best_config) if isinstance(r.best_config, str) else None
+    for (run_id, name, fingerprint, task, target, metric, gib, n_rows, n_features, n_classes,
+         n_folds, n_trials, best_score, best_config, metafeatures, created) in runs:
+        mf = json.loads(metafeatures) if metafeatures else {}
         tasks.append({
-            "task_id": f"history:{r.run_id}", "name": r.name or r.run_id, "openml_id": None,
-            "source": "history", "target": r.target, "task": r.task,
+            "task_id": f"history:{run_id}", "name": name or run_id, "openml_id": None,
+            "source": "history", "target": target, "task": task,
             "status": "ok" if mf else "no-metafeatures", "error": "",
-            "n_rows": r.n_rows, "n_features": r.n_features, "n_classes": r.n_classes,
-            "search_rows": r.n_rows, "n_folds": r.n_folds, "metric": r.metric,
-            "greater_is_better": bool(r.greater_is_better), "n_trials": r.n_trials,
-            "best_score": r.best_score, "best_config_id": config_id(best) if best else None,
-            "search_seconds": None, "fingerprint": r.fingerprint, "created": r.created,
+            "n_rows": n_rows, "n_features": n_features, "n_classes": n_classes,
+            "search_rows": n_rows, "n_folds": n_folds, "metric": metric,
+            "greater_is_better": bool(gib), "n_trials": n_trials, "best_score": best_score,
+            "best_config_id": config_id(json.loads(best_config)) if best_config else None,
+            "search_seconds": None, "fingerprint": fingerprint, "created": created,
             **{k: (math.nan if v is None else v) for k, v in mf.items()}})
-    task_frame = pd.DataFrame(tasks, columns=None if tasks else TASK_COLUMNS)
-    result_frame = pd.DataFrame(results, columns=["task_id", "config_id", "trial", "state",
-                                                  "score", "fit_seconds", "duration"])
+    result_frame = pd.DataFrame([r[:7] for r in results], columns=[*_RESULT_COLUMNS])
+    result_frame["task_id"] = "history:" + result_frame["task_id"].astype(str)
+    result_frame = result_frame[RESULT_COLUMNS]
     manifest = {"source": {"type": "history", "path": str(history.folder)},
                 "search_space_version": space_version}
-    return Metabase(task_frame, configs, result_frame, manifest, str(history.folder))
+    return Metabase(pd.DataFrame(tasks), configs, result_frame, manifest, str(history.folder))
 
 
 def export_metabase(history: History, output: str | os.PathLike[str]) -> dict[str, Any]:
@@ -395,7 +425,7 @@ def export_metabase(history: History, output: str | os.PathLike[str]) -> dict[st
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"{out} exists and is not an empty folder")
     space = load_space()
-    mb = as_metabase(history, space.version)
+    mb = as_metabase(history, space.version, per_run=MAX_TRIALS_PER_RUN)
     now = _dt.datetime.now(_dt.timezone.utc).isoformat()
     manifest: dict[str, Any] = {
         "status": "complete", "created": now, "updated": now,
@@ -418,8 +448,35 @@ def merge_metabases(base: Metabase, extra: Metabase) -> Metabase:
         return base
     tasks = pd.concat([base.tasks, extra.tasks], ignore_index=True, sort=False)
     results = pd.concat([base.results, extra.results], ignore_index=True, sort=False)
-    configs = {**extra.configs, **base.configs}
-    return Metabase(tasks, configs, results, dict(base.manifest), base.path)
+    configs = collections.ChainMap(base.configs, extra.configs)  # nothing parsed yet
+    return Metabase(tasks, configs, results, dict(base.manifest), base.path)  # type: ignore[arg-type]
+
+
+class _JsonConfigs(Mapping[str, dict[str, Any]]):
+    """Configurations by id, kept as their JSON text and parsed when first looked up (the
+    warm start reads a few of the history's thousands)."""
+
+    def __init__(self, texts: dict[str, str]) -> None:
+        self._texts = texts
+        self._parsed: dict[str, dict[str, Any]] = {}
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        if key not in self._parsed:
+            self._parsed[key] = json.loads(self._texts[key])
+        return self._parsed[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._texts)
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._texts
+
+
+def _drop_unused_configs(con: sqlite3.Connection) -> None:
+    con.execute("DELETE FROM configs WHERE config_id NOT IN (SELECT config_id FROM trials)")
 
 
 def _has_table(con: sqlite3.Connection, name: str | None) -> bool:
@@ -432,11 +489,12 @@ def _has_table(con: sqlite3.Connection, name: str | None) -> bool:
     return row is not None
 
 
-def _sort_key(score: Any, greater_is_better: bool) -> tuple[int, float]:
+def _sort_key(state: Any, score: Any, greater_is_better: bool) -> tuple[int, int, float]:
+    """Best first: complete trials, then those with a score, by score."""
     value = _finite(score)
     if value is None:
-        return (1, 0.0)
-    return (0, -value if greater_is_better else value)
+        return (int(state != "COMPLETE"), 1, 0.0)
+    return (int(state != "COMPLETE"), 0, -value if greater_is_better else value)
 
 
 def _finite(value: Any) -> float | None:
