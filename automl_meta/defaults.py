@@ -45,3 +45,6 @@ DEFAULT_BUILD_MAX_ROWS = 5000
 DEFAULT_TRIAL_TIMEOUT = 120.0
 #: seconds without a heartbeat after which a claimed task is presumed abandoned
 DEFAULT_HEARTBEAT_GRACE = 60.0
+#: published OpenML runs kept per task by ``build-metabase --source openml-runs``: the best
+#: half plus the other half spread over the rest by score rank
+DEFAULT_MAX_RUNS_PER_TASK = 100

@@ -24,6 +24,12 @@ def configs_dir() -> Path:
     return _first_existing(_PACKAGE / "_configs", _PACKAGE.parent / "configs")
 
 
+def flows_dir() -> Path:
+    """Folder of the OpenML flow mappings (``<flow id>.yaml``, see
+    :mod:`automl_meta.meta.builder.sources.openml_runs`)."""
+    return configs_dir() / "flows"
+
+
 def default_space_path() -> Path:
     """Path of the shipped search space."""
     return configs_dir() / "space.yaml"

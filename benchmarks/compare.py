@@ -74,7 +74,7 @@ COLUMNS = ["name", "kind", "source", "rows", "n_train", "n_test", "features", "b
            "system", "status", "score", "metric", "fit_seconds", "process_seconds",
            "predict_seconds", "over_budget", "excluded_tasks", "trials", "best_family",
            "best_origin", "cv_score", "stop_reason", "search_rows", "timeline", "load_before",
-           "jobs", "seed", "finished", "error"]
+           "jobs", "seed", "finished", "error", "final_model", "model_bytes", "refit_seconds"]
 
 
 def grace(budget: float) -> float:
@@ -328,6 +328,11 @@ def run_automl_meta(task: dict, system: str, budget: float, args: argparse.Names
         return row
     row["score"] = score_predictions(task["kind"], task["test"], pred, task["target"])
     row["status"] = "ok"
+    final = doc.get("final_model") or {}
+    row["final_model"] = final.get("reason")
+    row["refit_seconds"] = final.get("fit_seconds")
+    model = next((p for p in (run / "model.skops", run / "model.joblib") if p.exists()), None)
+    row["model_bytes"] = model.stat().st_size if model is not None else None
     return row
 
 
@@ -402,10 +407,17 @@ def append_row(path: Path, row: dict, lock: threading.Lock) -> None:
         new = not path.exists() or path.stat().st_size == 0
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
+            # a file begun by an earlier version keeps its columns
+            columns = COLUMNS if new else _header(path)
+            w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
             if new:
                 w.writeheader()
-            w.writerow({k: row.get(k) for k in COLUMNS})
+            w.writerow({k: row.get(k) for k in columns})
+
+
+def _header(path: Path) -> list[str]:
+    with path.open(newline="") as fh:
+        return next(csv.reader(fh))
 
 
 # ---------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from automl_meta.defaults import (
     DEFAULT_BUILD_JOBS,
     DEFAULT_BUILD_MAX_ROWS,
     DEFAULT_HEARTBEAT_GRACE,
+    DEFAULT_MAX_RUNS_PER_TASK,
     DEFAULT_NEIGHBORS,
     DEFAULT_SEED,
     DEFAULT_TRIAL_TIMEOUT,
@@ -110,14 +111,25 @@ def build_metabase_cmd(
         "--output", "-o", help="Metabase folder to write (with --storage: where the "
                                "finished build is exported; not needed with --worker).")
     ] = None,
-    source: Annotated[str, typer.Option(help="'dir' (a local folder) or 'openml'.")] = "dir",
+    source: Annotated[str, typer.Option(
+        help="'dir' (a local folder), 'openml', or 'openml-runs' (published OpenML runs "
+             "as a layer of the metabase in --output).")] = "dir",
     path: Annotated[Path | None, typer.Argument(
         help="With --source dir: folder of CSV / Parquet / ARFF(.gz) files, with an optional "
-             "manifest.csv (name, file, task, target, openml_id).")] = None,
+             "manifest.csv (name, file, task, target, openml_id). With --source openml-runs: "
+             "folder of run exports (ARFF / CSV) and task_qualities.json; without it the runs "
+             "are fetched with the openml client.")] = None,
     suite: Annotated[str | None, typer.Option(
         help="With --source openml: suite name or id (e.g. OpenML-CC18).")] = None,
     tasks: Annotated[str | None, typer.Option(
-        help="With --source openml: comma-separated task ids.")] = None,
+        help="With --source openml (or openml-runs without PATH): comma-separated task "
+             "ids.")] = None,
+    flows: Annotated[str | None, typer.Option(
+        help="With --source openml-runs without PATH: comma-separated OpenML flow ids to "
+             "fetch (default: every flow mapped in configs/flows).")] = None,
+    max_runs_per_task: Annotated[int, typer.Option(
+        help="With --source openml-runs: runs kept per task, the best half plus the other "
+             "half spread over the rest by score rank (0: all).")] = DEFAULT_MAX_RUNS_PER_TASK,
     only: Annotated[str | None, typer.Option(
         help="Build only these task ids / names (comma-separated).")] = None,
     trials_per_task: Annotated[int, typer.Option(
@@ -171,6 +183,12 @@ def build_metabase_cmd(
     registers the build in the database and builds with N worker threads; the same command
     with --worker instead of --output on other machines adds workers. The metabase is
     exported to --output when every task is finished (or any time with `metabase export`).
+
+    Published OpenML runs: `build-metabase PATH --source openml-runs --output DIR` maps the
+    run exports in PATH (and its task_qualities.json) through configs/flows/<flow>.yaml and
+    writes them as the openml-runs layer of the metabase in DIR (replacing an earlier
+    version of the layer; a new metabase when DIR holds none), then prints the mapping
+    report. Without PATH the runs are fetched with the openml client.
     """
     from automl_meta.errors import UsageError
     from automl_meta.meta.builder.local import build_metabase
@@ -181,6 +199,14 @@ def build_metabase_cmd(
         task_line,
     )
 
+    if source == "openml-runs":
+        if output is None:
+            raise UsageError("--output is required (the metabase folder to write the layer "
+                             "into)")
+        _build_openml_runs(path, output, flows=flows, tasks=tasks,
+                           max_runs_per_task=max_runs_per_task, cache_dir=cache_dir,
+                           openml_server=openml_server, quiet=quiet)
+        return
     if source == "dir":
         if path is None:
             raise UsageError("--source dir needs the folder as an argument")
@@ -207,7 +233,7 @@ def build_metabase_cmd(
         source_info = {"type": "openml", "suite": suite, "task_ids": ids,
                        "server": openml_server}
     else:
-        raise UsageError(f"unknown --source {source!r}; use dir or openml")
+        raise UsageError(f"unknown --source {source!r}; use dir, openml or openml-runs")
     if only:
         wanted = {w.strip() for w in only.split(",")}
         specs = [s for s in specs if s.task_id in wanted or s.name in wanted]
@@ -260,6 +286,53 @@ def build_metabase_cmd(
             console.print(line)
 
 
+def _build_openml_runs(path: Path | None, output: Path, *, flows: str | None,
+                       tasks: str | None, max_runs_per_task: int, cache_dir: Path | None,
+                       openml_server: str | None, quiet: bool) -> None:
+    """``build-metabase --source openml-runs``: map published OpenML runs and write them as
+    the ``openml-runs`` layer of the metabase in ``output`` (replacing an earlier version of
+    the layer; a new metabase of just the layer when ``output`` holds none); duplicates are
+    linked to the tasks of that metabase, else of the bundled one. Prints the mapping
+    report."""
+    from automl_meta.meta.builder.sources import openml_runs
+    from automl_meta.meta.metabase import MANIFEST_FILE, load_metabase
+    from automl_meta.resources import bundled_metabase_dir
+    from automl_meta.search.space import load_space
+
+    space = load_space()
+    link_to = output if (output / MANIFEST_FILE).exists() else bundled_metabase_dir()
+    reference = load_metabase(link_to).tasks
+    keep = max_runs_per_task or None
+    if path is not None:
+        layer = openml_runs.layer_from_folder(path, max_runs_per_task=keep,
+                                              reference=reference,
+                                              reference_name=str(link_to), space=space)
+        where = str(path)
+    else:
+        from automl_meta.meta.builder.sources import openml_source
+
+        openml_source.configure(cache_dir, openml_server)
+        known = openml_runs.load_flows(space=space)
+        flow_ids = [int(f) for f in flows.split(",") if f.strip()] if flows else sorted(known)
+        task_ids = [int(t) for t in tasks.split(",") if t.strip()] if tasks else None
+        pairs, qualities = openml_runs.fetch_openml_runs(flow_ids, task_ids, flows=known)
+        layer = openml_runs.build_layer(pairs, qualities, max_runs_per_task=keep,
+                                        reference=reference, reference_name=str(link_to),
+                                        space=space)
+        where = f"openml:{openml_server or 'default server'}/flows/" + \
+            ",".join(str(f) for f in flow_ids)
+    command = "automl-meta " + " ".join(sys.argv[1:]) if sys.argv else ""
+    provenance = openml_runs.layer_provenance(layer, where, command=command)
+    manifest = openml_runs.write_layer(layer, output, provenance, command=command,
+                                       space=space)
+    if not quiet:
+        for line in layer.report.lines():
+            typer.echo(line)
+        c = manifest["counts"]
+        typer.echo(f"wrote {output}: {c['tasks']} tasks ({len(layer.tasks)} of the layer), "
+                   f"{c['results']} trials, {c['configs']} configurations")
+
+
 metabase_app = typer.Typer(help="Inspect a metabase, or export one built in a database.",
                            no_args_is_help=True)
 app.add_typer(metabase_app, name="metabase")
@@ -299,6 +372,16 @@ def metabase_info(
         "checksums      " + ("OK" if doc["checksums_ok"] else "MISMATCH: " + ", ".join(
             k for k, v in checks.items() if not v)),
     ]
+    if doc.get("layers"):
+        lines.insert(4, "layers         " + ", ".join(
+            f"{k}: {v} tasks" for k, v in sorted(doc["layers"].items())))
+    for name, layer in (doc.get("layer_provenance") or {}).items():
+        lc = layer.get("counts") or {}
+        lines.insert(5, f"  {name:<12} {layer.get('task_source')} from {layer.get('source')}"
+                        f" ({layer.get('date')}): flows {', '.join(layer.get('flows') or [])}"
+                        f", {lc.get('runs_read')} runs read, {lc.get('mapped')} mapped, "
+                        f"{lc.get('kept')} kept, {layer.get('linked')} tasks linked; "
+                        f"{layer.get('licence')}")
     typer.echo("\n".join(lines))
 
 

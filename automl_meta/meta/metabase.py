@@ -223,6 +223,49 @@ def load_metabase(path: str | Path | None = None, *, space_version: str | None =
     return Metabase(tasks, configs, results, manifest, str(path))
 
 
+def task_layer(source: Any) -> str:
+    """The layer a task belongs to, from its ``source`` in ``tasks.csv``.
+
+    A source that is a bare tag (``openml-run``, ``history``) is its own layer; a task
+    built from OpenML (``openml:task/ID``) is in ``openml``; a task built from a file (its
+    path) is in ``dir``.
+
+    Parameters
+    ----------
+    source : str or None
+
+    Returns
+    -------
+    str
+    """
+    text = "" if source is None or (isinstance(source, float) and source != source) \
+        else str(source)
+    if text.startswith("openml:"):
+        return "openml"
+    if text and not any(ch in text for ch in "/\\.:"):
+        return text
+    return "dir"
+
+
+def _layers(path: Path, manifest: Mapping[str, Any]) -> tuple[dict[str, int], dict[str, Any]]:
+    """Tasks per layer (from ``tasks.csv``'s ``source``) and each recorded layer's
+    provenance in brief (``manifest["layers"]``)."""
+    try:
+        sources = pd.read_csv(path / TASKS_FILE, usecols=["source"], dtype=str)["source"]
+        counts = {str(k): int(v) for k, v in sources.map(task_layer).value_counts().items()}
+    except (OSError, ValueError, pd.errors.ParserError):
+        counts = {}
+    brief = {}
+    for name, entry in (manifest.get("layers") or {}).items():
+        entry = entry if isinstance(entry, Mapping) else {}
+        brief[name] = {k: entry.get(k) for k in ("task_source", "source", "date", "counts",
+                                                 "flows_without_family", "summarising",
+                                                 "licence", "citation")}
+        brief[name]["flows"] = sorted(entry.get("flows") or {})
+        brief[name]["linked"] = len(entry.get("linked") or {})
+    return counts, brief
+
+
 def describe_metabase(path: str | Path | None = None) -> dict[str, Any]:
     """What a metabase holds, from its manifest, and whether its files are intact.
 
@@ -237,7 +280,9 @@ def describe_metabase(path: str | Path | None = None) -> dict[str, Any]:
         ``path``, ``status``, ``source``, ``command``, ``created``, ``updated``, ``counts``
         (per task type among them), ``search_space_version`` and ``search_space_matches``
         (whether this install's search space has that version), ``checksums_ok`` and
-        ``checksums`` (file name → whether it matches the manifest), ``n_metafeatures``.
+        ``checksums`` (file name → whether it matches the manifest), ``n_metafeatures``,
+        ``layers`` (tasks per layer, see :func:`task_layer`) and ``layer_provenance``
+        (each imported layer's source, date and counts, from ``manifest["layers"]``).
     """
     from automl_meta.search.space import load_space
 
@@ -245,6 +290,7 @@ def describe_metabase(path: str | Path | None = None) -> dict[str, Any]:
     manifest = read_manifest(path)
     checks = verify_files(path, manifest)
     space_version = load_space().version
+    layers, provenance = _layers(Path(path), manifest)
     return {"path": str(path), "status": manifest.get("status"),
             "source": manifest.get("source"), "command": manifest.get("command"),
             "created": manifest.get("created"), "updated": manifest.get("updated"),
@@ -252,4 +298,5 @@ def describe_metabase(path: str | Path | None = None) -> dict[str, Any]:
             "search_space_version": manifest.get("search_space_version"),
             "search_space_matches": manifest.get("search_space_version") == space_version,
             "checksums_ok": all(checks.values()), "checksums": checks,
-            "n_metafeatures": len(manifest.get("metafeatures", {}).get("names", []))}
+            "n_metafeatures": len(manifest.get("metafeatures", {}).get("names", [])),
+            "layers": layers, "layer_provenance": provenance}
