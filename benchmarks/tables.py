@@ -111,21 +111,25 @@ def variants_in_metabase(metabase_tasks: pd.DataFrame, table: Table) -> set[str]
 
 
 def metabase_without(excluded: set[str], out: Path) -> Path:
-    """Write a copy of the bundled metabase without the tasks ``excluded`` (ids) to ``out``:
-    their results and the configurations only they used are dropped, the statistics
-    derived from the whole metabase (normalisation, portfolio) are recomputed, and
-    ``write_metabase`` writes fresh checksums."""
+    """Write a copy of the bundled metabase without the tasks ``excluded`` (ids), and the
+    tasks of an imported layer linked to them (``linked_task_id``), to ``out``: their
+    results and the configurations only they used are dropped, the statistics derived from
+    the whole metabase (normalisation, portfolio) are recomputed, and ``write_metabase``
+    writes fresh checksums."""
     from automl_meta.meta.builder.local import derived_statistics
     from automl_meta.meta.metabase import load_metabase, write_metabase
 
     mb = load_metabase(_ROOT / "metabase")
     known = {"build", "built_with", "command", "counts", "created", "files",
              "format_version", "metafeatures", "openml_ids", "search_space_version",
-             "source", "status", "updated", "normalisation", "portfolio"}
+             "source", "status", "updated", "normalisation", "portfolio", "layers"}
     unknown = sorted(set(mb.manifest) - known)
     if unknown:  # copied as they are: they may carry knowledge of the left-out tasks
         print(f"warning: metabase manifest keys not recomputed for the reduced copy: "
               f"{unknown}", file=sys.stderr)
+    if "linked_task_id" in mb.tasks:  # an imported layer's copies of the excluded data
+        linked = mb.tasks["linked_task_id"].astype(str).isin(excluded)
+        excluded = excluded | set(mb.tasks.loc[linked, "task_id"].astype(str))
     keep = ~mb.tasks["task_id"].astype(str).isin(excluded)
     tasks = mb.tasks[keep]
     results = mb.results[mb.results["task_id"].isin(set(tasks["task_id"]))]
