@@ -454,13 +454,15 @@ class AutoML(BaseEstimator):
         from automl_meta.meta.warmstart import order_by_cost, suggest
 
         try:
-            mb = load_metabase(self.metabase, space_version=space.version)
+            mb, problem = load_metabase(self.metabase, space_version=space.version), None
         except MetabaseError as exc:
-            mb = None
-            self.warnings_.append(f"the metabase is not used: {exc}")
+            mb, problem = None, exc
         first, mb = self._from_history(dataset, space, n_rows, mb)
+        if problem is not None:
+            self.warnings_.append(f"cold start: {problem}" if mb is None else
+                                  f"the metabase is not used ({problem}); the warm start "
+                                  "draws on your history alone")
         if mb is None:
-            self.warnings_.append("cold start: neither a metabase nor a history to draw on")
             return []
         self.metabase_path_ = mb.path
         self.metafeatures_ = compute_metafeatures(dataset.X, dataset.y, dataset.task,

@@ -127,7 +127,7 @@ def test_greedy_order_weighs_tasks_and_covers_them():
 @pytest.mark.slow
 def test_local_strategy_starts_with_the_best_across_neighbours(tiny_metabase):
     from automl_meta.meta.warmstart.transfer import (
-        neighbour_weights,
+        neighbor_weights,
         normalised_results,
         top_candidates,
         transfer_matrix,
@@ -139,7 +139,7 @@ def test_local_strategy_starts_with_the_best_across_neighbours(tiny_metabase):
     ids = [nb.task_id for nb in nbs]
     res = normalised_results(mb, space, ids)
     cands = top_candidates(res, ids, 10)
-    expected = transfer_matrix(mb, space, cands, res, ids) @ neighbour_weights(nbs)
+    expected = transfer_matrix(mb, space, cands, res, ids) @ neighbor_weights(nbs)
     first = suggest(mb, nbs, "binary", 500, space, n=1).suggestions[0]
     best = cands[int(np.argmax(expected))]
     assert json.dumps(first.config, sort_keys=True) == json.dumps(mb.configs[best],

@@ -43,9 +43,9 @@ class BlendStrategy(Strategy):
 
     def candidates(self, context: Context) -> WarmStart:
         """The neighbours' and the portfolio's configurations in greedy order."""
-        if not context.neighbours:
+        if not context.neighbors:
             return WarmStart()
-        return local_candidates(context, context.neighbours, context.portfolio)
+        return local_candidates(context, context.neighbors, context.portfolio)
 
 
 def _greater_is_better(metabase: Metabase, task_id: str) -> bool:
@@ -71,12 +71,12 @@ class RankStrategy(Strategy):
 
     def candidates(self, context: Context) -> WarmStart:
         """The ``context.n`` best configurations of every neighbour, by priority."""
-        neighbours, metabase = context.neighbours, context.metabase
-        if not neighbours:
+        neighbors, metabase = context.neighbors, context.metabase
+        if not neighbors:
             return WarmStart()
         candidates: list[tuple[float, int, Suggestion]] = []
-        d_ref = max(neighbours[0].distance, 0.25)
-        for nb in neighbours:
+        d_ref = max(neighbors[0].distance, 0.25)
+        for nb in neighbors:
             ranked = _ranked_trials(metabase, nb.task_id,
                                     _greater_is_better(metabase, nb.task_id))
             for r, row in enumerate(ranked.head(context.n).itertuples()):

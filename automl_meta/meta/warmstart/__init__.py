@@ -54,7 +54,7 @@ from automl_meta.meta.warmstart.registry import available, get, register
 from automl_meta.meta.warmstart.selection import FAR_DISTANCE, suggest
 from automl_meta.meta.warmstart.transfer import (
     greedy_order,
-    neighbour_weights,
+    neighbor_weights,
     normalised_scores,
     transfer_matrix,
 )
@@ -80,7 +80,7 @@ __all__ = [
     "get",
     "greedy_order",
     "local_candidates",
-    "neighbour_weights",
+    "neighbor_weights",
     "normalised_scores",
     "order_by_cost",
     "register",

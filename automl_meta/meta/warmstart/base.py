@@ -45,7 +45,7 @@ class Context:
     Attributes
     ----------
     metabase : Metabase
-    neighbours : sequence of Neighbor
+    neighbors : sequence of Neighbor
         The nearest prior tasks of the same kind, nearest first (may be empty).
     task : str
         The user's task (``binary``, ``multiclass`` or ``regression``).
@@ -65,7 +65,7 @@ class Context:
     """
 
     metabase: Metabase
-    neighbours: Sequence[Neighbor]
+    neighbors: Sequence[Neighbor]
     task: str
     n_rows: int
     space: SearchSpace

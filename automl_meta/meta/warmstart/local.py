@@ -22,7 +22,7 @@ from automl_meta.meta.warmstart.base import Context, Strategy, Suggestion, WarmS
 from automl_meta.meta.warmstart.registry import register
 from automl_meta.meta.warmstart.transfer import (
     greedy_order,
-    neighbour_weights,
+    neighbor_weights,
     normalised_results,
     top_candidates,
     transfer_matrix,
@@ -31,19 +31,19 @@ from automl_meta.meta.warmstart.transfer import (
 #: neighbours whose best configurations are the candidates (and, for ``local``, the
 #: neighbours weighed at all)
 LOCAL_SOURCES = 10
-#: candidates taken from each of those neighbours
+#: candidates taken from each of those neighbors
 LOCAL_CANDIDATES_PER_TASK = 10
 
 
-def local_candidates(context: Context, neighbours: Sequence[Neighbor],
+def local_candidates(context: Context, neighbors: Sequence[Neighbor],
                      extra: Sequence[str] = ()) -> WarmStart:
-    """A greedy portfolio over ``neighbours`` weighted by similarity (see the module
+    """A greedy portfolio over ``neighbors`` weighted by similarity (see the module
     docstring).
 
     Parameters
     ----------
     context : Context
-    neighbours : sequence of Neighbor
+    neighbors : sequence of Neighbor
         The tasks weighed, nearest first (not empty); the candidates come from the first
         ``LOCAL_SOURCES`` of them.
     extra : sequence of str
@@ -58,7 +58,7 @@ def local_candidates(context: Context, neighbours: Sequence[Neighbor],
     """
     metabase, space, allowed = context.metabase, context.space, context.allowed
     out = WarmStart()
-    task_ids = [nb.task_id for nb in neighbours]
+    task_ids = [nb.task_id for nb in neighbors]
     res = normalised_results(metabase, space, task_ids)
     excluded = sorted(set(res.loc[res["norm"] >= 1.0, "family"]) - allowed)
     for family in excluded:  # left out of the local portfolio: say so
@@ -71,7 +71,7 @@ def local_candidates(context: Context, neighbours: Sequence[Neighbor],
     if not candidates:
         return out
     perf = transfer_matrix(metabase, space, candidates, res, task_ids)
-    order = greedy_order(perf, neighbour_weights(neighbours), len(candidates))
+    order = greedy_order(perf, neighbor_weights(neighbors), len(candidates))
     res = res.assign(rank=res.groupby("task_id")["norm"].rank(ascending=False,
                                                                method="first") - 1)
     source = res.drop_duplicates("config_id").set_index("config_id")
@@ -89,7 +89,7 @@ def local_candidates(context: Context, neighbours: Sequence[Neighbor],
 
 @register
 class LocalStrategy(Strategy):
-    """A greedy portfolio over the nearest ``LOCAL_SOURCES`` neighbours, weighted by
+    """A greedy portfolio over the nearest ``LOCAL_SOURCES`` neighbors, weighted by
     similarity (see the module docstring)."""
 
     name = "local"
@@ -97,6 +97,6 @@ class LocalStrategy(Strategy):
 
     def candidates(self, context: Context) -> WarmStart:
         """The nearest neighbours' best configurations in greedy order."""
-        if not context.neighbours:
+        if not context.neighbors:
             return WarmStart()
-        return local_candidates(context, context.neighbours[:LOCAL_SOURCES])
+        return local_candidates(context, context.neighbors[:LOCAL_SOURCES])

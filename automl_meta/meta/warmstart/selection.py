@@ -18,7 +18,7 @@ from automl_meta.search.space import SearchSpace, task_kind
 FAR_DISTANCE = 1.5
 
 
-def suggest(metabase: Metabase, neighbours: Sequence[Neighbor], task: str, n_rows: int,
+def suggest(metabase: Metabase, neighbors: Sequence[Neighbor], task: str, n_rows: int,
             space: SearchSpace, n: int, portfolio: Sequence[str] | None = None,
             strategy: str = "local", metafeatures: Mapping[str, Any] | None = None,
             surrogate: Surrogate | None = None) -> WarmStart:
@@ -27,7 +27,7 @@ def suggest(metabase: Metabase, neighbours: Sequence[Neighbor], task: str, n_row
     Parameters
     ----------
     metabase : Metabase
-    neighbours : sequence of Neighbor
+    neighbors : sequence of Neighbor
         From :func:`automl_meta.meta.neighbors.nearest`, nearest first.
     task : str
         The user's task.
@@ -75,7 +75,7 @@ def suggest(metabase: Metabase, neighbours: Sequence[Neighbor], task: str, n_row
     allowed = frozenset(space.family_names(task, n_rows))
     if portfolio is None:
         portfolio = metabase.manifest.get("portfolio", {}).get(task_kind(task), [])
-    context = Context(metabase, neighbours, task, n_rows, space, n, allowed, portfolio,
+    context = Context(metabase, neighbors, task, n_rows, space, n, allowed, portfolio,
                       metafeatures, surrogate)
     proposed = chosen.candidates(context)
     out.log.extend(proposed.log)
@@ -100,8 +100,8 @@ def suggest(metabase: Metabase, neighbours: Sequence[Neighbor], task: str, n_row
         seen.add(cid)
         return adapted
 
-    far = chosen.portfolio_when_far and (not neighbours
-                                         or neighbours[0].distance > FAR_DISTANCE)
+    far = chosen.portfolio_when_far and (not neighbors
+                                         or neighbors[0].distance > FAR_DISTANCE)
     n_own = n // 2 if far else n
     for sug in proposed.suggestions:
         if len(out.suggestions) >= n_own:

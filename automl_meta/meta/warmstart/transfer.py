@@ -147,7 +147,7 @@ def greedy_order(perf: np.ndarray, weights: np.ndarray, size: int) -> list[int]:
     return chosen
 
 
-def neighbour_weights(neighbours: Sequence[Neighbor]) -> np.ndarray:
+def neighbor_weights(neighbors: Sequence[Neighbor]) -> np.ndarray:
     """Similarity weights ``1 / (1 + d / d_ref)`` (``d_ref`` = nearest distance, ≥ 0.25)."""
-    d_ref = max(neighbours[0].distance, 0.25)
-    return np.array([1.0 / (1.0 + nb.distance / d_ref) for nb in neighbours])
+    d_ref = max(neighbors[0].distance, 0.25)
+    return np.array([1.0 / (1.0 + nb.distance / d_ref) for nb in neighbors])
