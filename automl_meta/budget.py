@@ -44,6 +44,8 @@ TRIAL_TIMEOUT_MIN_SECONDS = 10.0
 #: diagnostics of the final model: this share of the budget, and at least the minimum
 DIAGNOSTICS_SHARE = 0.05
 DIAGNOSTICS_MIN_SECONDS = 5.0
+#: the diagnostics may run into this share of the grace (less the save reserve)
+DIAGNOSTICS_GRACE_SHARE = 0.3
 #: below this many seconds left for the search, the "learned" warm start (a performance
 #: model) gives way to the cheaper "local" one
 LEARNED_MIN_SECONDS = 8.0
@@ -91,6 +93,13 @@ def diagnostics_allowance(time_budget: float | None) -> float:
     if time_budget is None:
         return 30.0
     return max(DIAGNOSTICS_MIN_SECONDS, DIAGNOSTICS_SHARE * time_budget)
+
+
+def diagnostics_end(deadline: float, grace: float, reserve: float) -> float:
+    """When the diagnostics must be over: the budget's end plus ``DIAGNOSTICS_GRACE_SHARE``
+    of the grace, minus what the caller keeps for writing (``reserve``), so that writing an
+    ensemble's model file and the report still ends well inside the grace."""
+    return deadline + DIAGNOSTICS_GRACE_SHARE * grace - reserve
 
 
 def n_folds_for(n_rows: int, time_budget: float | None = None, n_jobs: int = 1) -> int:

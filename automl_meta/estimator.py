@@ -28,6 +28,7 @@ from automl_meta.budget import (
     LEARNED_MIN_SECONDS,
     budget_search_rows,
     diagnostics_allowance,
+    diagnostics_end,
     grace_seconds,
     n_folds_for,
     resolve_n_jobs,
@@ -375,7 +376,8 @@ class AutoML(BaseEstimator):
                 reporter.phase("diagnostics")
                 allowance = diagnostics_allowance(budget)
                 if deadline is not None:
-                    allowance = min(allowance, deadline + 0.6 * grace - time.monotonic())
+                    allowance = min(allowance, diagnostics_end(deadline, grace, reserve)
+                                    - time.monotonic())
                 self.diagnostics_ = compute_diagnostics(model, dataset, y_codes, y_search,
                                                         search.best_oof, allowance, self.seed)
                 self._mark("diagnostics end")
@@ -509,9 +511,9 @@ class AutoML(BaseEstimator):
             return [], mb
         n_first = min(DEFAULT_HISTORY_FIRST, max(1, self.warm_start // 2))
         allowed = set(space.family_names(dataset.task, n_rows))
+        fingerprint = _fingerprint(dataset)
         try:
-            same = history.same_schema(_fingerprint(dataset), dataset.task, space.version,
-                                       4 * n_first)
+            same = history.same_schema(fingerprint, dataset.task, space.version, 4 * n_first)
             hmb = as_metabase(history, space.version)
         except HistoryError as exc:
             self.warnings_.append(f"the history is not used: {exc}")
@@ -519,6 +521,11 @@ class AutoML(BaseEstimator):
         first = [(config, origin) for config, origin, _ in same
                  if config.get("family") in allowed
                  and space.check_config(config, dataset.task) is None][:n_first]
+        if first and "fingerprint" in hmb.tasks:
+            # earlier fits of this table have had their say: as prior tasks at distance
+            # about 0 they would crowd the metabase's neighbours out of the rest of the list
+            hmb.tasks = hmb.tasks[hmb.tasks["fingerprint"] != fingerprint]
+            hmb.results = hmb.results[hmb.results["task_id"].isin(hmb.tasks["task_id"])]
         if mb is None:
             return first, hmb if len(hmb.tasks) else None
         return first, merge_metabases(mb, hmb)

@@ -1,4 +1,4 @@
-"""Published OpenML runs as a metabase layer (issue #21).
+"""Published OpenML runs as a metabase layer.
 
 OpenML holds runs of scikit-learn flows on many tasks, each evaluated on the task's own
 10-fold cross-validation. This module turns such runs into tasks, configurations and results
