@@ -17,8 +17,9 @@ DEFAULT_WARM_START = 10
 #: prior tasks the warm start draws on (and ``automl-meta neighbors -k``)
 DEFAULT_NEIGHBORS = 10
 #: the warm start's first configurations: the best of earlier fits on a table with the same
-#: schema, from the user's history (at most half the warm start)
-DEFAULT_HISTORY_FIRST = 5
+#: schema, from the user's history (at most half the warm start); the rest of the warm start
+#: comes from the nearest other tasks
+DEFAULT_HISTORY_FIRST = 2
 #: how the warm-start configurations are chosen (see :mod:`automl_meta.meta.warmstart`)
 DEFAULT_STRATEGY = "learned"
 #: the search sees at most this many rows (a stratified subsample); the final fit sees all

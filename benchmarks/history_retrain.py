@@ -130,8 +130,10 @@ def summarise(df: pd.DataFrame, budget: float) -> str:
     if ok.empty:
         return "no finished task\n"
     # the default metrics, accuracy and R², are both greater-is-better
-    at_least = ok["with_best"] >= ok["without_best"] - 1e-12
-    diff = ok["with_best"] - ok["without_best"]
+    # a fit without any complete trial counts as worse than one with
+    at_least = (ok["with_best"].fillna(-np.inf) >= ok["without_best"].fillna(-np.inf) - 1e-12)
+    no_trial = int(ok["with_best"].isna().sum()), int(ok["without_best"].isna().sum())
+    diff = (ok["with_best"] - ok["without_best"]).dropna()
     reach_w = ok["with_reach_s"].astype(float)
     reach_wo = ok["without_reach_s"].astype(float)
     lines = [
@@ -145,7 +147,9 @@ def summarise(df: pd.DataFrame, budget: float) -> str:
         f"- best CV score with history >= without: {int(at_least.sum())} of {len(ok)} "
         f"({100 * at_least.mean():.0f} %; target >= 80 %)",
         f"- mean difference of best CV score (with - without): {diff.mean():+.4f} "
-        f"(median {diff.median():+.4f}); accuracy or R² by task kind",
+        f"(median {diff.median():+.4f}) over the {len(diff)} tasks where both have one; "
+        "accuracy or R² by task kind",
+        f"- fits without a complete trial: with history {no_trial[0]}, without {no_trial[1]}",
         f"- first trial of the fit with history from the history: "
         f"{int(ok['with_first_origin'].astype(str).str.startswith('history:').sum())} "
         f"of {len(ok)}",
@@ -167,9 +171,12 @@ def summarise(df: pd.DataFrame, budget: float) -> str:
         "reach with (s) | reach without (s) |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
+    def num(x: Any) -> str:
+        return "no trial" if pd.isna(x) else f"{x:.4f}"
+
     for r in ok.itertuples():
-        lines.append(f"| {r.name} | {r.kind} | {r.rows} | {r.last_best:.4f} | "
-                     f"{r.with_best:.4f} | {r.without_best:.4f} | "
+        lines.append(f"| {r.name} | {r.kind} | {r.rows} | {num(r.last_best)} | "
+                     f"{num(r.with_best)} | {num(r.without_best)} | "
                      f"{'' if pd.isna(r.with_reach_s) else r.with_reach_s} | "
                      f"{'' if pd.isna(r.without_reach_s) else r.without_reach_s} |")
     failed = df[df["status"] != "ok"]
