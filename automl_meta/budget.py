@@ -51,6 +51,9 @@ DIAGNOSTICS_GRACE_SHARE = 0.3
 LEARNED_MIN_SECONDS = 8.0
 #: fixed seconds of the refit besides the fit (sending the task, receiving the model)
 REFIT_OVERHEAD_SECONDS = 0.2
+#: a configuration from an earlier fit of the same table goes first only if its trial took
+#: there (scaled to this fit's rows and folds) at most this share of the time left
+HISTORY_MAX_TRIAL_SHARE = 0.4
 #: a refit on n rows costs the per-row rate of a fold times n to this power
 REFIT_EXPONENT = 1.2
 #: seconds one CV fold of a typical configuration takes per training row (before any trial

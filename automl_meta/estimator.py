@@ -25,6 +25,7 @@ from automl_meta.artifacts.rundir import DEFAULT_MODEL_FORMAT, write_run_dir
 from automl_meta.artifacts.scoring import score_model
 from automl_meta.budget import (
     DEFAULT_TIME_BUDGET,
+    HISTORY_MAX_TRIAL_SHARE,
     LEARNED_MIN_SECONDS,
     budget_search_rows,
     diagnostics_allowance,
@@ -459,7 +460,7 @@ class AutoML(BaseEstimator):
             mb, problem = load_metabase(self.metabase, space_version=space.version), None
         except MetabaseError as exc:
             mb, problem = None, exc
-        first, mb = self._from_history(dataset, space, n_rows, mb)
+        first, mb = self._from_history(dataset, space, n_rows, mb, deadline)
         if problem is not None:
             self.warnings_.append(f"cold start: {problem}" if mb is None else
                                   f"the metabase is not used ({problem}); the warm start "
@@ -498,11 +499,13 @@ class AutoML(BaseEstimator):
         self._mark("warm start ready")
         return (first + rest)[:max(self.warm_start, len(first))]
 
-    def _from_history(self, dataset: Dataset, space: Any, n_rows: int, mb: Any
-                      ) -> tuple[list[tuple[dict, str]], Any]:
+    def _from_history(self, dataset: Dataset, space: Any, n_rows: int, mb: Any,
+                      deadline: float | None = None) -> tuple[list[tuple[dict, str]], Any]:
         """The history's part of the warm start: the best configurations of earlier fits on
         a table with this schema (to be evaluated first), and the metabase with the
-        history's runs added as prior tasks. A history that cannot be read is a warning."""
+        history's runs added as prior tasks. A configuration whose trial took there more
+        than ``HISTORY_MAX_TRIAL_SHARE`` of the time now left (scaled to these rows and
+        folds) is not put first. A history that cannot be read is a warning."""
         from automl_meta.errors import HistoryError
         from automl_meta.meta.history import as_metabase, merge_metabases
 
@@ -518,9 +521,12 @@ class AutoML(BaseEstimator):
         except HistoryError as exc:
             self.warnings_.append(f"the history is not used: {exc}")
             return [], mb
-        first = [(config, origin) for config, origin, _ in same
-                 if config.get("family") in allowed
-                 and space.check_config(config, dataset.task) is None][:n_first]
+        left = None if deadline is None else deadline - time.monotonic()
+        first = [(p.config, p.origin) for p in same
+                 if p.config.get("family") in allowed
+                 and space.check_config(p.config, dataset.task) is None
+                 and (left is None or p.seconds_for(n_rows, self._n_folds)
+                      <= HISTORY_MAX_TRIAL_SHARE * left)][:n_first]
         if first and "fingerprint" in hmb.tasks:
             # earlier fits of this table have had their say: as prior tasks at distance
             # about 0 they would crowd the metabase's neighbours out of the rest of the list

@@ -178,11 +178,13 @@ def test_same_schema_gives_best_first_newest_run_first(tmp_path):
     tie.trials.append({**tie.trials[0], "trial": 1, "config": {"family": "linear",
                                                                "linear.C": 9.0}})
     history.append(tie)
-    assert [c["linear.C"] for c, _, _ in history.same_schema("1" * 16, "binary", "v", 5)
+    assert [p.config["linear.C"] for p in history.same_schema("1" * 16, "binary", "v", 5)
             ] == [0.5]  # the newest run's first, its tie skipped, the older run's the same
     got = history.same_schema("f" * 16, "binary", "v", 5)
-    assert [o for _, o, _ in got] == ["history:new", "history:old", "history:old"]
-    assert [s for _, _, s in got] == [0.8, 0.95, 0.9]
+    assert [p.origin for p in got] == ["history:new", "history:old", "history:old"]
+    assert [p.score for p in got] == [0.8, 0.95, 0.9]
+    # what the trial cost there, scaled to another fit: twice the rows, 3 folds instead of 5
+    assert got[0].seconds_for(200, 3) == pytest.approx(0.2 * 2 * 3 / 5)
     assert history.same_schema("f" * 16, "binary", "another space", 5) == []
 
 

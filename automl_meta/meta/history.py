@@ -34,7 +34,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -42,7 +42,7 @@ from automl_meta.defaults import HISTORY_ENV
 from automl_meta.errors import HistoryError
 from automl_meta.meta.metabase import RESULT_COLUMNS, TASK_COLUMNS, Metabase, config_id
 
-__all__ = ["ENV_VAR", "FILE_NAME", "FORMAT_VERSION", "MAX_RUNS", "History", "RunRecord",
+__all__ = ["ENV_VAR", "FILE_NAME", "FORMAT_VERSION", "MAX_RUNS", "History", "Prior", "RunRecord",
            "as_metabase", "default_history_dir", "export_metabase", "merge_metabases",
            "resolve_history_dir", "schema_fingerprint"]
 
@@ -117,6 +117,22 @@ def schema_fingerprint(columns: Mapping[str, str], target: str, task: str) -> st
     doc = {"columns": sorted([str(k), str(v)] for k, v in columns.items()),
            "target": str(target), "task": task_kind(task)}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Prior(NamedTuple):
+    """A configuration from an earlier fit of the same table, and what it cost there."""
+
+    config: dict[str, Any]
+    origin: str
+    score: float | None
+    duration: float  # seconds of the whole trial (all its folds)
+    n_rows: int  # rows of that fit
+    n_folds: int  # CV folds of that fit
+
+    def seconds_for(self, n_rows: int, n_folds: int) -> float:
+        """The trial's duration scaled to a fit on ``n_rows`` rows with ``n_folds`` folds."""
+        rows = n_rows / max(self.n_rows, 1)
+        return self.duration * max(rows, 1.0) * n_folds / max(self.n_folds, 1)
 
 
 @dataclass
@@ -324,39 +340,43 @@ class History:
         return row
 
     def same_schema(self, fingerprint: str, task: str, space_version: str,
-                    n: int) -> list[tuple[dict[str, Any], str, float | None]]:
+                    n: int) -> list[Prior]:
         """The best configurations of earlier runs on a table with this schema.
 
         Newest run first, each run's complete trials best first; at most ``n`` distinct
-        configurations, as ``(config, "history:<run>", cv score)``. Of the trials of one run
-        that scored exactly alike (on the same folds: almost surely the same predictions,
-        e.g. a linear model whose regularisation no longer matters) only the first is taken.
+        configurations, as :class:`Prior` records (configuration, ``"history:<run>"``, CV
+        score, and what the trial cost there). Of the trials of one run that scored exactly
+        alike (on the same folds: almost surely the same predictions, e.g. a linear model
+        whose regularisation no longer matters) only the first is taken.
         """
         if not self.path.exists() or n <= 0:
             return []
         with self._connect() as con:
             self._check(con)
             runs = con.execute(
-                "SELECT run_id, greater_is_better FROM runs WHERE fingerprint = ? AND "
+                "SELECT run_id, greater_is_better, n_rows, n_folds FROM runs WHERE "
+                "fingerprint = ? AND "
                 "task = ? AND search_space_version = ? ORDER BY created DESC, run_id DESC",
                 (fingerprint, task, space_version)).fetchall()
-            out: list[tuple[dict[str, Any], str, float | None]] = []
+            out: list[Prior] = []
             seen: set[str] = set()
-            for run_id, gib in runs:
+            for run_id, gib, n_rows, n_folds in runs:
                 scores: set[float] = set()
                 rows = con.execute(
-                    "SELECT c.config, t.score FROM trials t JOIN configs c USING (config_id) "
+                    "SELECT c.config, t.score, t.duration FROM trials t "
+                    "JOIN configs c USING (config_id) "
                     "WHERE t.run_id = ? AND t.state = 'COMPLETE' AND t.score IS NOT NULL "
                     f"ORDER BY t.score {'DESC' if gib else 'ASC'}, t.trial",
                     (run_id,)).fetchall()
-                for text, score in rows:
+                for text, score, duration in rows:
                     config = json.loads(text)
                     cid = config_id(config)
                     if cid in seen or round(score, 12) in scores:
                         continue
                     seen.add(cid)
                     scores.add(round(score, 12))
-                    out.append((config, f"history:{run_id}", score))
+                    out.append(Prior(config, f"history:{run_id}", score, duration or 0.0,
+                                     int(n_rows or 0), int(n_folds or 0)))
                     if len(out) >= n:
                         return out
         return out
