@@ -41,6 +41,7 @@ import pandas as pd
 from automl_meta.defaults import HISTORY_ENV
 from automl_meta.errors import HistoryError
 from automl_meta.meta.metabase import RESULT_COLUMNS, TASK_COLUMNS, Metabase, config_id
+from automl_meta.meta.neighbors import finite_or_none
 
 __all__ = ["ENV_VAR", "FILE_NAME", "FORMAT_VERSION", "MAX_RUNS", "History", "Prior", "RunRecord",
            "as_metabase", "default_history_dir", "export_metabase", "merge_metabases",
@@ -232,10 +233,10 @@ class History:
             "n_rows": int(record.n_rows), "n_features": int(record.n_features),
             "n_classes": int(record.n_classes), "n_folds": int(record.n_folds),
             "n_trials": int(record.n_trials or len(record.trials)),
-            "best_score": _finite(record.best_score),
+            "best_score": finite_or_none(record.best_score),
             "best_config": _dumps(record.best_config), "final_config": _dumps(record.final_config),
-            "metafeatures": json.dumps({k: _finite(v) for k, v in record.metafeatures.items()},
-                                       sort_keys=True),
+            "metafeatures": json.dumps(
+                {k: finite_or_none(v) for k, v in record.metafeatures.items()}, sort_keys=True),
             "search_space_version": record.search_space_version,
             "automl_meta_version": record.automl_meta_version or _version()}
         with self._connect(write=True) as con:
@@ -261,8 +262,9 @@ class History:
                                  for cid, t in zip(ids, trials, strict=True)])
                 con.executemany(
                     "INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(record.run_id, int(t["trial"]), str(t["state"]), _finite(t.get("score")),
-                      _finite(t.get("fit_seconds")), _finite(t.get("duration")),
+                    [(record.run_id, int(t["trial"]), str(t["state"]),
+                      finite_or_none(t.get("score")), finite_or_none(t.get("fit_seconds")),
+                      finite_or_none(t.get("duration")),
                       str(t.get("origin", "")), cid, rank)
                      for rank, (cid, t) in enumerate(zip(ids, trials, strict=True))])
                 dropped = con.execute(
@@ -511,18 +513,10 @@ def _has_table(con: sqlite3.Connection, name: str | None) -> bool:
 
 def _sort_key(state: Any, score: Any, greater_is_better: bool) -> tuple[int, int, float]:
     """Best first: complete trials, then those with a score, by score."""
-    value = _finite(score)
+    value = finite_or_none(score)
     if value is None:
         return (int(state != "COMPLETE"), 1, 0.0)
     return (int(state != "COMPLETE"), 0, -value if greater_is_better else value)
-
-
-def _finite(value: Any) -> float | None:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def _dumps(value: Any) -> str | None:

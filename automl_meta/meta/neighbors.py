@@ -182,13 +182,14 @@ def nearest(metabase: Any, metafeatures: Mapping[str, Any], task: str, k: int = 
             task_id=str(row["task_id"]), name=str(row.get("name", row["task_id"])),
             distance=float(d[i]), task=str(row["task"]), n_rows=int(row.get("n_rows", 0)),
             n_features=int(row.get("n_features", 0)),
-            best_score=_float(row.get("best_score")), metric=str(row.get("metric", "")),
+            best_score=finite_or_none(row.get("best_score")), metric=str(row.get("metric", "")),
             best_family=family, best_config_id=cid,
             openml_id=int(row["openml_id"]) if pd.notna(row.get("openml_id")) else None))
     return out
 
 
-def _float(v: Any) -> float | None:
+def finite_or_none(v: Any) -> float | None:
+    """``v`` as a float when it is a finite number, else None."""
     try:
         f = float(v)
     except (TypeError, ValueError):
