@@ -46,8 +46,9 @@ DIAGNOSTICS_SHARE = 0.05
 DIAGNOSTICS_MIN_SECONDS = 5.0
 #: the diagnostics may run into this share of the grace (less the save reserve)
 DIAGNOSTICS_GRACE_SHARE = 0.3
-#: below this many seconds left for the search, the "learned" warm start (a performance
-#: model) gives way to the cheaper "local" one
+#: below this many seconds left for the search, the "learned" warm start gives way to the
+#: cheaper "local" one when its performance model would have to be fitted first (the
+#: metabase stores none that can be used)
 LEARNED_MIN_SECONDS = 8.0
 #: fixed seconds of the refit besides the fit (sending the task, receiving the model)
 REFIT_OVERHEAD_SECONDS = 0.2

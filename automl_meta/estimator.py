@@ -105,10 +105,11 @@ class AutoML(BaseEstimator):
         10 s with two workers; the summary's ``search_rows`` and a warning say so).
     memory_limit : float, optional
         Memory limit per worker process in GiB; a trial exceeding it fails.
-    storage : str, optional
-        Optuna storage URL for the study (in memory by default; the command line uses an
-        SQLite file in the run directory). With a PostgreSQL URL, ``automl-meta worker``
-        processes on other machines can join the search.
+    storage : str or optuna storage, optional
+        Optuna storage URL for the study, or a storage object (in memory by default; the
+        command line uses a journal file in the run directory,
+        :func:`~automl_meta.search.study.journal_storage`). With a PostgreSQL URL,
+        ``automl-meta worker`` processes on other machines can join the search.
     study_name : str, optional
         Name of the study in ``storage`` (a new or an existing one, which is resumed).
     space : str, optional
@@ -164,7 +165,7 @@ class AutoML(BaseEstimator):
                  warm_start_strategy: str = DEFAULT_STRATEGY,
                  warm_start_configs: list[dict] | None = None,
                  max_search_rows: int = DEFAULT_MAX_SEARCH_ROWS,
-                 memory_limit: float | None = None, storage: str | None = None,
+                 memory_limit: float | None = None, storage: Any = None,
                  study_name: str | None = None,
                  space: str | None = None, isolation: bool = True, diagnostics: bool = True,
                  report: bool = False,
@@ -446,14 +447,16 @@ class AutoML(BaseEstimator):
                     deadline: float | None = None) -> list[tuple[dict, str]]:
         """Meta-features → nearest prior tasks → ordered configurations (empty on failure).
 
-        The ``"learned"`` strategy fits its performance model first (one to two seconds);
-        with less than ``LEARNED_MIN_SECONDS`` of the budget left it gives way to
+        The ``"learned"`` strategy uses the performance model the metabase stores; when it
+        has none that can be used, the model is fitted first (one to two seconds), and with
+        less than ``LEARNED_MIN_SECONDS`` of the budget left the strategy gives way to
         ``"local"``, which needs a fraction of a second, and the log says so.
         """
         from automl_meta.errors import MetabaseError
         from automl_meta.meta.features import compute_metafeatures
         from automl_meta.meta.metabase import config_id, load_metabase
         from automl_meta.meta.neighbors import nearest
+        from automl_meta.meta.surrogate import stored_surrogate
         from automl_meta.meta.warmstart import order_by_cost, suggest
 
         try:
@@ -475,14 +478,18 @@ class AutoML(BaseEstimator):
         if not self.neighbors_:
             self.warnings_.append("the metabase holds no prior task of this kind; the "
                                   "portfolio alone seeds the search")
-        strategy, log = self.warm_start_strategy, []
-        if strategy == "learned" and deadline is not None and \
-                deadline - time.monotonic() < LEARNED_MIN_SECONDS:
-            strategy = "local"
-            log.append(f"strategy 'local' instead of 'learned': less than "
-                       f"{LEARNED_MIN_SECONDS:g} s of the budget left for the search")
+        strategy, log, surrogate = self.warm_start_strategy, [], None
+        if strategy == "learned":
+            surrogate, why = stored_surrogate(mb, space, dataset.task)
+            if surrogate is not None:
+                log.append("performance model: the one stored in the metabase")
+            elif deadline is not None and \
+                    deadline - time.monotonic() < LEARNED_MIN_SECONDS:
+                strategy = "local"
+                log.append(f"strategy 'local' instead of 'learned': {why}, and fitting one "
+                           f"needs {LEARNED_MIN_SECONDS:g} s of the budget left")
         ws = suggest(mb, self.neighbors_, dataset.task, n_rows, space, self.warm_start,
-                     strategy=strategy, metafeatures=self.metafeatures_)
+                     strategy=strategy, metafeatures=self.metafeatures_, surrogate=surrogate)
         suggestions, cost_log = ws.suggestions, []
         if deadline is not None:  # short budgets: configurations that can finish first
             suggestions, cost_log = order_by_cost(

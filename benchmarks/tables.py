@@ -114,15 +114,17 @@ def metabase_without(excluded: set[str], out: Path) -> Path:
     """Write a copy of the bundled metabase without the tasks ``excluded`` (ids), and the
     tasks of an imported layer linked to them (``linked_task_id``), to ``out``: their
     results and the configurations only they used are dropped, the statistics derived from
-    the whole metabase (normalisation, portfolio) are recomputed, and ``write_metabase``
-    writes fresh checksums."""
+    the whole metabase (normalisation, portfolio, the stored performance models) are
+    recomputed, and ``write_metabase`` writes fresh checksums."""
     from automl_meta.meta.builder.local import derived_statistics
     from automl_meta.meta.metabase import load_metabase, write_metabase
+    from automl_meta.meta.surrogate import store_surrogates
 
     mb = load_metabase(_ROOT / "metabase")
     known = {"build", "built_with", "command", "counts", "created", "files",
              "format_version", "metafeatures", "openml_ids", "search_space_version",
-             "source", "status", "updated", "normalisation", "portfolio", "layers"}
+             "source", "status", "updated", "normalisation", "portfolio", "layers",
+             "surrogates"}
     unknown = sorted(set(mb.manifest) - known)
     if unknown:  # copied as they are: they may carry knowledge of the left-out tasks
         print(f"warning: metabase manifest keys not recomputed for the reduced copy: "
@@ -134,11 +136,13 @@ def metabase_without(excluded: set[str], out: Path) -> Path:
     tasks = mb.tasks[keep]
     results = mb.results[mb.results["task_id"].isin(set(tasks["task_id"]))]
     configs = {c: mb.configs[c] for c in set(results["config_id"]) if c in mb.configs}
-    manifest = {k: v for k, v in mb.manifest.items() if k not in ("files", "counts")}
+    manifest = {k: v for k, v in mb.manifest.items()
+                if k not in ("files", "counts", "surrogates")}
     manifest["openml_ids"] = {k: v for k, v in mb.manifest.get("openml_ids", {}).items()
                               if k not in excluded}
     manifest.update(derived_statistics(tasks, configs, results, manifest))
     write_metabase(out, tasks, configs, results, manifest)
+    store_surrogates(out)  # refitted without the left-out tasks, as a build would
     return out
 
 

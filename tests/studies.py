@@ -2,36 +2,57 @@
 
 from __future__ import annotations
 
-import sqlite3
+import json
 import subprocess
 import time
 from pathlib import Path
 
+_FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 
-def finished_trials(db: Path) -> int:
-    """Finished trials in an Optuna SQLite study file, read-only (0 while it is being
-    created): a test must not create Optuna's tables itself, racing the process it watches."""
-    if not db.exists():
-        return 0
+
+def _journal_states(path: Path) -> dict[int, str]:
+    """Trial number → state name, read from an Optuna journal file without opening it
+    through Optuna (which would create the file, and take its lock, racing the process that
+    writes it). A line still being written is skipped."""
+    import optuna
+    from optuna.storages.journal._storage import JournalOperation
+
+    numbers: dict[int, int] = {}  # trial id → number (one study per file here)
+    states: dict[int, str] = {}
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
-            (n,) = con.execute("SELECT COUNT(*) FROM trials WHERE state IN "
-                               "('COMPLETE', 'PRUNED', 'FAIL')").fetchone()
-        return int(n)
-    except sqlite3.Error:  # no tables yet, or busy
-        return 0
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return {}
+    for line in lines:
+        try:
+            op = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        code = op.get("op_code")
+        if code == JournalOperation.CREATE_TRIAL:
+            tid = len(numbers)
+            numbers[tid] = tid
+            state = op.get("state")
+            states[tid] = optuna.trial.TrialState(state).name if state is not None \
+                else "RUNNING"
+        elif code == JournalOperation.SET_TRIAL_STATE_VALUES:
+            states[op["trial_id"]] = optuna.trial.TrialState(op["state"]).name
+    return {numbers[t]: st for t, st in states.items() if t in numbers}
 
 
-def finished_numbers(db: Path) -> set[int]:
-    """Numbers of the finished trials in an Optuna SQLite study file (read-only)."""
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
-        rows = con.execute("SELECT number FROM trials WHERE state IN "
-                           "('COMPLETE', 'PRUNED', 'FAIL')").fetchall()
-    return {int(n) for (n,) in rows}
+def finished_trials(study_file: Path) -> int:
+    """Finished trials in a fit's study file (``study.journal``), read-only."""
+    return sum(st in _FINISHED for st in _journal_states(study_file).values())
+
+
+def finished_numbers(study_file: Path) -> set[int]:
+    """Numbers of the finished trials in a fit's study file (read-only)."""
+    return {n for n, st in _journal_states(study_file).items() if st in _FINISHED}
 
 
 def wait_for_trials(proc: subprocess.Popen, db: Path, n: int, timeout: float = 120) -> int:
-    """Wait until ``db`` holds ``n`` finished trials; fail early if ``proc`` has ended."""
+    """Wait until the study file ``db`` holds ``n`` finished trials; fail early if ``proc``
+    has ended."""
     deadline = time.monotonic() + timeout
     done = 0
     while time.monotonic() < deadline:

@@ -31,7 +31,7 @@ def test_fit_predict_evaluate_classification(tmp_path, breast_cancer_csv):
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)  # stdout holds exactly one JSON document
     assert summary["task"] == "binary" and summary["trials"]["total"] == 3
-    assert {p.name for p in run.iterdir()} == {"model.skops", "manifest.json", "study.db",
+    assert {p.name for p in run.iterdir()} == {"model.skops", "manifest.json", "study.journal",
                                                "leaderboard.csv", "report.json", "report.html"}
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["target"] == "diagnosis" and len(manifest["model_sha256"]) == 64

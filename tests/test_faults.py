@@ -73,7 +73,7 @@ def test_interrupt_refits_best_and_exits_130(tmp_path, small_csv, sig):
                              "--target", "label", "--time-budget", "120", "--output",
                              str(run), "--no-warm-start", "--quiet"],
                             stderr=subprocess.PIPE, text=True)
-    wait_for_trials(proc, tmp_path / ".run.partial" / "study.db", 1)
+    wait_for_trials(proc, tmp_path / ".run.partial" / "study.journal", 1)
     proc.send_signal(sig)
     # generous: a correctness check, not a timing one (60 s ran out once while a benchmark
     # held both cores alongside the two test workers)

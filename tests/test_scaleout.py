@@ -33,11 +33,11 @@ def test_killed_fit_resumes_its_study(tmp_path, small_csv, capsys):
     args = ["fit", small_csv, "--target", "label", "--n-trials", "5",
             "--no-warm-start", "--output", run, "--quiet"]
     proc = _cli(*args)
-    done = wait_for_trials(proc, tmp_path / ".run.partial" / "study.db", 2)
+    done = wait_for_trials(proc, tmp_path / ".run.partial" / "study.journal", 2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not run.exists() and done >= 2
-    before = finished_numbers(tmp_path / ".run.partial" / "study.db")
+    before = finished_numbers(tmp_path / ".run.partial" / "study.journal")
 
     capsys.readouterr()
     assert main([str(a) for a in args]) == 2  # the left-over state is not silently replaced

@@ -523,6 +523,27 @@ def test_staging_lock_is_exclusive_while_its_owner_lives(tmp_path):
         RunStaging(tmp_path / "run").open(resume=True)
 
 
+def test_resuming_a_killed_fit_fails_the_trials_it_had_running(tmp_path):
+    """A journal has no heartbeats: the trials a dead fit left RUNNING are failed when its
+    staging directory is resumed, and finished and enqueued ones are kept as they are."""
+    import optuna
+
+    from .studies import finished_numbers
+
+    staging = RunStaging(tmp_path / "run").open()
+    study = optuna.create_study(storage=staging.storage(), study_name="s")
+    study.tell(study.ask(), 0.5)
+    study.ask()  # running when the process "dies"
+    study.enqueue_trial({"x": 1.0})
+    (staging.path / "lock").write_text(f"999999999 {platform.node()}\n")  # a dead owner
+    assert finished_numbers(staging.path / "study.journal") == {0}
+    resumed = RunStaging(tmp_path / "run").open(resume=True)
+    states = [t.state.name for t in optuna.load_study(study_name="s",
+                                                      storage=resumed.storage()).trials]
+    assert states == ["COMPLETE", "FAIL", "WAITING"]
+    assert finished_numbers(staging.path / "study.journal") == {0, 1}
+
+
 @pytest.mark.slow
 def test_staging_claim_is_atomic_between_two_processes(tmp_path):
     """Two fits claiming the same fresh output: exactly one gets it."""
@@ -552,10 +573,10 @@ def test_staging_of_another_user_is_never_adopted_or_deleted(small_csv, tmp_path
     out = tmp_path / "run"
     staging = RunStaging(out)
     staging.path.mkdir()
-    (staging.path / "study.db").write_text("theirs")
+    (staging.path / "study.journal").write_text("theirs")
     os.chown(staging.path, 65534, 65534)
     for flags in (["--overwrite"], ["--resume"], []):
         code, err = cli_in_process(capsys, "fit", small_csv, "--target", "label",
                                    "--n-trials", "1", "--output", out, "--quiet", *flags)
         assert code == 2 and "belongs to user id 65534" in err
-        assert (staging.path / "study.db").read_text() == "theirs"
+        assert (staging.path / "study.journal").read_text() == "theirs"

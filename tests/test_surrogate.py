@@ -101,6 +101,95 @@ def test_warm_fit_with_the_bundled_metabase_uses_the_learned_strategy():
 
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
     model = AutoML(n_trials=3, warm_start=2, seed=0, diagnostics=False).fit(X, y)
-    assert model.summary()["warm_start"]["strategy"] == "learned"
+    summary = model.summary()["warm_start"]
+    assert summary["strategy"] == "learned"
+    assert "performance model: the one stored in the metabase" in summary["log"]
     origins = model.leaderboard_["origin"].tolist()
     assert all(o.startswith("learned:") for o in origins[:2]) and origins[2] == "tpe"
+
+
+# ------------------------------------------------------------------ stored with a metabase
+@pytest.fixture()
+def written_metabase(synthetic_metabase, tmp_path):
+    from automl_meta.meta.metabase import write_metabase
+
+    mb = synthetic_metabase
+    manifest = {"search_space_version": load_space().version, "status": "complete",
+                "normalisation": {"regression": mb.manifest["normalisation"]["regression"]}}
+    write_metabase(tmp_path / "mb", mb.tasks, mb.configs, mb.results, manifest)
+    return tmp_path / "mb"
+
+
+def test_a_stored_model_predicts_as_the_one_fitted_at_run_time(written_metabase):
+    from automl_meta.meta.metabase import describe_metabase, load_metabase
+    from automl_meta.meta.surrogate import store_surrogates, stored_surrogate
+
+    space = load_space()
+    mb = load_metabase(written_metabase)
+    assert stored_surrogate(mb, space, "regression")[0] is None  # none stored yet
+    entries = store_surrogates(written_metabase)
+    assert set(entries) == {"regression"}  # 0 classification tasks: no model
+    mb = load_metabase(written_metabase)
+    stored, why = stored_surrogate(mb, space, "regression")
+    assert why == "stored" and stored is not None
+    fresh = fit_surrogate(mb, space, "regression")
+    configs = [space.default_config("knn", "regression"),
+               space.default_config("hgb", "regression")]
+    mf = {"NumberOfInstances": 150, "NumberOfFeatures": 6, "Dimensionality": 0.04}
+    np.testing.assert_allclose(stored.predict(mf, configs), fresh.predict(mf, configs))
+    assert stored.task_ids == fresh.task_ids
+    info = describe_metabase(written_metabase)["surrogates"]
+    assert info["regression"]["current"] and info["regression"]["checksum_ok"]
+
+
+def test_a_stale_changed_or_foreign_stored_model_is_not_used(written_metabase):
+    from automl_meta.meta.metabase import load_metabase, write_metabase
+    from automl_meta.meta.surrogate import store_surrogates, stored_surrogate
+
+    space = load_space()
+    store_surrogates(written_metabase)
+    model_file = written_metabase / "surrogate-regression.skops"
+    good = model_file.read_bytes()
+    # the file changed: its checksum no longer matches
+    model_file.write_bytes(good[:-10] + b"0" * 10)
+    stored, why = stored_surrogate(load_metabase(written_metabase), space, "regression")
+    assert stored is None and "checksum" in why
+    # the data changed under a copied manifest entry: fitted on other data
+    model_file.write_bytes(good)
+    mb = load_metabase(written_metabase)
+    entry = mb.manifest["surrogates"]
+    write_metabase(written_metabase, mb.tasks.iloc[1:], mb.configs, mb.results, mb.manifest)
+    mb = load_metabase(written_metabase)
+    assert "surrogates" not in mb.manifest  # rewriting the data drops the models' entry
+    mb.manifest["surrogates"] = entry
+    stored, why = stored_surrogate(mb, space, "regression")
+    assert stored is None and "other data" in why
+
+
+class NotAModel:  # a type skops does not trust, standing in for a crafted payload
+    def __init__(self) -> None:
+        self.n_features_in_ = 1
+
+
+def test_a_stored_model_holding_another_type_is_refused(written_metabase):
+    import skops.io as sio
+
+    from automl_meta.meta.metabase import load_metabase, sha256_file, write_manifest
+    from automl_meta.meta.surrogate import store_surrogates, stored_surrogate
+
+    store_surrogates(written_metabase)
+    model_file = written_metabase / "surrogate-regression.skops"
+    sio.dump(NotAModel(), model_file)
+    mb = load_metabase(written_metabase)
+    mb.manifest["surrogates"]["regression"]["sha256"] = sha256_file(model_file)
+    write_manifest(written_metabase, mb.manifest)
+    stored, why = stored_surrogate(load_metabase(written_metabase), load_space(), "regression")
+    assert stored is None and "cannot be used" in why and "NotAModel" in why
+
+
+def test_the_bundled_metabase_carries_current_models_for_both_kinds():
+    from automl_meta.meta.metabase import describe_metabase
+
+    models = describe_metabase()["surrogates"]
+    assert set(models) == {"classification", "regression"}
+    assert all(m["current"] for m in models.values()), models

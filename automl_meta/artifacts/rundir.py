@@ -56,13 +56,17 @@ MANIFEST_FILE = "manifest.json"
 LEADERBOARD_FILE = "leaderboard.csv"
 REPORT_FILE = "report.json"
 REPORT_HTML_FILE = "report.html"
-STUDY_FILE = "study.db"
+STUDY_FILE = "study.journal"
+#: the study file of run directories written by 0.2.0 and earlier (SQLite)
+LEGACY_STUDY_FILE = "study.db"
 #: every name a finished run directory may hold (``--overwrite`` replaces nothing else):
 #: what write_run_dir writes, report.html (write_report), and the staging directory's Optuna
-#: study with the files SQLite keeps beside it
+#: study (with the lock Optuna's journal keeps beside it, and the SQLite files of older
+#: versions)
 RUN_FILES = frozenset({MANIFEST_FILE, *MODEL_FILES.values(), LEADERBOARD_FILE, REPORT_FILE,
-                       REPORT_HTML_FILE, STUDY_FILE, f"{STUDY_FILE}-journal",
-                       f"{STUDY_FILE}-wal", f"{STUDY_FILE}-shm"})
+                       REPORT_HTML_FILE, STUDY_FILE, f"{STUDY_FILE}.lock", LEGACY_STUDY_FILE,
+                       f"{LEGACY_STUDY_FILE}-journal", f"{LEGACY_STUDY_FILE}-wal",
+                       f"{LEGACY_STUDY_FILE}-shm"})
 #: manifest layout written now; a manifest without ``format_version`` is the 0.1.0 layout
 FORMAT_VERSION = 2
 #: environment variable that allows loading pickle (joblib) models, like ``--allow-pickle``
@@ -307,10 +311,10 @@ def _skops_io() -> Any:
 class RunStaging:
     """Where a fit in progress keeps its state: ``.NAME.partial`` beside the output directory.
 
-    It holds the Optuna study (``study.db``, SQLite) and a ``lock`` file with the owner's pid
-    and host. When the fit ends, the run files are written into it and it is renamed to the
-    output directory. A fit that is killed leaves it behind: ``fit --resume`` continues its
-    study; a second fit while the first is alive is refused.
+    It holds the Optuna study (``study.journal``, Optuna's journal file) and a ``lock`` file
+    with the owner's pid and host. When the fit ends, the run files are written into it and
+    it is renamed to the output directory. A fit that is killed leaves it behind:
+    ``fit --resume`` continues its study; a second fit while the first is alive is refused.
 
     The lock is created atomically (``O_CREAT | O_EXCL``). A lock left by a dead process on
     this host is stale and taken over (under an ``flock`` of the staging directory, so two
@@ -325,9 +329,12 @@ class RunStaging:
         self.output = Path(output).resolve()
         self.path = self.output.with_name(f".{self.output.name}.partial")
 
-    @property
-    def storage_url(self) -> str:
-        return f"sqlite:///{self.path / STUDY_FILE}"
+    def storage(self) -> Any:
+        """The staging directory's Optuna storage (:func:`~automl_meta.search.study.
+        journal_storage` on ``study.journal``)."""
+        from automl_meta.search.study import journal_storage
+
+        return journal_storage(self.path / STUDY_FILE)
 
     @property
     def lock_path(self) -> Path:
@@ -451,6 +458,11 @@ class RunStaging:
                     shutil.rmtree(entry)
                 else:
                     entry.unlink()
+        elif existed and (self.path / STUDY_FILE).exists():
+            # the lock was stale: trials its fit had running will never finish
+            from automl_meta.search.study import fail_abandoned_trials
+
+            fail_abandoned_trials(self.storage())
         return self
 
 

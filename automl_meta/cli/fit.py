@@ -72,7 +72,7 @@ def fit(
     ] = DEFAULT_ENSEMBLE_SIZE,
     storage: Annotated[str | None, typer.Option(
         envvar=STORAGE_ENV,
-        help="Optuna storage URL (default: SQLite in the run directory). With "
+        help="Optuna storage URL (default: a journal file in the run directory). With "
              "postgresql://…, `automl-meta worker` processes can join the search. Read from "
              f"${STORAGE_ENV} when not given (then not shown by `ps`).")] = None,
     study: Annotated[str | None, typer.Option(
@@ -157,7 +157,7 @@ def fit(
         study = f"automl-meta-{dataset.sha256[:12]}-seed{seed}"
     automl = AutoML(task=dataset.task, metric=metric, time_budget=time_budget,
                     n_trials=n_trials, seed=seed, n_jobs=n_jobs, memory_limit=memory_limit,
-                    storage=storage or staging.storage_url, study_name=study,
+                    storage=storage or staging.storage(), study_name=study,
                     warm_start=0 if no_warm_start else warm_start,
                     warm_start_strategy=warm_start_strategy,
                     metabase=str(metabase) if metabase else None, report=not no_report,

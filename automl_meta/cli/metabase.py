@@ -382,6 +382,11 @@ def metabase_info(
                         f", {lc.get('runs_read')} runs read, {lc.get('mapped')} mapped, "
                         f"{lc.get('kept')} kept, {layer.get('linked')} tasks linked; "
                         f"{layer.get('licence')}")
+    models = doc.get("surrogates") or {}
+    lines.append("models         " + ("; ".join(
+        f"{kind}: {'current' if m['current'] else 'NOT USED (stale or changed)'} "
+        f"({m['n_trials']} trials, scikit-learn {m['sklearn']})"
+        for kind, m in sorted(models.items())) or "none stored (fitted at each fit)"))
     typer.echo("\n".join(lines))
 
 

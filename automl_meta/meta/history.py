@@ -458,7 +458,11 @@ def export_metabase(history: History, output: str | os.PathLike[str]) -> dict[st
                          "computed_on": "the prepared features, as fit computes them"}}
     stored = as_stored(mb.tasks, mb.configs, mb.results)
     manifest.update(derived_statistics(*stored, manifest))
-    return write_metabase(out, *stored, manifest)
+    written = write_metabase(out, *stored, manifest)
+    from automl_meta.meta.surrogate import store_surrogates
+
+    written["surrogates"] = store_surrogates(out)
+    return written
 
 
 def merge_metabases(base: Metabase, extra: Metabase) -> Metabase:

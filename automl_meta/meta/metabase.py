@@ -123,6 +123,29 @@ def as_stored(tasks: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]],
     return deserialise(serialise(tasks, configs, results))
 
 
+def write_manifest(path: str | Path, manifest: Mapping[str, Any]) -> None:
+    """Write a metabase's ``manifest.json`` atomically (as :func:`write_metabase` does)."""
+    _atomic_write(Path(path) / MANIFEST_FILE,
+                  (json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def write_file(path: str | Path, name: str, data: bytes) -> dict[str, Any]:
+    """Write a file derived from a metabase into its folder, atomically.
+
+    Returns
+    -------
+    dict
+        ``sha256`` and ``bytes`` of what was written, for the manifest.
+    """
+    _atomic_write(Path(path) / name, data)
+    return {"sha256": _sha256_bytes(data), "bytes": len(data)}
+
+
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 of a file's bytes."""
+    return _sha256_bytes(Path(path).read_bytes())
+
+
 def write_metabase(path: str | Path, tasks: pd.DataFrame,
                    configs: Mapping[str, Mapping[str, Any]], results: pd.DataFrame,
                    manifest: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,10 +166,10 @@ def write_metabase(path: str | Path, tasks: pd.DataFrame,
         "configs": len(configs), "results": int(len(results))}
     manifest["files"] = {name: {"sha256": _sha256_bytes(data), "bytes": len(data)}
                          for name, data in files.items()}
+    manifest.pop("surrogates", None)  # fitted on other data: store_surrogates refits them
     for name, data in files.items():
         _atomic_write(path / name, data)
-    _atomic_write(path / MANIFEST_FILE,
-                  (json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n").encode())
+    write_manifest(path, manifest)
     return manifest
 
 
@@ -281,8 +304,11 @@ def describe_metabase(path: str | Path | None = None) -> dict[str, Any]:
         (per task type among them), ``search_space_version`` and ``search_space_matches``
         (whether this install's search space has that version), ``checksums_ok`` and
         ``checksums`` (file name → whether it matches the manifest), ``n_metafeatures``,
-        ``layers`` (tasks per layer, see :func:`task_layer`) and ``layer_provenance``
-        (each imported layer's source, date and counts, from ``manifest["layers"]``).
+        ``layers`` (tasks per layer, see :func:`task_layer`), ``layer_provenance``
+        (each imported layer's source, date and counts, from ``manifest["layers"]``) and
+        ``surrogates`` (the stored performance model of each task kind: trials it was
+        fitted on, scikit-learn version, whether its checksum matches and whether it was
+        fitted on these data files, see :mod:`automl_meta.meta.surrogate`).
     """
     from automl_meta.search.space import load_space
 
@@ -291,6 +317,15 @@ def describe_metabase(path: str | Path | None = None) -> dict[str, Any]:
     checks = verify_files(path, manifest)
     space_version = load_space().version
     layers, provenance = _layers(Path(path), manifest)
+    from automl_meta.meta.surrogate import data_digest
+
+    models = {}
+    for kind, entry in (manifest.get("surrogates") or {}).items():
+        fpath = Path(path) / str(entry.get("file", ""))
+        intact = fpath.is_file() and sha256_file(fpath) == entry.get("sha256")
+        models[kind] = {"file": entry.get("file"), "n_trials": entry.get("n_trials"),
+                        "sklearn": entry.get("sklearn"), "checksum_ok": intact,
+                        "current": intact and entry.get("data_digest") == data_digest(manifest)}
     return {"path": str(path), "status": manifest.get("status"),
             "source": manifest.get("source"), "command": manifest.get("command"),
             "created": manifest.get("created"), "updated": manifest.get("updated"),
@@ -299,4 +334,4 @@ def describe_metabase(path: str | Path | None = None) -> dict[str, Any]:
             "search_space_matches": manifest.get("search_space_version") == space_version,
             "checksums_ok": all(checks.values()), "checksums": checks,
             "n_metafeatures": len(manifest.get("metafeatures", {}).get("names", [])),
-            "layers": layers, "layer_provenance": provenance}
+            "layers": layers, "layer_provenance": provenance, "surrogates": models}

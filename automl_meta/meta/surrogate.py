@@ -18,18 +18,34 @@ the best configurations of every prior task with it and suggests the highest pre
 first. It learns which meta-features matter for which family and setting (an SVM's ``C``
 on wide data, a forest on many rows, ...) from the metabase itself, instead of relying on
 one hand-weighted distance.
+
+Fitting the model takes about a second, which a short budget cannot spare, so a metabase
+carries it fitted (:func:`store_surrogates`: ``surrogate-<kind>.skops`` beside the data
+files, listed in the manifest with its checksum, the scikit-learn version and a digest of
+the data it was fitted on). :func:`stored_surrogate` loads it (skops: only the types of a
+fitted ``HistGradientBoostingRegressor`` are built) when it is current, and says why not
+otherwise; the warm start then fits one as before.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from automl_meta.meta.metabase import Metabase
+from automl_meta.meta.metabase import (
+    Metabase,
+    load_metabase,
+    sha256_file,
+    write_file,
+    write_manifest,
+)
 from automl_meta.meta.neighbors import fit_normalisation, normalise
 from automl_meta.search.space import SearchSpace, task_kind
 
@@ -37,6 +53,15 @@ from automl_meta.search.space import SearchSpace, task_kind
 #: leave-one-task-out check on 30 tasks; that check's script was not kept)
 MODEL_PARAMS = {"max_iter": 100, "learning_rate": 0.1, "max_leaf_nodes": 31,
                 "min_samples_leaf": 20, "l2_regularization": 1.0}
+#: the stored model of each task kind, in the metabase folder
+SURROGATE_FILES = {"classification": "surrogate-classification.skops",
+                   "regression": "surrogate-regression.skops"}
+#: what a stored model may hold beyond the types skops trusts by default (a fitted
+#: HistGradientBoostingRegressor with categorical features: its trees and the
+#: ``functools.partial(check_array, ...)`` of its category encoder)
+STORED_TRUSTED_TYPES = ("functools.partial",
+                        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+                        "sklearn.utils.validation.check_array")
 
 
 def _param_columns(space: SearchSpace, kind: str) -> list[tuple[str, str, Any]]:
@@ -107,6 +132,8 @@ class Surrogate:
     task_ids: list[str]
     n_trials: int
     columns: np.ndarray  # the input columns the model was fitted on (all-NaN ones dropped)
+    #: tasks it was told to leave out (leave-one-task-out): not candidates either
+    excluded: frozenset[str] = frozenset()
 
     def predict(self, metafeatures: Mapping[str, Any],
                 configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -179,4 +206,113 @@ def fit_surrogate(metabase: Metabase, space: SearchSpace, task: str,
     with threadpool_limits(1):
         model.fit(X[:, keep], y)
     return Surrogate(kind, space, stats, model, [str(t) for t in tasks["task_id"]], len(res),
-                     keep)
+                     keep, frozenset(exclude or ()))
+
+
+def data_digest(manifest: Mapping[str, Any]) -> str:
+    """What a stored model was fitted on, as one SHA-256: the data files' checksums, the
+    meta-feature normalisation and the search-space version from the manifest."""
+    h = hashlib.sha256()
+    files = manifest.get("files") or {}
+    for name in sorted(files):
+        h.update(f"{name}={(files[name] or {}).get('sha256')};".encode())
+    h.update(json.dumps(manifest.get("normalisation"), sort_keys=True, default=str).encode())
+    h.update(str(manifest.get("search_space_version")).encode())
+    return h.hexdigest()
+
+
+def _sklearn_minor() -> str:
+    import sklearn
+
+    return ".".join(sklearn.__version__.split(".")[:2])
+
+
+def store_surrogates(path: str | Path, seed: int = 0) -> dict[str, Any]:
+    """Fit the performance model of each task kind on the metabase in ``path`` and store it
+    there (``surrogate-<kind>.skops``, recorded in the manifest's ``surrogates``).
+
+    Parameters
+    ----------
+    path : str or Path
+        A metabase folder (its files are verified first).
+    seed : int
+
+    Returns
+    -------
+    dict
+        The manifest entry per task kind (a kind with fewer than 5 prior tasks has none).
+    """
+    import zipfile
+
+    import sklearn
+    import skops.io as sio
+
+    from automl_meta.search.space import load_space
+
+    space = load_space()
+    mb = load_metabase(path, space_version=space.version)
+    entries: dict[str, Any] = {}
+    for kind, name in SURROGATE_FILES.items():
+        surrogate = fit_surrogate(mb, space, "binary" if kind == "classification" else kind,
+                                  seed=seed)
+        if surrogate is None:
+            (Path(path) / name).unlink(missing_ok=True)
+            continue
+        data = sio.dumps(surrogate.model, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
+        entries[kind] = {"file": name, **write_file(path, name, data),
+                         "data_digest": data_digest(mb.manifest),
+                         "sklearn": sklearn.__version__, "seed": seed,
+                         "model": "HistGradientBoostingRegressor", "params": MODEL_PARAMS,
+                         "n_inputs": int(len(surrogate.columns)),
+                         "inputs_used": [int(i) for i in np.flatnonzero(surrogate.columns)],
+                         "task_ids": surrogate.task_ids, "n_trials": surrogate.n_trials}
+    manifest = dict(mb.manifest)
+    manifest["surrogates"] = entries
+    write_manifest(path, manifest)
+    return entries
+
+
+def stored_surrogate(metabase: Metabase, space: SearchSpace, task: str
+                     ) -> tuple[Surrogate | None, str]:
+    """The metabase's stored performance model for ``task``'s kind, if it can be used.
+
+    Parameters
+    ----------
+    metabase : Metabase
+        As loaded (a metabase merged with the user's history keeps its manifest, and with it
+        the model fitted on its own tasks).
+    space : SearchSpace
+    task : str
+
+    Returns
+    -------
+    (Surrogate or None, str)
+        The model, and ``"stored"`` or why it cannot be used (no model stored, fitted on
+        other data or with another scikit-learn, file changed or unreadable).
+    """
+    kind = task_kind(task)
+    entry = (metabase.manifest.get("surrogates") or {}).get(kind)
+    if not isinstance(entry, Mapping) or entry.get("file") != SURROGATE_FILES[kind]:
+        return None, "the metabase stores no performance model for this kind"
+    if entry.get("data_digest") != data_digest(metabase.manifest):
+        return None, "the stored performance model was fitted on other data"
+    fitted_with = ".".join(str(entry.get("sklearn", "")).split(".")[:2])
+    if fitted_with != _sklearn_minor():
+        return None, (f"the stored performance model was fitted with scikit-learn "
+                      f"{entry.get('sklearn')}")
+    path = Path(metabase.path) / entry["file"]
+    try:
+        if sha256_file(path) != entry.get("sha256"):
+            return None, f"{path.name} does not match the manifest's checksum"
+        import skops.io as sio
+
+        model = sio.load(path, trusted=list(STORED_TRUSTED_TYPES))
+        columns = np.zeros(int(entry["n_inputs"]), dtype=bool)
+        columns[np.asarray(entry["inputs_used"], dtype=int)] = True
+        normalisation = metabase.manifest["normalisation"][kind]
+        if getattr(model, "n_features_in_", None) != int(columns.sum()):
+            return None, f"{path.name} does not fit the manifest's inputs"
+    except Exception as exc:  # unreadable, refused by skops, malformed entry
+        return None, f"{path.name} cannot be used ({type(exc).__name__}: {exc})"
+    return Surrogate(kind, space, normalisation, model, [str(t) for t in entry["task_ids"]],
+                     int(entry.get("n_trials", 0)), columns), "stored"

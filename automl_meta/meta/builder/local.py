@@ -225,7 +225,12 @@ class BuildState:
                                       tasks.itertuples() if pd.notna(r.openml_id)}
             stored = as_stored(tasks, self.configs, self.results[RESULT_COLUMNS])
             manifest.update(derived_statistics(*stored, manifest))
-            return write_metabase(self.output, *stored, manifest)
+            written = write_metabase(self.output, *stored, manifest)
+            if status == "complete":  # the warm start's performance models, fitted once
+                from automl_meta.meta.surrogate import store_surrogates
+
+                written["surrogates"] = store_surrogates(self.output)
+            return written
 
 
 def derived_statistics(tasks: pd.DataFrame, configs: dict, results: pd.DataFrame,

@@ -2,21 +2,24 @@
 dataset by a performance model fitted on the metabase.
 
 The model (:mod:`automl_meta.meta.surrogate`: task meta-features + configuration →
-percentile rank among the task's trials) scores the ``LEARNED_CANDIDATES_PER_TASK`` best
-configurations of every prior task of the same kind; they are suggested highest predicted
-first, at most ``max(2, n // 3)`` of one family before the other families had their turn
-(so a list of 10 spans at least four families when the model likes several). It does not
-use the neighbours, and takes no more from the portfolio when they are far.
+percentile rank among the task's trials; the one the metabase stores when it is current,
+fitted here otherwise) scores the ``LEARNED_CANDIDATES_PER_TASK`` best configurations of
+every prior task of the same kind (the user's history included); they are suggested
+highest predicted first, at most ``max(2, n // 3)`` of one family before the other families
+had their turn (so a list of 10 spans at least four families when the model likes
+several). It does not use the neighbours, and takes no more from the portfolio when they
+are far.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from automl_meta.meta.surrogate import fit_surrogate
+from automl_meta.meta.surrogate import fit_surrogate, stored_surrogate
 from automl_meta.meta.warmstart.base import Context, Strategy, Suggestion, WarmStart
 from automl_meta.meta.warmstart.registry import register
 from automl_meta.meta.warmstart.transfer import normalised_results, top_candidates
+from automl_meta.search.space import task_kind
 
 #: candidates: the best configurations of every prior task
 LEARNED_CANDIDATES_PER_TASK = 5
@@ -47,13 +50,20 @@ class LearnedStrategy(Strategy):
         out = WarmStart()
         surrogate = context.surrogate
         if surrogate is None:
-            surrogate = fit_surrogate(metabase, space, context.task)
+            surrogate, why = stored_surrogate(metabase, space, context.task)
+            if surrogate is None:
+                out.log.append(f"performance model fitted now: {why}")
+                surrogate = fit_surrogate(metabase, space, context.task)
         if surrogate is None:
             out.log.append("no performance model: fewer than 5 prior tasks of this kind")
             return out
-        res = normalised_results(metabase, space, surrogate.task_ids)
+        kind = task_kind(context.task)
+        tasks = metabase.ok_tasks()
+        task_ids = [str(t) for t, k in zip(tasks["task_id"], tasks["task"], strict=True)
+                    if task_kind(str(k)) == kind and str(t) not in surrogate.excluded]
+        res = normalised_results(metabase, space, task_ids)
         res = res[res["family"].isin(allowed)]
-        candidates = top_candidates(res, surrogate.task_ids, LEARNED_CANDIDATES_PER_TASK)
+        candidates = top_candidates(res, task_ids, LEARNED_CANDIDATES_PER_TASK)
         candidates += [c for c in context.portfolio if c in metabase.configs
                        and c not in candidates and metabase.configs[c].get("family") in allowed]
         if not candidates:
