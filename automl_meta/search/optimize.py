@@ -250,12 +250,12 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
     # datasets are noisy, and a median rule throws away too many good configurations.
     pruner = (optuna.pruners.PercentilePruner(75.0, n_startup_trials=5, n_warmup_steps=1)
               if prune else optuna.pruners.NopPruner())
+    t0_wall = time.time()  # trials' start times count from here, opening the study included
     study = open_study(storage, study_name, metric.direction, make_sampler(seed, n_jobs),
                        pruner, study_attrs)
     for config, origin in enqueue:
         study.enqueue_trial(dict(config), user_attrs={"origin": origin}, skip_if_exists=True)
 
-    t0_wall = time.time()
     n_folds = len(ctx.folds)
     train_rows = len(ctx.folds[0][0])
     workers: queue.Queue[Worker] = queue.Queue()
