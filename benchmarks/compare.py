@@ -24,7 +24,10 @@ user history or cache is read or written (matplotlib's cache is kept in the work
 shared, as a returning user has one). Per run: test score (accuracy / R², computed here
 from the written predictions), the wall time of the fit (the ``fit`` process for
 automl-meta; process start to the end of ``fit`` for the others, whose one process also
-predicts), and whether it exceeded budget + max(5 s, 10 %).
+predicts), and whether it exceeded budget + max(5 s, 10 %). For automl-meta also
+``best_trial_score``: the test score of the search's best trial alone (a final ensemble's
+member, predicted by ``best_member.py`` outside the timed fit), to compare each ensemble
+with its own best trial.
 
 Tasks: ``--tasks N`` corpus tasks (half per kind, spread over sizes; see
 ``tables.choose_corpus``) and, with ``--unseen``, the real tables shipped inside the
@@ -74,7 +77,8 @@ COLUMNS = ["name", "kind", "source", "rows", "n_train", "n_test", "features", "b
            "system", "status", "score", "metric", "fit_seconds", "process_seconds",
            "predict_seconds", "over_budget", "excluded_tasks", "trials", "best_family",
            "best_origin", "cv_score", "stop_reason", "search_rows", "timeline", "load_before",
-           "jobs", "seed", "finished", "error", "final_model", "model_bytes", "refit_seconds"]
+           "jobs", "seed", "finished", "error", "final_model", "model_bytes", "refit_seconds",
+           "best_trial_score"]
 
 
 def grace(budget: float) -> float:
@@ -333,6 +337,15 @@ def run_automl_meta(task: dict, system: str, budget: float, args: argparse.Names
     row["refit_seconds"] = final.get("fit_seconds")
     model = next((p for p in (run / "model.skops", run / "model.joblib") if p.exists()), None)
     row["model_bytes"] = model.stat().st_size if model is not None else None
+    if str(row["final_model"] or "").startswith("ensemble"):  # its own best trial, paired
+        single = out_dir / "pred_best_trial.csv"
+        rc, _, err, _, _ = _run([args.python, str(HERE / "best_member.py"), str(run),
+                                 str(task["test"]), str(single)], env, 600, out_dir)
+        if rc == 0:
+            row["best_trial_score"] = score_predictions(task["kind"], task["test"], single,
+                                                        task["target"])
+    else:  # the final model is the best trial
+        row["best_trial_score"] = row["score"]
     return row
 
 

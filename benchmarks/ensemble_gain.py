@@ -10,6 +10,8 @@ Per task kind: mean test score of both, the mean difference, wins / losses / tie
 refit seconds (search end to refit end, from each fit's timeline). Writes
 ``benchmarks/results/ensemble_gain_<budget>s.md``. The two files come from separate runs:
 the number of trials a fit reaches differs between runs, so part of a difference is that.
+When the ensemble file has ``best_trial_score`` (``compare.py`` writes it), a second table
+compares each ensemble with its own best trial in the same fit.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--budget", type=float, default=10)
     ap.add_argument("--ensemble", type=Path, default=RESULTS / "compare_cli.csv")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default: results/ensemble_gain_<budget>s.md")
     ap.add_argument("--single", type=Path, default=RESULTS / "compare_cli_ensemble1.csv")
     args = ap.parse_args()
     system = "automl-meta warm"
@@ -79,8 +83,22 @@ def main() -> None:
     if "final_model_ens" in m and m["final_model_ens"].notna().any():
         ens = m["final_model_ens"].astype(str).str.startswith("ensemble").sum()
         lines.append(f"- final model an ensemble in {ens} of {len(m)} fits")
+    if "best_trial_score" in a and a["best_trial_score"].notna().any():
+        lines += ["", "**Paired, within the same fits** (`best_trial_score`: the ensemble's own "
+                  "best trial, refitted on all rows as a member, scored on the same test rows "
+                  "by `benchmarks/best_member.py`; no search noise between the two):", "",
+                  "| kind | tasks | mean with ensemble | mean its best trial | mean gain | "
+                  "wins | losses | ties | losses / differing |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for kind, g in a[a["best_trial_score"].notna()].groupby("kind"):
+            d = g["score"] - g["best_trial_score"]
+            wins, losses = int((d > 1e-12).sum()), int((d < -1e-12).sum())
+            share = f"{losses / (wins + losses):.0%}" if wins + losses else "-"
+            lines.append(f"| {kind} | {len(g)} | {g['score'].mean():.4f} | "
+                         f"{g['best_trial_score'].mean():.4f} | {d.mean():+.4f} | {wins} | "
+                         f"{losses} | {len(g) - wins - losses} | {share} |")
     text = "\n".join(lines) + "\n"
-    out = RESULTS / f"ensemble_gain_{args.budget:g}s.md"
+    out = args.out or RESULTS / f"ensemble_gain_{args.budget:g}s.md"
     out.write_text(text)
     print(text)
 
