@@ -471,7 +471,7 @@ class AutoML(BaseEstimator):
         if mb is None:
             return []
         self.metabase_path_ = mb.path
-        self.metafeatures_ = compute_metafeatures(dataset.X, dataset.y, dataset.task,
+        self.metafeatures_ = compute_metafeatures(*dataset.as_read(), dataset.task,
                                                   random_state=self.seed)
         self._mark("meta-features")
         self.neighbors_ = nearest(mb, self.metafeatures_, dataset.task, k=self.n_neighbors)

@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from automl_meta.data import infer_task, load_dataset, prepare_dataset, read_table
+from automl_meta.data import (
+    infer_task,
+    load_dataset,
+    prepare_dataset,
+    read_arff_text,
+    read_table,
+)
 from automl_meta.errors import UsageError
 
 ARFF = """% a comment
@@ -89,6 +95,36 @@ def test_missing_target_rows_dropped_and_counted():
     ds = prepare_dataset(df, "y")
     assert ds.n_dropped_missing_target == 10 and ds.n_rows == 20
     assert any("missing target" in n for n in ds.notes)
+
+
+def test_as_read_keeps_every_column_on_the_rows_with_a_target(mixed_frame):
+    ds = prepare_dataset(mixed_frame, "label")
+    X, y = ds.as_read()
+    # every feature column as read, dropped and datetime ones included, unconverted
+    assert list(X.columns) == [c for c in mixed_frame.columns if c != "label"]
+    assert X["when"].dtype == mixed_frame["when"].dtype and (X["const"] == 7).all()
+    assert y is ds.y and X.attrs == {}
+    # no row lacks a target: copy-on-write shares the columns with the table read
+    assert np.shares_memory(X["num"].to_numpy(), mixed_frame["num"].to_numpy())
+
+    df = pd.DataFrame({"x": np.arange(30.0), "const": 1.0, "y": [1.5, np.nan, 2.5] * 10})
+    ds = prepare_dataset(df, "y")
+    X, y = ds.as_read()
+    assert list(ds.X.columns) == ["x"] and list(X.columns) == ["x", "const"]
+    assert len(X) == len(y) == 20 and list(X.index) == list(range(20))
+    assert X["x"].tolist() == df.loc[df["y"].notna(), "x"].tolist()
+
+
+def test_as_read_target_keeps_its_declared_values():
+    arff = ("@relation t\n@attribute x numeric\n@attribute class {a, b, c}\n@data\n"
+            + "".join(f"{i},{'ab'[i % 2]}\n" for i in range(20)))
+    ds = prepare_dataset(read_arff_text(arff), "class")
+    assert ds.task == "binary" and ds.classes == ["a", "b"]
+    assert ds.target_values == ["a", "b", "c"]
+    _, y = ds.as_read()
+    assert list(y.cat.categories) == ["a", "b", "c"] and y.astype(str).tolist() == ds.y.tolist()
+    plain = prepare_dataset(pd.DataFrame({"x": range(20), "y": ["a", "b"] * 10}), "y")
+    assert plain.target_values is None and plain.as_read()[1] is plain.y
 
 
 @pytest.mark.parametrize("values,expected", [

@@ -166,6 +166,76 @@ def test_mixed_columns_counts():
         assert mf[key] is None  # landmarkers=False: present, undefined
 
 
+# ---------------------------------------------------- the table fit describes (as read)
+def table_with_dropped_columns(n: int = 60) -> tuple[pd.DataFrame, np.ndarray]:
+    """A numeric feature, and a constant, an ID-like and a free-text column that the model's
+    schema drops."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=n)
+    X = pd.DataFrame({
+        "x": x,
+        "const": 1.0,
+        "row_id": np.arange(n),
+        "note": [f"free text note {i % 40} about the customer's visit" for i in range(n)],
+    })
+    return X, np.where(x + rng.normal(scale=0.5, size=n) > 0, "yes", "no")
+
+
+def check_openml_counts(mf: dict) -> None:
+    """The counts OpenML publishes for :func:`table_with_dropped_columns`: every column and
+    the target are attributes."""
+    assert mf["NumberOfFeatures"] == 5 and mf["NumberOfInstances"] == 60
+    assert mf["NumberOfNumericFeatures"] == 3  # x, const, row_id
+    assert mf["NumberOfSymbolicFeatures"] == 2  # note, the target
+    assert mf["NumberOfBinaryFeatures"] == 1  # the target
+    assert mf["MaxNominalAttDistinctValues"] == 40 and mf["MinNominalAttDistinctValues"] == 2
+    assert mf["Dimensionality"] == pytest.approx(5 / 60)
+    assert mf["MinStdDevOfNumericAtts"] == 0.0  # the constant column counts
+
+
+def test_dataset_as_read_counts_dropped_columns():
+    from automl_meta.data import prepare_dataset
+    from automl_meta.meta.builder.local import _metafeatures
+    from automl_meta.meta.builder.sources import LoadedTask
+
+    X, y = table_with_dropped_columns()
+    ds = prepare_dataset(X.assign(label=y), "label")
+    assert ds.schema.names == ["x"]  # the model's features
+    assert set(ds.schema.dropped) == {"const", "row_id", "note"}
+    assert "free text" in ds.schema.dropped["note"] and "ID" in ds.schema.dropped["row_id"]
+    check_openml_counts(compute_metafeatures(*ds.as_read(), ds.task, landmarkers=False))
+    built, error = _metafeatures(LoadedTask(ds), seed=0)  # what build-metabase stores
+    assert error == "" and built["NumberOfFeatures"] == 5
+
+
+def test_fit_metafeatures_count_what_openml_counts():
+    from automl_meta.estimator import AutoML
+
+    X, y = table_with_dropped_columns()
+    model = AutoML(n_trials=1, isolation=False, warm_start=1, diagnostics=False, report=False,
+                   history=False, n_jobs=1, seed=0).fit(X, y)
+    check_openml_counts(model.metafeatures_)
+    assert model.model_.schema.names == ["x"]  # the model still fits on x alone
+    assert model.n_features_in_ == 4
+
+
+def test_arff_nominal_declared_with_two_values_is_binary():
+    from automl_meta.data import prepare_dataset, read_arff_text
+
+    arff = ("@relation r\n@attribute x numeric\n@attribute flag {yes, no}\n"
+            "@attribute colour {red, green, blue}\n@attribute class {a, b, c}\n@data\n"
+            + "".join(f"{i},yes,{('red', 'green')[i % 2]},{'ab'[i // 10]}\n"
+                      for i in range(20)))
+    ds = prepare_dataset(read_arff_text(arff), "class")
+    assert ds.task == "binary" and "flag" in ds.schema.dropped  # constant for the model
+    mf = compute_metafeatures(*ds.as_read(), ds.task, landmarkers=False)
+    # flag: two declared values, one observed -> binary; colour: three declared; the target
+    # is declared with three values although two occur -> not binary
+    assert mf["NumberOfBinaryFeatures"] == 1
+    assert mf["NumberOfSymbolicFeatures"] == 3 and mf["NumberOfFeatures"] == 4
+    assert mf["NumberOfClasses"] == 2 and mf["MinNominalAttDistinctValues"] == 1
+
+
 def test_entropy_and_mutual_information_by_hand():
     X = pd.DataFrame({"same": ["a", "a", "b", "b"], "noise": ["a", "b", "a", "b"],
                       "const": ["c", "c", "c", "c"], "num": [1.0, 2.0, 3.0, 4.0]})
@@ -306,11 +376,13 @@ def _reference_row(openml_id: int) -> pd.Series:
     return ref[ref.openmlid == openml_id].iloc[0]
 
 
-def _corpus_frame(name: str) -> pd.DataFrame:
-    from automl_meta.data import read_table
+def _corpus_dataset(name: str):
+    """A corpus dataset loaded as fit and build-metabase load it."""
+    from automl_meta.data import load_dataset
 
     manifest = pd.read_csv(SHARED / "corpus" / "manifest.csv")
-    return read_table(SHARED / "corpus" / manifest.loc[manifest.name == name, "file"].iloc[0])
+    row = manifest[manifest.name == name].iloc[0]
+    return load_dataset(SHARED / "corpus" / row["file"], row["target"], row["task"])
 
 
 @needs_shared
@@ -322,10 +394,8 @@ def _corpus_frame(name: str) -> pd.DataFrame:
 ])
 def test_matches_openml_reference(name, openml_id):
     # (anneal, id 2, is not in the reference table; these are.)
-    df = _corpus_frame(name)
-    X, y = df.iloc[:, :-1], df.iloc[:, -1]
-    task = "binary" if y.nunique() == 2 else "multiclass"
-    mf = compute_metafeatures(X, y, task, landmarkers=False)
+    ds = _corpus_dataset(name)
+    mf = compute_metafeatures(*ds.as_read(), ds.task, landmarkers=False)  # as fit does
     row = _reference_row(openml_id)
     compared = 0
     for quality, theirs in row.drop(["openmlid", "Name"]).items():

@@ -222,7 +222,8 @@ def test_read_then_prepare_then_metafeatures(file, data):
         return
     keep = df[target].map(_has_label).to_numpy(dtype=bool)
     _check_dataset(ds, df.loc[keep].drop(columns=[target]))
-    values = compute_metafeatures(ds.X, ds.y, ds.task, landmarkers=data.draw(st.booleans()))
+    values = compute_metafeatures(*ds.as_read(), ds.task,  # the table as fit describes it
+                                  landmarkers=data.draw(st.booleans()))
     _finite_or_none(values)
 
 
@@ -258,7 +259,7 @@ def test_prepare_dataset_on_python_objects(df, data):
     ds = _try_prepare(df, target)
     if ds is None:
         return
-    values = compute_metafeatures(ds.X, ds.y, ds.task, landmarkers=False)
+    values = compute_metafeatures(*ds.as_read(), ds.task, landmarkers=False)
     _finite_or_none(values)
 
 

@@ -77,10 +77,33 @@ def test_time_budget_kills_a_slow_configuration():
     assert elapsed <= budget + max(5.0, 0.1 * budget)
     first = model.search_.records[0]
     assert first.state == "FAIL" and "stopped" in first.error
-    # with under 8 s left for the search the learned warm start gives way to "local"
-    assert model.warm_start_strategy_ == "local"
-    assert any("instead of 'learned'" in line for line in model.warm_start_log_)
+    # the bundled metabase stores the performance model: the learned warm start fits none
+    assert model.warm_start_strategy_ == "learned"
+    assert "performance model: the one stored in the metabase" in model.warm_start_log_
     assert model.predict(X.iloc[:3]).shape == (3,)
+
+
+@pytest.mark.slow
+def test_without_a_stored_model_a_short_budget_warm_starts_with_local(tmp_path):
+    """A metabase without a usable performance model would have it fitted first: with under
+    8 s left for the search the learned warm start gives way to "local", and says why."""
+    import shutil
+
+    from sklearn.datasets import load_breast_cancer
+
+    from automl_meta.meta.metabase import read_manifest, write_manifest
+    from automl_meta.resources import bundled_metabase_dir
+
+    mb = tmp_path / "mb"
+    shutil.copytree(bundled_metabase_dir(), mb)
+    manifest = read_manifest(mb)
+    del manifest["surrogates"]
+    write_manifest(mb, manifest)
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    model = AutoML(time_budget=4, metabase=str(mb), seed=0, diagnostics=False).fit(X, y)
+    assert model.warm_start_strategy_ == "local"
+    assert any("instead of 'learned': the metabase stores no performance model" in line
+               for line in model.warm_start_log_), model.warm_start_log_
 
 
 def test_final_svm_with_a_single_example_class_still_gives_probabilities():

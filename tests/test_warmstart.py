@@ -87,7 +87,7 @@ def test_nearest_same_kind_and_exclusion(tiny_metabase, mixed_frame):
 
     mb = load_metabase(tiny_metabase)
     ds = prepare_dataset(mixed_frame, "label")
-    mf = compute_metafeatures(ds.X, ds.y, ds.task)
+    mf = compute_metafeatures(*ds.as_read(), ds.task)
     found = nearest(mb, mf, ds.task, k=3)
     assert len(found) == 3 and all(n.task != "regression" for n in found)
     assert [n.distance for n in found] == sorted(n.distance for n in found)
@@ -307,19 +307,21 @@ def test_a_registered_strategy_goes_through_the_same_checks(tiny_metabase, resto
         register(type("Nameless", (Strategy,), {}))
 
 
-#: the bundled metabase these suggestions were recorded on (sha256 of its results.csv)
+#: the bundled metabase these suggestions were recorded on (sha256 of its results.csv and
+#: tasks.csv: the trials, and the meta-features the neighbours and performance models use)
 BUNDLED_RESULTS_SHA256 = "fda8bf9fc9187c9de6b8042b757e506d88f966b939338b5949f9afb5c6c75d7a"
-#: suggest(n=10) with the 10 nearest tasks, as the single-module warmstart.py of the
-#: previous layout returned them (config ids, origins' task ids)
+BUNDLED_TASKS_SHA256 = "0d85e3d5ca8513f7cd6901aa590fbd4b4fa5a3b1873ef3d4f6a92683bc67d8e8"
+#: suggest(n=10) with the 10 nearest tasks on that metabase (config ids, origins' task ids);
+#: "local" as the single-module warmstart.py of the previous layout returned them
 RECORDED = {
     ("breast_cancer", "learned"): (
-        ["62ca82677f28", "6c4fb8078422", "b9a75ea8c632", "580234dea7ce", "dfbdc3850603",
-         "1c476a8f0ce4", "b975f9a800d8", "dc7d223c7bc1", "44aa4a44d984", "3b5364921627"],
-        ["learned:classification/spambase", "learned:classification/soybean",
-         "learned:agridata/squash.stored", "learned:classification/ionosphere",
-         "learned:classification/sonar", "learned:classification/sonar",
-         "learned:classification/diabetes", "learned:statlib/numeric/veteran",
-         "learned:classification/anneal", "learned:statlib/nominal/cars"]),
+        ["62ca82677f28", "51baa100e4ae", "f2f268528d39", "91bf2b2c290c", "d8931ddd51e2",
+         "1cd9034616a2", "44aa4a44d984", "b975f9a800d8", "b1719c94f1c6", "f62e48126567"],
+        ["learned:classification/spambase", "learned:classification/spambase",
+         "learned:classification/soybean", "learned:classification/ionosphere",
+         "learned:classification/letter", "learned:classification/letter",
+         "learned:classification/anneal", "learned:classification/diabetes",
+         "learned:statlib/numeric/smoothmeth_cdrate", "learned:statlib/nominal/analcatdata_draft"]),
     ("breast_cancer", "local"): (
         ["2c0bd5418c49", "4f5da14fd7ee", "5960cc56b73f", "4479e0d09c08", "2e59cc25bd92",
          "51baa100e4ae", "d509ef87aff3", "0e1281e50759", "91bf2b2c290c", "7651ef387241"],
@@ -329,14 +331,13 @@ RECORDED = {
          "neighbour:classification/iris", "neighbour:statlib/numeric/sleuth_case0102",
          "neighbour:classification/ionosphere", "neighbour:classification/column3C"]),
     ("diabetes", "learned"): (
-        ["47bb48efc3bb", "01ac07a6cc21", "21c1994dc155", "011cea346139", "72cf4b9c84d2",
-         "ca1ebc97e338", "3171a6d128db", "c07626a0b02a", "ec0c399ca511", "b4b3ee5ff75e"],
-        ["learned:statlib/numeric/arsenic-male-bladder", "learned:regression/bodyfat",
+        ["21c1994dc155", "47bb48efc3bb", "af3a2e8dbd14", "011cea346139", "5fcf28bd729c",
+         "c07626a0b02a", "eddc6a154afb", "0bfd6c947140", "5d3deecb4397", "25600b731b0c"],
+        ["learned:regression/bodyfat", "learned:statlib/numeric/arsenic-male-bladder",
          "learned:regression/bodyfat", "learned:regression/sensory",
-         "learned:statlib/numeric/analcatdata_apnea3",
-         "learned:statlib/numeric/analcatdata_apnea3", "learned:regression/housing (2)",
-         "learned:regression/autompg (2)", "learned:statlib/numeric/rmftsa_ladata",
-         "learned:statlib/numeric/chatfield_4"]),
+         "learned:statlib/numeric/rmftsa_ladata", "learned:regression/autompg (2)",
+         "learned:statlib/numeric/sleuth_case1502", "learned:statlib/numeric/bodyfat",
+         "learned:statlib/numeric/rabe_266", "learned:statlib/numeric/diggle_table_a2"]),
     ("diabetes", "local"): (
         ["6eeca0ae9e1f", "ec0530ffb31a", "efc640b22184", "579fdb26df8c", "0290f3187127",
          "76c8dde9d51f", "a3a217e04041", "3a62ebf1271f", "eace3be56655", "bcb2668472eb"],
@@ -364,9 +365,11 @@ def test_learned_and_local_suggest_what_they_did_before_the_registry(data):
     mb = load_metabase(None, space_version=space.version)
     sha = hashlib.sha256((Path(mb.path) / "results.csv").read_bytes()).hexdigest()
     assert sha == BUNDLED_RESULTS_SHA256, "the bundled metabase changed: record RECORDED anew"
+    sha = hashlib.sha256((Path(mb.path) / "tasks.csv").read_bytes()).hexdigest()
+    assert sha == BUNDLED_TASKS_SHA256, "the bundled metabase changed: record RECORDED anew"
     X, y = getattr(datasets, f"load_{data}")(return_X_y=True, as_frame=True)
     ds = prepare_dataset(X.assign(target=y), "target")
-    mf = compute_metafeatures(ds.X, ds.y, ds.task, random_state=0)
+    mf = compute_metafeatures(*ds.as_read(), ds.task, random_state=0)
     nbs = nearest(mb, mf, ds.task, k=10)
     for strategy in ("learned", "local"):
         ws = suggest(mb, nbs, ds.task, len(ds.y), space, 10, strategy=strategy,

@@ -35,15 +35,16 @@ def metafeatures(
 ) -> None:
     """Meta-features of DATA under OpenML's quality names (what the neighbour search compares).
 
-    They are computed on the features fit uses (constant, ID-like and text columns dropped).
-    Undefined values are shown as null / "-", never NaN.
+    They are computed on the table as read, as OpenML computes its qualities and as fit
+    computes them: every column counts (constant, ID-like and text ones too), the target
+    included. Undefined values are shown as null / "-", never NaN.
     """
     from automl_meta.data import load_dataset
     from automl_meta.meta.features import compute_metafeatures
 
     ds = load_dataset(data, target, task)
     t0 = time.perf_counter()
-    values = compute_metafeatures(ds.X, ds.y, ds.task, landmarkers=not no_landmarkers)
+    values = compute_metafeatures(*ds.as_read(), ds.task, landmarkers=not no_landmarkers)
     seconds = time.perf_counter() - t0
     if json_out:
         emit_json({"data": str(data), "target": ds.target, "task": ds.task,
@@ -80,7 +81,7 @@ def neighbors(
 
     ds = load_dataset(data, target, task)
     mb = load_metabase(metabase, space_version=load_space().version)
-    mf = compute_metafeatures(ds.X, ds.y, ds.task)
+    mf = compute_metafeatures(*ds.as_read(), ds.task)
     found = nearest(mb, mf, ds.task, k=k)
     if json_out:
         emit_json({"data": str(data), "task": ds.task, "metabase": mb.path,

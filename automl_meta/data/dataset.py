@@ -126,7 +126,23 @@ def _resolve_target(df: pd.DataFrame, target: str) -> str:
 
 @dataclass
 class Dataset:
-    """A validated supervised dataset, ready for meta-features and search."""
+    """A validated supervised dataset, ready for meta-features and search.
+
+    ``X`` holds the features the model uses, typed by :func:`infer_schema` (constant,
+    ID-like and text columns dropped, numbers and dates parsed; the model's preprocessing
+    expands each datetime column into its parts), ``y`` the target (class labels, or floats
+    for regression); both have the index ``0 … n_rows - 1``.
+
+    ``features_as_read`` holds every feature column as read, on the same rows (those with a
+    target) and index: no column dropped, none converted. It is what the meta-features
+    describe (:meth:`as_read`), and it shares its memory with the table read (pandas'
+    copy-on-write: selecting the rows with a target, dropping the target column and
+    resetting the index copy nothing unless a row is left out). ``None`` for a dataset put
+    together by hand; :meth:`as_read` then falls back to ``X``.
+
+    ``target_values`` are the declared values of a target read as nominal (an ARFF nominal
+    attribute, a pandas ``category`` column), as strings; ``None`` otherwise.
+    """
 
     X: pd.DataFrame
     y: pd.Series
@@ -139,10 +155,31 @@ class Dataset:
     notes: list[str] = field(default_factory=list)
     name: str = ""
     sha256: str = ""
+    features_as_read: pd.DataFrame | None = field(default=None, repr=False)
+    target_values: list[str] | None = None
 
     @property
     def n_rows(self) -> int:
         return len(self.y)
+
+    def as_read(self) -> tuple[pd.DataFrame, pd.Series]:
+        """The table as OpenML sees it: the inputs of the meta-features.
+
+        Returns
+        -------
+        (DataFrame, Series)
+            Every feature column as read (``features_as_read``, or ``X`` when it is not
+            kept), and the target: for classification the class labels of ``y``, as a
+            categorical over the declared values when the target was read as nominal (so a
+            target declared with three values is not a binary attribute even when two
+            occur); for regression ``y``. Nothing is copied but the categorical codes.
+        """
+        X = self.features_as_read if self.features_as_read is not None else self.X
+        y = self.y
+        if self.target_values is not None and self.task != "regression":
+            y = pd.Series(pd.Categorical(y, categories=self.target_values), index=y.index,
+                          name=y.name)
+        return X, y
 
 
 def regression_target(y: pd.Series, target: str) -> pd.Series:
@@ -235,6 +272,8 @@ def prepare_dataset(df: pd.DataFrame, target: str, task: str | None = None,
         shown = ", ".join(repr(c) for c in repeated[:5])
         raise UsageError(_one_line(f"column names repeat ({shown}); rename the copies"))
     y_raw = df[target]
+    target_values = (list(dict.fromkeys(str(c) for c in y_raw.cat.categories))
+                     if isinstance(y_raw.dtype, pd.CategoricalDtype) else None)
     if pd.api.types.is_datetime64_any_dtype(y_raw.dtype) or \
             pd.api.types.is_timedelta64_dtype(y_raw.dtype):
         raise UsageError(f"target column {target!r} holds dates / durations; automl-meta "
@@ -302,10 +341,13 @@ def prepare_dataset(df: pd.DataFrame, target: str, task: str | None = None,
     X = X.reset_index(drop=True)
     y = y.reset_index(drop=True)
     y.name = target
+    as_read = features.reset_index(drop=True)  # copy-on-write: the columns are not copied
+    as_read.attrs = {}  # the reader's notes (checksum, delimiter) describe the file
     if deadline is not None:
         deadline.check()
     return Dataset(X, y, task, target, schema, classes, n_rows_read=len(df) + n_missing,
-                   n_dropped_missing_target=n_missing, notes=notes, name=name, sha256=sha256)
+                   n_dropped_missing_target=n_missing, notes=notes, name=name, sha256=sha256,
+                   features_as_read=as_read, target_values=target_values)
 
 
 def load_dataset(path: str | Path, target: str | None, task: str | None = None,

@@ -8,6 +8,13 @@ checked against OpenML's published values (``benchmarks/metafeature_agreement.py
 
 Entry points: :func:`compute_metafeatures` and :func:`metafeature_names`.
 
+What is described is the table as read, as OpenML describes a dataset as published: every
+feature column with the type the reader gave it (constant, ID-like and text columns too; a
+datetime column is one attribute, not expanded into its parts) and the target. ``fit``,
+``build-metabase`` and the ``metafeatures`` / ``neighbors`` commands all pass
+:meth:`automl_meta.data.Dataset.as_read` (the rows with a target), not the features the model
+is fitted on (:data:`COMPUTED_ON` is what a metabase's manifest says).
+
 How OpenML sees a table
 -----------------------
 OpenML (Weka) sees an ARFF file: ``X`` plus the target as the *last attribute*. Every count
@@ -152,6 +159,7 @@ import pandas as pd
 from automl_meta.errors import UsageError
 
 __all__ = [
+    "COMPUTED_ON",
     "LANDMARKER_FOLDS",
     "LANDMARKER_MAX_ATTRIBUTES",
     "LANDMARKER_MAX_LEVELS",
@@ -162,6 +170,10 @@ __all__ = [
 ]
 
 TASKS = ("binary", "multiclass", "regression")
+#: What the meta-features are computed on, as a metabase's manifest records it.
+COMPUTED_ON = ("the table as read (every feature column, constant, ID-like and text ones "
+               "included, datetime columns not expanded, and the target; rows with a "
+               "target), as OpenML computes its qualities and as fit computes them")
 #: Landmarkers are cross-validated on a subsample of at most this many rows.
 LANDMARKER_MAX_ROWS = 2000
 #: Folds of the landmarkers' cross-validation (OpenML uses 2).
@@ -942,8 +954,9 @@ def compute_metafeatures(X: pd.DataFrame, y: pd.Series, task: str, *, random_sta
     Parameters
     ----------
     X : pandas.DataFrame
-        The features, raw (as OpenML sees the data: no columns dropped). Column kinds are
-        described in the module docstring (numeric, bool, category, object/string, datetime).
+        The features, raw (as OpenML sees the data: no columns dropped), e.g. the first
+        item of :meth:`automl_meta.data.Dataset.as_read`. Column kinds are described in the
+        module docstring (numeric, bool, category, object/string, datetime).
     y : pandas.Series
         The target, aligned with ``X``, without missing values: class labels (any hashable,
         or a categorical whose declared categories count as the target's values) for

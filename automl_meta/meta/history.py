@@ -440,6 +440,7 @@ def export_metabase(history: History, output: str | os.PathLike[str]) -> dict[st
     built metabase's does."""
     from automl_meta.errors import UsageError
     from automl_meta.meta.builder.local import all_metafeature_names, derived_statistics
+    from automl_meta.meta.features import COMPUTED_ON
     from automl_meta.meta.metabase import as_stored, write_metabase
     from automl_meta.search.space import load_space
 
@@ -454,8 +455,7 @@ def export_metabase(history: History, output: str | os.PathLike[str]) -> dict[st
         "built_with": f"automl-meta {_version()}", "command": "automl-meta history export",
         "source": {"type": "history", "path": str(history.folder)},
         "search_space_version": space.version,
-        "metafeatures": {"names": all_metafeature_names(),
-                         "computed_on": "the prepared features, as fit computes them"}}
+        "metafeatures": {"names": all_metafeature_names(), "computed_on": COMPUTED_ON}}
     stored = as_stored(mb.tasks, mb.configs, mb.results)
     manifest.update(derived_statistics(*stored, manifest))
     written = write_metabase(out, *stored, manifest)

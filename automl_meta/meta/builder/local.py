@@ -41,6 +41,7 @@ from automl_meta.defaults import (
 from automl_meta.defaults import DEFAULT_BUILD_MAX_ROWS as DEFAULT_MAX_ROWS
 from automl_meta.errors import MetabaseError, UsageError
 from automl_meta.meta.builder.sources import LoadedTask, TaskSpec
+from automl_meta.meta.features import COMPUTED_ON
 from automl_meta.meta.metabase import (
     MANIFEST_FILE,
     RESULT_COLUMNS,
@@ -70,11 +71,13 @@ def task_seed(seed: int, task_id: str) -> int:
 
 
 def _metafeatures(loaded: LoadedTask, seed: int) -> tuple[dict[str, Any], str]:
+    """The task's meta-features, computed as fit computes them (on the table as read,
+    :meth:`~automl_meta.data.Dataset.as_read`), and an error message ("" when none)."""
     from automl_meta.meta.features import compute_metafeatures
 
     ds = loaded.dataset
     try:
-        return compute_metafeatures(ds.X, ds.y, ds.task, random_state=seed), ""
+        return compute_metafeatures(*ds.as_read(), ds.task, random_state=seed), ""
     except Exception as exc:  # a meta-feature bug must not waste the search
         return {}, f"meta-features failed: {type(exc).__name__}: {exc}"
 
@@ -218,9 +221,7 @@ class BuildState:
             manifest["updated"] = pd.Timestamp.now("UTC").isoformat()
             manifest["metafeatures"] = {"names": [c for c in metafeature_names
                                                   if c in tasks.columns]}
-            manifest["metafeatures"]["computed_on"] = (
-                "the prepared features (constant, ID-like and text columns dropped), as fit "
-                "computes them")
+            manifest["metafeatures"]["computed_on"] = COMPUTED_ON
             manifest["openml_ids"] = {str(r.task_id): int(r.openml_id) for r in
                                       tasks.itertuples() if pd.notna(r.openml_id)}
             stored = as_stored(tasks, self.configs, self.results[RESULT_COLUMNS])

@@ -67,13 +67,14 @@ def _pairwise(a: np.ndarray, b: np.ndarray, is_cat: np.ndarray) -> np.ndarray:
 def normalised_scores(results: pd.DataFrame, greater: Mapping[str, bool]) -> pd.Series:
     """Per-task normalised score of each completed trial: 0 = median trial, 1 = best."""
     res = complete_trials(results)
-    out = pd.Series(np.nan, index=res.index)
-    for tid, grp in res.groupby("task_id"):
-        s = grp["score"] if greater.get(tid, True) else -grp["score"]
-        best, med = s.max(), s.median()
-        span = best - med
-        out[grp.index] = np.clip((s - med) / span, -1.0, 1.0) if span > 1e-12 else 1.0
-    return out
+    sign = res["task_id"].map(lambda t: 1.0 if greater.get(t, True) else -1.0)
+    s = res["score"] * sign
+    by_task = s.groupby(res["task_id"])
+    best, med = by_task.transform("max"), by_task.transform("median")
+    span = best - med
+    with np.errstate(divide="ignore", invalid="ignore"):
+        norm = np.clip((s - med) / span, -1.0, 1.0)
+    return norm.where(span > 1e-12, 1.0).astype(float)
 
 
 def normalised_results(metabase: Metabase, space: SearchSpace,

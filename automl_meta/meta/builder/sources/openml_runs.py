@@ -49,12 +49,13 @@ Duplicates
 :func:`link_duplicates` finds the layer's tasks that are the same dataset as a task of an
 existing metabase, by shape and qualities (never by name): same number of classes, number
 of instances within 1 %, majority and minority class sizes within 1 % of the instances,
-numbers of features, of symbolic and of numeric features within ``max(2, 5 %)`` (our
-meta-features are computed after constant, ID-like and text columns are dropped, OpenML's on
-the whole table) and class entropies within 0.01. Moments and landmarkers are not compared:
-OpenML's published moments disagree with ours on several datasets that are certainly the
-same (e.g. OpenML task 37, diabetes), and its landmarkers are computed differently. A match
-is recorded in the task's ``linked_task_id`` so that leave-one-task-out can remove both.
+numbers of features, of symbolic and of numeric features within ``max(2, 5 %)`` (both sides
+count every column of the table as read, but OpenML publishes some datasets in versions
+that differ by a column or two, e.g. an ID column) and class entropies within 0.01.
+Moments and landmarkers are not compared: OpenML's published moments disagree with ours on
+several datasets that are certainly the same (e.g. OpenML task 37, diabetes), and its
+landmarkers are computed differently. A match is recorded in the task's ``linked_task_id``
+so that leave-one-task-out can remove both.
 
 Tasks of the layer have ``task_id`` ``openml-run/<OpenML task id>``, ``source``
 ``openml-run``, ``openml_id`` = the OpenML **task** id (tasks built from OpenML or a corpus
