@@ -50,10 +50,6 @@ DIAGNOSTICS_GRACE_SHARE = 0.3
 #: cheaper "local" one when its performance model would have to be fitted first (the
 #: metabase stores none that can be used)
 LEARNED_MIN_SECONDS = 8.0
-#: the warm start's enqueued trials may take at most this share of the workers' time left
-#: (estimated from the metabase's trial durations): the rest of a short search is the
-#: sampler's
-WARM_START_MAX_SHARE = 0.5
 #: fixed seconds of the refit besides the fit (sending the task, receiving the model)
 REFIT_OVERHEAD_SECONDS = 0.2
 #: a configuration from an earlier fit of the same table goes first only if its trial took

@@ -27,7 +27,6 @@ from automl_meta.budget import (
     DEFAULT_TIME_BUDGET,
     HISTORY_MAX_TRIAL_SHARE,
     LEARNED_MIN_SECONDS,
-    WARM_START_MAX_SHARE,
     budget_search_rows,
     diagnostics_allowance,
     diagnostics_end,
@@ -493,11 +492,10 @@ class AutoML(BaseEstimator):
                      strategy=strategy, metafeatures=self.metafeatures_, surrogate=surrogate)
         suggestions, cost_log = ws.suggestions, []
         if deadline is not None:  # short budgets: configurations that can finish first
-            left = max(0.0, deadline - time.monotonic())
             suggestions, cost_log = order_by_cost(
                 mb, suggestions, n_rows, self._n_folds,
-                len(dataset.classes) if dataset.classes else 0, left,
-                worker_seconds=WARM_START_MAX_SHARE * self.n_jobs_ * left)
+                len(dataset.classes) if dataset.classes else 0,
+                max(0.0, deadline - time.monotonic()))
         self.warm_start_strategy_ = strategy
         taken = {config_id(c) for c, _ in first}
         rest = [(s.config, s.origin) for s in suggestions if config_id(s.config) not in taken]

@@ -229,15 +229,6 @@ def test_trial_cost_is_estimated_from_the_source_trial_and_slow_ones_go_last(tin
     assert len(ordered) == sum(e <= seconds for e in ests)
     # all the time in the world: nothing moves
     assert order_by_cost(mb, ws.suggestions, 5000, 5, 2, 1e9) == (ws.suggestions, [])
-    # the workers' time the warm start may claim: what fits, in order, and the rest is left
-    cap = 0.5 * sum(ests)
-    capped, log = order_by_cost(mb, ws.suggestions, 5000, 5, 2, 1e9, worker_seconds=cap)
-    costs = [estimated_trial_seconds(mb, s, 5000, 5, 2) for s in capped]
-    assert sum(costs) <= cap and 0 < len(capped) < len(ws.suggestions)
-    assert [ws.suggestions.index(s) for s in capped] == sorted(
-        ws.suggestions.index(s) for s in capped)
-    assert len(log) == len(ws.suggestions) - len(capped)
-    assert all("left" in line and "to the sampler" in line for line in log)
 
 
 # ------------------------------------------------------------------------------ strategies

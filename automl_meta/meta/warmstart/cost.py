@@ -65,47 +65,24 @@ def estimated_trial_seconds(metabase: Metabase, suggestion: Suggestion, n_rows: 
 
 
 def order_by_cost(metabase: Metabase, suggestions: Sequence[Suggestion], n_rows: int,
-                  n_folds: int, n_classes: int, seconds: float,
-                  worker_seconds: float | None = None
+                  n_folds: int, n_classes: int, seconds: float
                   ) -> tuple[list[Suggestion], list[str]]:
-    """Fit the suggestions to the time the search has.
-
-    A suggestion estimated (:func:`estimated_trial_seconds`) to need more than ``seconds``
-    is dropped, one that needs more than a quarter of it moves behind the others (a short
-    budget then spends its first trials on configurations that can finish). With
-    ``worker_seconds``, the list, in that order, keeps only what fits in that many seconds
-    of the workers' time altogether (a suggestion that would overflow it is dropped, a
-    cheaper one after it may still fit), so the warm start leaves the rest of a short
-    search to the sampler. A suggestion of unknown cost counts as free. Returns the
-    suggestions and the log.
-    """
+    """Fit the suggestions to the time the search has: a suggestion estimated
+    (:func:`estimated_trial_seconds`) to need more than ``seconds`` is dropped, one that
+    needs more than a quarter of it moves behind the others (a short budget then spends its
+    first trials on configurations that can finish). Returns the suggestions and the log."""
     fast, slow, log = [], [], []
     tables = _cost_tables(metabase)  # looked up once for all suggestions
-    cost: dict[int, float] = {}
     for sug in suggestions:
         est = _trial_seconds(*tables, sug, n_rows, n_folds, n_classes)
         family = sug.config.get("family")
         if est is not None and est > seconds:
             log.append(f"skipped {sug.origin} {family} config: a trial needs ~{est:.1f} s on "
                        f"this data, the search has {seconds:.1f} s")
-            continue
-        cost[id(sug)] = est or 0.0
-        if est is not None and est > seconds / 4:
+        elif est is not None and est > seconds / 4:
             log.append(f"moved {sug.origin} {family} config behind the others: a trial needs "
                        f"~{est:.1f} s of the search's {seconds:.1f} s")
             slow.append(sug)
         else:
             fast.append(sug)
-    ordered = fast + slow
-    if worker_seconds is None:
-        return ordered, log
-    kept, used = [], 0.0
-    for sug in ordered:
-        if used + cost[id(sug)] > worker_seconds:
-            log.append(f"left {sug.origin} {sug.config.get('family')} config to the sampler: "
-                       f"the warm start's trials would take more than {worker_seconds:.1f} "
-                       "s of the workers' time")
-            continue
-        used += cost[id(sug)]
-        kept.append(sug)
-    return kept, log
+    return fast + slow, log
