@@ -110,17 +110,33 @@ def variants_in_metabase(metabase_tasks: pd.DataFrame, table: Table) -> set[str]
     return set(t.loc[same_stem | same_rows | own, "task_id"].astype(str))
 
 
-def metabase_without(excluded: set[str], out: Path) -> Path:
-    """Write a copy of the bundled metabase without the tasks ``excluded`` (ids), and the
-    tasks of an imported layer linked to them (``linked_task_id``), to ``out``: their
-    results and the configurations only they used are dropped, the statistics derived from
-    the whole metabase (normalisation, portfolio, the stored performance models) are
-    recomputed, and ``write_metabase`` writes fresh checksums."""
+def metabase_without(excluded: set[str], out: Path, source: Path | None = None) -> Path:
+    """Write a copy of a metabase without the tasks ``excluded`` (ids), and the tasks of an
+    imported layer linked to them (``linked_task_id``), to ``out``: their results and the
+    configurations only they used are dropped, the statistics derived from the whole
+    metabase (normalisation, portfolio, the stored performance models) are recomputed, and
+    ``write_metabase`` writes fresh checksums.
+
+    Parameters
+    ----------
+    excluded : set of str
+        Task ids to leave out.
+    out : Path
+        The folder to write the reduced copy to.
+    source : Path, optional
+        The metabase to copy (e.g. one with the openml-runs layer); default: the bundled
+        one, ``metabase/`` of the repository.
+
+    Returns
+    -------
+    Path
+        ``out``.
+    """
     from automl_meta.meta.builder.local import derived_statistics
     from automl_meta.meta.metabase import load_metabase, write_metabase
     from automl_meta.meta.surrogate import store_surrogates
 
-    mb = load_metabase(_ROOT / "metabase")
+    mb = load_metabase(_ROOT / "metabase" if source is None else Path(source))
     known = {"build", "built_with", "command", "counts", "created", "files",
              "format_version", "metafeatures", "openml_ids", "search_space_version",
              "source", "status", "updated", "normalisation", "portfolio", "layers",
