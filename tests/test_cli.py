@@ -492,3 +492,22 @@ def test_evaluate_table_scores_and_gates(tmp_path, small):
     assert evaluate_table(automl.model_, df, "label", "accuracy", threshold=1.01).passed is False
     with pytest.raises(UsageError, match="target column 'lable' not found in t.csv; did you"):
         evaluate_table(automl.model_, df, "lable", "accuracy", source="t.csv")
+
+
+def test_the_console_script_ends_its_process_after_the_exit_handlers(tmp_path):
+    """main() without arguments ends the process itself (skipping the interpreter's module
+    teardown): exit handlers still run, buffered output still arrives, the code is kept,
+    and a thread that is not a daemon is waited for."""
+    script = (
+        "import atexit, sys, threading, time\n"
+        "atexit.register(lambda: print('handler ran', flush=False))\n"
+        "threading.Thread(target=lambda: (time.sleep(0.2), print('thread done'))).start()\n"
+        "from automl_meta.cli import main\n"
+        "sys.argv = ['automl-meta', 'predict', 'no-such-run', 'x.csv']\n"
+        "main()\n"
+        "print('not reached')\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert "no such run directory" in r.stderr
+    assert r.stdout.split() == ["thread", "done", "handler", "ran"]
