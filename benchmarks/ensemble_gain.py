@@ -36,6 +36,29 @@ def refit_seconds(timelines: pd.Series) -> pd.Series:
     return pd.Series(out, index=timelines.index, dtype=float)
 
 
+def paired_table(runs: pd.DataFrame) -> list[str]:
+    """Markdown lines comparing each run's final model with its own best trial
+    (``best_trial_score``, written by ``compare.py``), per system and task kind."""
+    if "best_trial_score" not in runs or not runs["best_trial_score"].notna().any():
+        return []
+    lines = ["", "**Paired, within the same fits** (`best_trial_score`: the ensemble's own "
+             "best trial, refitted on all rows as a member, scored on the same test rows "
+             "by `benchmarks/best_member.py`; no search noise between the two):", "",
+             "| system | kind | tasks | ensembles | mean final model | mean its best trial | "
+             "mean gain | wins | losses | ties | losses / differing |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    runs = runs[runs["best_trial_score"].notna()]
+    for (system, kind), g in runs.groupby(["system", "kind"]):
+        d = g["score"] - g["best_trial_score"]
+        wins, losses = int((d > 1e-12).sum()), int((d < -1e-12).sum())
+        share = f"{losses / (wins + losses):.0%}" if wins + losses else "-"
+        ens = int(g["final_model"].astype(str).str.startswith("ensemble").sum())
+        lines.append(f"| {system} | {kind} | {len(g)} | {ens} | {g['score'].mean():.4f} | "
+                     f"{g['best_trial_score'].mean():.4f} | {d.mean():+.4f} | {wins} | "
+                     f"{losses} | {len(g) - wins - losses} | {share} |")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--budget", type=float, default=10)
@@ -43,9 +66,22 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None,
                     help="default: results/ensemble_gain_<budget>s.md")
     ap.add_argument("--single", type=Path, default=RESULTS / "compare_cli_ensemble1.csv")
+    ap.add_argument("--paired-only", action="store_true",
+                    help="only the paired table, for every automl-meta system of --ensemble")
     args = ap.parse_args()
     system = "automl-meta warm"
     a = pd.read_csv(args.ensemble)
+    if args.paired_only:
+        a = a[a["system"].str.startswith("automl-meta") & (a["budget"] == args.budget)
+              & (a["status"] == "ok")]
+        text = "\n".join([f"# Final ensemble against its own best trial, {args.budget:g} s",
+                          "", f"`python benchmarks/ensemble_gain.py --budget {args.budget:g} "
+                          f"--paired-only --ensemble {args.ensemble}`"]
+                         + paired_table(a)) + "\n"
+        out = args.out or RESULTS / f"ensemble_paired_{args.budget:g}s.md"
+        out.write_text(text)
+        print(text)
+        return
     b = pd.read_csv(args.single)
     a = a[(a["system"] == system) & (a["budget"] == args.budget) & (a["status"] == "ok")]
     b = b[(b["system"] == system) & (b["budget"] == args.budget) & (b["status"] == "ok")]
@@ -83,20 +119,7 @@ def main() -> None:
     if "final_model_ens" in m and m["final_model_ens"].notna().any():
         ens = m["final_model_ens"].astype(str).str.startswith("ensemble").sum()
         lines.append(f"- final model an ensemble in {ens} of {len(m)} fits")
-    if "best_trial_score" in a and a["best_trial_score"].notna().any():
-        lines += ["", "**Paired, within the same fits** (`best_trial_score`: the ensemble's own "
-                  "best trial, refitted on all rows as a member, scored on the same test rows "
-                  "by `benchmarks/best_member.py`; no search noise between the two):", "",
-                  "| kind | tasks | mean with ensemble | mean its best trial | mean gain | "
-                  "wins | losses | ties | losses / differing |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for kind, g in a[a["best_trial_score"].notna()].groupby("kind"):
-            d = g["score"] - g["best_trial_score"]
-            wins, losses = int((d > 1e-12).sum()), int((d < -1e-12).sum())
-            share = f"{losses / (wins + losses):.0%}" if wins + losses else "-"
-            lines.append(f"| {kind} | {len(g)} | {g['score'].mean():.4f} | "
-                         f"{g['best_trial_score'].mean():.4f} | {d.mean():+.4f} | {wins} | "
-                         f"{losses} | {len(g) - wins - losses} | {share} |")
+    lines += paired_table(a)
     text = "\n".join(lines) + "\n"
     out = args.out or RESULTS / f"ensemble_gain_{args.budget:g}s.md"
     out.write_text(text)
