@@ -174,14 +174,15 @@ class NotAModel:  # a type skops does not trust, standing in for a crafted paylo
 def test_a_stored_model_holding_another_type_is_refused(written_metabase):
     import skops.io as sio
 
-    from automl_meta.meta.metabase import load_metabase, sha256_file, write_manifest
+    from automl_meta.data import file_sha256
+    from automl_meta.meta.metabase import load_metabase, write_manifest
     from automl_meta.meta.surrogate import store_surrogates, stored_surrogate
 
     store_surrogates(written_metabase)
     model_file = written_metabase / "surrogate-regression.skops"
     sio.dump(NotAModel(), model_file)
     mb = load_metabase(written_metabase)
-    mb.manifest["surrogates"]["regression"]["sha256"] = sha256_file(model_file)
+    mb.manifest["surrogates"]["regression"]["sha256"] = file_sha256(model_file)
     write_manifest(written_metabase, mb.manifest)
     stored, why = stored_surrogate(load_metabase(written_metabase), load_space(), "regression")
     assert stored is None and "cannot be used" in why and "NotAModel" in why

@@ -141,11 +141,6 @@ def write_file(path: str | Path, name: str, data: bytes) -> dict[str, Any]:
     return {"sha256": _sha256_bytes(data), "bytes": len(data)}
 
 
-def sha256_file(path: str | Path) -> str:
-    """SHA-256 of a file's bytes."""
-    return _sha256_bytes(Path(path).read_bytes())
-
-
 def write_metabase(path: str | Path, tasks: pd.DataFrame,
                    configs: Mapping[str, Mapping[str, Any]], results: pd.DataFrame,
                    manifest: Mapping[str, Any]) -> dict[str, Any]:
@@ -317,12 +312,13 @@ def describe_metabase(path: str | Path | None = None) -> dict[str, Any]:
     checks = verify_files(path, manifest)
     space_version = load_space().version
     layers, provenance = _layers(Path(path), manifest)
+    from automl_meta.data import file_sha256
     from automl_meta.meta.surrogate import data_digest
 
     models = {}
     for kind, entry in (manifest.get("surrogates") or {}).items():
         fpath = Path(path) / str(entry.get("file", ""))
-        intact = fpath.is_file() and sha256_file(fpath) == entry.get("sha256")
+        intact = fpath.is_file() and file_sha256(fpath) == entry.get("sha256")
         models[kind] = {"file": entry.get("file"), "n_trials": entry.get("n_trials"),
                         "sklearn": entry.get("sklearn"), "checksum_ok": intact,
                         "current": intact and entry.get("data_digest") == data_digest(manifest)}

@@ -39,10 +39,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from automl_meta.data import file_sha256
 from automl_meta.meta.metabase import (
     Metabase,
     load_metabase,
-    sha256_file,
     write_file,
     write_manifest,
 )
@@ -302,7 +302,7 @@ def stored_surrogate(metabase: Metabase, space: SearchSpace, task: str
                       f"{entry.get('sklearn')}")
     path = Path(metabase.path) / entry["file"]
     try:
-        if sha256_file(path) != entry.get("sha256"):
+        if file_sha256(path) != entry.get("sha256"):
             return None, f"{path.name} does not match the manifest's checksum"
         import skops.io as sio
 
