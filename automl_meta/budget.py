@@ -8,7 +8,9 @@ The fit aims to end *at* the budget; the grace absorbs estimates that turn out s
 A fit spends its budget in this order (``AutoML.timeline_`` records each step):
 
 1. reading the data (bounded by :class:`automl_meta.data.Deadline`);
-2. meta-features and the warm start, while the trial workers start;
+2. meta-features and the warm start, while the trial workers start (the workers' fork
+   server starts before the data is read; configurations from the user's history run
+   while the rest of the warm start is computed);
 3. the search, until the *search deadline*: the budget minus what comes after it;
 4. the refit of the final model on all rows (:func:`refit_seconds` estimates it);
 5. diagnostics (:func:`diagnostics_allowance`), writing the run directory and the report

@@ -10,6 +10,7 @@ import math
 import numbers
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -335,16 +336,23 @@ class AutoML(BaseEstimator):
                 self.warnings_.append(f"ignored a warm_start_configs entry: {reason}")
         self.metafeatures_, self.neighbors_, self.warm_start_log_ = {}, [], []
         self.warm_start_strategy_: str | None = None
+        pending: Future | None = None
         if self.warm_start and self.warm_start > 0:
             reporter.phase("warm start")
             try:
-                enqueue += self._warm_start(dataset, space, len(search_idx), deadline)
+                # against the clock, the history's configurations start while the
+                # meta-features are computed; with a trial count the order stays reproducible
+                first, pending = self._warm_start(
+                    dataset, space, len(search_idx), deadline,
+                    early=deadline is not None and self.n_trials is None)
+                enqueue += first
             except BaseException:  # Ctrl-C or a bug: no worker process is left behind
                 for w in [refit_worker, *search_workers]:
                     w.close()
                 raise
         for w in self.warnings_:
             reporter.warn(w)
+        shown = len(self.warnings_)
         # import the model writer (and the report's plotting stack) while the search runs
         threading.Thread(target=_preload_save_modules, args=(self.report,), daemon=True).start()
         reporter.start(self.n_trials, None if deadline is None else deadline - time.monotonic(),
@@ -363,8 +371,15 @@ class AutoML(BaseEstimator):
                 memory_limit_gb=self.memory_limit, refit_rows=len(y_codes),
                 trial_timeout=trial_timeout(budget),
                 on_trial=reporter.trial, in_process=not self.isolation,
-                search_workers=search_workers)
+                search_workers=search_workers, pending=pending)
             self._mark("search end")
+            if pending is not None:
+                if pending.exception() is not None:  # waits for the thread (a fraction of
+                    # a second at most: it runs while the first trials do)
+                    self.warnings_.append("the warm start failed and the search went on "
+                                          f"without it: {pending.exception()!r}")
+                for w in self.warnings_[shown:]:
+                    reporter.warn(w)
             if search.records:
                 first = search_start + min(r.started for r in search.records)
                 self.timeline_.append(("first trial started", round(first, 3)))
@@ -444,20 +459,43 @@ class AutoML(BaseEstimator):
         self.timeline_.append((event, round(time.monotonic() - self._started, 3)))
 
     def _warm_start(self, dataset: Dataset, space: Any, n_rows: int,
-                    deadline: float | None = None) -> list[tuple[dict, str]]:
-        """Meta-features → nearest prior tasks → ordered configurations (empty on failure).
+                    deadline: float | None = None, early: bool = False
+                    ) -> tuple[list[tuple[dict, str]], Future | None]:
+        """The warm start: the configurations to evaluate first, and (``early``) a future of
+        the rest, which the search enqueues when it is ready (None: nothing to wait for).
 
-        The ``"learned"`` strategy uses the performance model the metabase stores; when it
-        has none that can be used, the model is fitted first (one to two seconds), and with
-        less than ``LEARNED_MIN_SECONDS`` of the budget left the strategy gives way to
-        ``"local"``, which needs a fraction of a second, and the log says so.
+        The history's configurations for this table's schema, then the strategy's list for
+        this dataset: meta-features → nearest prior tasks → ordered configurations
+        (:meth:`_warm_start_prior`, :meth:`_warm_start_learned`). With ``early`` and
+        history configurations to start with, they start at once and the rest is computed
+        in a thread while they run. Without history configurations everything is computed
+        first: early trials would only compete with that thread for the cores, and the
+        strategy's first configurations would start later.
         """
+        mb, first = self._warm_start_prior(dataset, space, n_rows, deadline)
+        if mb is None:
+            self._mark("warm start ready")
+            return first, None
+        if not (early and first):
+            return self._warm_start_learned(dataset, space, n_rows, deadline, mb, first), None
+        future: Future = Future()
+
+        def work() -> None:
+            try:
+                rest = self._warm_start_learned(dataset, space, n_rows, deadline, mb, first)
+                future.set_result(rest[len(first):])
+            except BaseException as exc:  # reported by the fit, which goes on without it
+                future.set_exception(exc)
+
+        threading.Thread(target=work, name="automl-meta-warm-start", daemon=True).start()
+        return first, future
+
+    def _warm_start_prior(self, dataset: Dataset, space: Any, n_rows: int,
+                          deadline: float | None) -> tuple[Any, list[tuple[dict, str]]]:
+        """The metabase (with the history's runs as prior tasks) and the history's
+        configurations for this schema; the metabase is None when there is none to use."""
         from automl_meta.errors import MetabaseError
-        from automl_meta.meta.features import compute_metafeatures
-        from automl_meta.meta.metabase import config_id, load_metabase
-        from automl_meta.meta.neighbors import nearest
-        from automl_meta.meta.surrogate import stored_surrogate
-        from automl_meta.meta.warmstart import order_by_cost, suggest
+        from automl_meta.meta.metabase import load_metabase
 
         try:
             mb, problem = load_metabase(self.metabase, space_version=space.version), None
@@ -468,14 +506,33 @@ class AutoML(BaseEstimator):
             self.warnings_.append(f"cold start: {problem}" if mb is None else
                                   f"the metabase is not used ({problem}); the warm start "
                                   "draws on your history alone")
-        if mb is None:
-            return []
-        self.metabase_path_ = mb.path
-        self.metafeatures_ = compute_metafeatures(*dataset.as_read(), dataset.task,
-                                                  random_state=self.seed)
+        if mb is not None:
+            self.metabase_path_ = mb.path
+        return mb, first
+
+    def _warm_start_learned(self, dataset: Dataset, space: Any, n_rows: int,
+                            deadline: float | None, mb: Any,
+                            first: list[tuple[dict, str]]) -> list[tuple[dict, str]]:
+        """``first``, then the strategy's configurations for this dataset: meta-features →
+        nearest prior tasks → ordered configurations; at most ``warm_start`` in all (more
+        only when ``first`` is longer).
+
+        The ``"learned"`` strategy uses the performance model the metabase stores; when it
+        has none that can be used, the model is fitted first (one to two seconds), and with
+        less than ``LEARNED_MIN_SECONDS`` of the budget left the strategy gives way to
+        ``"local"``, which needs a fraction of a second, and the log says so.
+        """
+        from automl_meta.meta.features import compute_metafeatures
+        from automl_meta.meta.metabase import config_id
+        from automl_meta.meta.neighbors import nearest
+        from automl_meta.meta.surrogate import stored_surrogate
+        from automl_meta.meta.warmstart import order_by_cost, suggest
+
+        metafeatures = compute_metafeatures(*dataset.as_read(), dataset.task,
+                                            random_state=self.seed)
         self._mark("meta-features")
-        self.neighbors_ = nearest(mb, self.metafeatures_, dataset.task, k=self.n_neighbors)
-        if not self.neighbors_:
+        neighbors = nearest(mb, metafeatures, dataset.task, k=self.n_neighbors)
+        if not neighbors:
             self.warnings_.append("the metabase holds no prior task of this kind; the "
                                   "portfolio alone seeds the search")
         strategy, log, surrogate = self.warm_start_strategy, [], None
@@ -488,20 +545,24 @@ class AutoML(BaseEstimator):
                 strategy = "local"
                 log.append(f"strategy 'local' instead of 'learned': {why}, and fitting one "
                            f"needs {LEARNED_MIN_SECONDS:g} s of the budget left")
-        ws = suggest(mb, self.neighbors_, dataset.task, n_rows, space, self.warm_start,
-                     strategy=strategy, metafeatures=self.metafeatures_, surrogate=surrogate)
+        ws = suggest(mb, neighbors, dataset.task, n_rows, space, self.warm_start,
+                     strategy=strategy, metafeatures=metafeatures, surrogate=surrogate)
         suggestions, cost_log = ws.suggestions, []
         if deadline is not None:  # short budgets: configurations that can finish first
             suggestions, cost_log = order_by_cost(
                 mb, suggestions, n_rows, self._n_folds,
                 len(dataset.classes) if dataset.classes else 0,
                 max(0.0, deadline - time.monotonic()))
-        self.warm_start_strategy_ = strategy
         taken = {config_id(c) for c, _ in first}
         rest = [(s.config, s.origin) for s in suggestions if config_id(s.config) not in taken]
-        if first:
-            log.append(f"{len(first)} configuration(s) from earlier fits on a table with the "
-                       "same schema come first")
+        history_first = [o for _, o in first if o.startswith("history:")]
+        if history_first:
+            log.append(f"{len(history_first)} configuration(s) from earlier fits on a table "
+                       "with the same schema come first" + (
+                           ", started while the meta-features were computed"
+                           if deadline is not None and self.n_trials is None else ""))
+        self.metafeatures_, self.neighbors_ = metafeatures, neighbors
+        self.warm_start_strategy_ = strategy
         self.warm_start_log_ = log + ws.log + cost_log
         self._mark("warm start ready")
         return (first + rest)[:max(self.warm_start, len(first))]

@@ -101,6 +101,32 @@ def test_second_fit_starts_from_the_first_ones_best(tmp_path, capsys, _own_histo
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_against_the_clock_history_configs_start_before_the_meta_features(
+        tmp_path, capsys, _own_history):
+    """With a time budget, the history's configurations start at once; the strategy's
+    list, computed meanwhile, is evaluated after them in the same search."""
+    data = tmp_path / "t.csv"
+    _table(400, 2).to_csv(data, index=False)
+    first = _fit(capsys, data, tmp_path / "run1")
+    capsys.readouterr()
+    assert main(["fit", str(data), "--target", "label", "--time-budget", "8", "--n-jobs", "1",
+                 "--output", str(tmp_path / "run2"), "--json", "--no-report"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    events = {e["event"]: e["seconds"] for e in second["timeline"]}
+    assert events["search start"] <= events["meta-features"] <= events["warm start ready"]
+    assert any("started while the meta-features were computed" in line
+               for line in second["warm_start"]["log"])
+    lb = pd.read_csv(tmp_path / "run2" / "leaderboard.csv").sort_values("trial")
+    assert json.loads(lb.iloc[0]["config"]) == first["best"]["config"]
+    origins = list(lb["origin"])
+    learned = [i for i, o in enumerate(origins) if o.startswith("learned:")]
+    assert learned, origins  # enqueued while the search ran, and evaluated
+    assert all(o.startswith("history:") for o in origins[:min(learned)]
+               if o != "tpe"), origins
+    assert second["warm_start"]["neighbors"]  # the meta-features were computed meanwhile
+
+
 def test_no_history_neither_uses_nor_records(tmp_path, capsys, _own_history):
     data = tmp_path / "t.csv"
     _table(300, 1).to_csv(data, index=False)

@@ -108,6 +108,11 @@ def fit(
     """
     # the budget counts from the start of the process: interpreter start-up included
     started = command_started()
+    from automl_meta.search.workers import worker_context
+
+    # the workers' fork server imports scikit-learn while this process imports the library
+    # and reads DATA
+    worker_context()
     from automl_meta.artifacts.rundir import RunStaging, check_output_dir
     from automl_meta.budget import save_reserve
     from automl_meta.data import load_dataset
@@ -138,9 +143,6 @@ def fit(
     read_budget = DEFAULT_TIME_BUDGET if time_budget is None and n_trials is None \
         else time_budget
     valid = read_budget is not None and math.isfinite(read_budget) and read_budget > 0
-    from automl_meta.search.workers import worker_context
-
-    worker_context()  # the workers' fork server imports scikit-learn while DATA is read
     try:
         dataset = load_dataset(data, target, task or implied,
                                deadline=Deadline(started, read_budget) if valid else None)

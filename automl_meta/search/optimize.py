@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -200,7 +201,9 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
                trial_timeout: float | None = None,
                on_trial: Callable[[TrialRecord, SearchResult], None] | None = None,
                in_process: bool = False,
-               search_workers: Sequence[Worker] | None = None) -> SearchResult:
+               search_workers: Sequence[Worker] | None = None,
+               pending: Future[Sequence[tuple[dict[str, Any], str]]] | None = None
+               ) -> SearchResult:
     """Run the Optuna search on ``ctx``.
 
     Parameters
@@ -241,6 +244,11 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         closes them when it ends. Default: started here.
     in_process : bool
         Evaluate without child processes (no time-outs); for debugging only.
+    pending : Future of a sequence of (config, origin), optional
+        Configurations that become known while the search runs (the warm start computed
+        while the first trials run): enqueued when the future is done, to be evaluated next
+        in order; ignored if the search is over by then, or if the future fails (the caller
+        reports that).
     """
     if n_trials is None and deadline is None:
         raise ValueError("give n_trials, a deadline or both")
@@ -255,6 +263,21 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
                        pruner, study_attrs)
     for config, origin in enqueue:
         study.enqueue_trial(dict(config), user_attrs={"origin": origin}, skip_if_exists=True)
+    pending_lock = threading.Lock()
+    searching = [True]
+
+    def enqueue_pending(done: Future) -> None:
+        if done.exception() is not None:
+            return
+        with pending_lock:
+            if not searching[0]:
+                return
+            try:
+                for config, origin in done.result():
+                    study.enqueue_trial(dict(config), user_attrs={"origin": origin},
+                                        skip_if_exists=True)
+            except Exception:  # noqa: S110 - a storage outage: the search's own next call
+                pass  # meets it again, and reports it
 
     n_folds = len(ctx.folds)
     train_rows = len(ctx.folds[0][0])
@@ -360,6 +383,8 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
                           if t.state.is_finished())
     remaining = None if n_trials is None else max(0, n_trials - done_before)
     stop_requested = threading.Event()
+    if pending is not None:
+        pending.add_done_callback(enqueue_pending)  # at once if it is done already
     try:
         with _stop_on_signals(stop_requested):
             if remaining != 0 and (deadline is None or deadline > time.monotonic()):
@@ -382,6 +407,8 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
             raise
         raise cause from None
     finally:
+        with pending_lock:
+            searching[0] = False
         for w in all_workers:
             w.close()
     # the study is the source of truth (the interrupted trial never reached the callback)
