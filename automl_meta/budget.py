@@ -57,6 +57,10 @@ REFIT_OVERHEAD_SECONDS = 0.2
 #: a configuration from an earlier fit of the same table goes first only if its trial took
 #: there (scaled to this fit's rows and folds) at most this share of the time left
 HISTORY_MAX_TRIAL_SHARE = 0.4
+#: a warm-start configuration estimated to need more than this share of the search's time
+#: (each worker's) is made cheaper through its family's cost parameter (trees, boosting
+#: rounds) where it has one: a short budget then evaluates the warm start and still searches
+WARM_TRIAL_SHARE = 0.125
 #: a refit on n rows costs the per-row rate of a fold times n to this power
 REFIT_EXPONENT = 1.2
 #: seconds one CV fold of a typical configuration takes per training row (before any trial
@@ -122,6 +126,12 @@ def n_folds_for(n_rows: int, time_budget: float | None = None, n_jobs: int = 1) 
         if SEARCH_SHARE * time_budget * max(1, n_jobs) / trial < FIVE_FOLD_MIN_TRIALS:
             return 3
     return 5
+
+
+def warm_trial_seconds(search_seconds: float) -> float:
+    """Seconds one warm-start trial may be estimated to take before its configuration is
+    made cheaper (:data:`WARM_TRIAL_SHARE` of the time the search has)."""
+    return WARM_TRIAL_SHARE * search_seconds
 
 
 def fold_seconds(train_rows: int) -> float:

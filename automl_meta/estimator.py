@@ -35,6 +35,7 @@ from automl_meta.budget import (
     n_folds_for,
     resolve_n_jobs,
     trial_timeout,
+    warm_trial_seconds,
 )
 from automl_meta.data import Dataset, prepare_dataset
 from automl_meta.defaults import (
@@ -548,11 +549,14 @@ class AutoML(BaseEstimator):
         ws = suggest(mb, neighbors, dataset.task, n_rows, space, self.warm_start,
                      strategy=strategy, metafeatures=metafeatures, surrogate=surrogate)
         suggestions, cost_log = ws.suggestions, []
-        if deadline is not None:  # short budgets: configurations that can finish first
+        if deadline is not None:  # short budgets: cheaper configurations, and first those
+            # that can finish
+            left = max(0.0, deadline - time.monotonic())
             suggestions, cost_log = order_by_cost(
                 mb, suggestions, n_rows, self._n_folds,
-                len(dataset.classes) if dataset.classes else 0,
-                max(0.0, deadline - time.monotonic()))
+                len(dataset.classes) if dataset.classes else 0, left,
+                per_trial=warm_trial_seconds(left), space=space, task=dataset.task,
+                n_features=dataset.X.shape[1])
         taken = {config_id(c) for c, _ in first}
         rest = [(s.config, s.origin) for s in suggestions if config_id(s.config) not in taken]
         history_first = [o for _, o in first if o.startswith("history:")]

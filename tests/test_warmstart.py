@@ -21,12 +21,15 @@ from automl_meta.meta.builder.sources.directory import list_tasks
 from automl_meta.meta.metabase import load_metabase
 from automl_meta.meta.neighbors import distances, fit_normalisation, nearest, normalise
 from automl_meta.meta.warmstart import (
+    MAX_CHEAPER,
     Context,
     Strategy,
     Suggestion,
     WarmStart,
     available,
+    cheaper,
     compute_portfolio,
+    cost_exponents,
     estimated_trial_seconds,
     get,
     greedy_order,
@@ -35,6 +38,7 @@ from automl_meta.meta.warmstart import (
     suggest,
 )
 from automl_meta.meta.warmstart import registry as ws_registry
+from automl_meta.meta.warmstart.cost import FEATURE_EXPONENT_BOUNDS, ROW_EXPONENT_BOUNDS
 from automl_meta.search.space import load_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,9 +218,14 @@ def test_trial_cost_is_estimated_from_the_source_trial_and_slow_ones_go_last(tin
     same = estimated_trial_seconds(mb, first, int(task["search_rows"]),
                                    int(task["n_folds"]), 2)
     assert same == pytest.approx(float(src["duration"]))
-    # ten times the rows (same folds): ten times the row-fits
-    assert estimated_trial_seconds(mb, first, 10 * int(task["search_rows"]),
-                                   int(task["n_folds"]), 2) == pytest.approx(10 * same)
+    # ten times the rows (same folds): dearer, by at most ten times (a fit's time grows
+    # with the rows by the family's exponent, fitted on the metabase within bounds)
+    tenfold = estimated_trial_seconds(mb, first, 10 * int(task["search_rows"]),
+                                      int(task["n_folds"]), 2)
+    assert same < tenfold <= 10 * same + 1e-9
+    for row_exp, feat_exp in cost_exponents(mb).values():
+        assert ROW_EXPONENT_BOUNDS[0] <= row_exp <= ROW_EXPONENT_BOUNDS[1]
+        assert FEATURE_EXPONENT_BOUNDS[0] <= feat_exp <= FEATURE_EXPONENT_BOUNDS[1]
     ests = [estimated_trial_seconds(mb, s, 5000, 5, 2) for s in ws.suggestions]
     # a budget between the cheapest and the dearest: the dear ones move behind or go
     seconds = 4 * float(np.median(ests))
@@ -229,6 +238,48 @@ def test_trial_cost_is_estimated_from_the_source_trial_and_slow_ones_go_last(tin
     assert len(ordered) == sum(e <= seconds for e in ests)
     # all the time in the world: nothing moves
     assert order_by_cost(mb, ws.suggestions, 5000, 5, 2, 1e9) == (ws.suggestions, [])
+    # a short budget per trial: forests and boosting are made cheaper (at most MAX_CHEAPER
+    # times), the others keep their configuration
+    per_trial = float(min(ests)) / 2
+    adapted, log = order_by_cost(mb, ws.suggestions, 5000, 5, 2, 1e9, per_trial=per_trial,
+                                 space=space, task="binary")
+    assert len(adapted) == len(ws.suggestions)
+    for before, after in zip(ws.suggestions, adapted, strict=True):
+        family = before.config["family"]
+        if family in ("rf", "et", "hgb") and after.cost_factor < 1:
+            assert after.cost_factor >= 1 / MAX_CHEAPER - 0.01
+            assert estimated_trial_seconds(mb, after, 5000, 5, 2) == pytest.approx(
+                after.cost_factor * estimated_trial_seconds(mb, before, 5000, 5, 2))
+            assert space.check_config(after.config, "binary") is None
+        elif family not in ("rf", "et", "hgb"):
+            assert after.config == before.config and after.cost_factor == 1
+    assert sum("cheaper for the budget" in line for line in log) == sum(
+        a.cost_factor < 1 for a in adapted)
+
+
+def test_cheaper_configurations_keep_the_model_and_the_domain():
+    space = load_space()
+    hgb = Suggestion({"family": "hgb", "hgb.learning_rate": 0.05, "hgb.max_iter": 400,
+                      "hgb.max_leaf_nodes": 31, "hgb.min_samples_leaf": 20,
+                      "hgb.l2_regularization": 1e-6, "hgb.max_features": 1.0}, "learned:t")
+    made, what = cheaper(hgb, 0.25, space, "binary")
+    assert made.config["hgb.max_iter"] == 100
+    assert made.config["hgb.learning_rate"] == pytest.approx(0.2)  # fewer, larger steps
+    assert made.cost_factor == pytest.approx(0.25) and "max_iter 400 → 100" in what
+    assert hgb.config["hgb.max_iter"] == 400  # the original is left alone
+    # the learning rate stays within its domain; the rounds within theirs
+    made, _ = cheaper(hgb, 0.05, space, "binary")
+    assert made.config["hgb.max_iter"] == 30 and made.config["hgb.learning_rate"] <= 0.5
+    assert made.cost_factor == pytest.approx(30 / 400)
+    rf = Suggestion({"family": "rf", "rf.n_estimators": 60, "rf.max_features": 0.5,
+                     "rf.min_samples_leaf": 1, "rf.min_samples_split": 2,
+                     "rf.bootstrap": True, "rf.criterion": "gini", "rf.impute": "median"},
+                    "learned:t")
+    made, _ = cheaper(rf, 0.5, space, "binary")
+    assert made.config["rf.n_estimators"] == 50  # the space's lowest
+    assert cheaper(made, 0.5, space, "binary") is None  # nothing left to take
+    linear = Suggestion({"family": "linear", "linear.C": 1.0}, "learned:t")
+    assert cheaper(linear, 0.5, space, "binary") is None
 
 
 # ------------------------------------------------------------------------------ strategies

@@ -6,7 +6,8 @@ number of classes, and the largest training set it is offered on. The search spa
 (:mod:`automl_meta.search.space`, ``configs/space.yaml``) declares the family's
 hyperparameters and preprocessing and takes the label and row limit from here; the
 pipeline builds the estimator with :attr:`FamilySpec.build`; the report shows the label; the
-warm start's cost estimate reads :attr:`FamilySpec.cost_per_class`.
+warm start's cost estimate reads :attr:`FamilySpec.cost_per_class`, and makes a configuration
+cheaper for a short budget through :attr:`FamilySpec.cost_param`.
 
 The estimator classes are imported when an estimator is built, so importing this module (and
 the search space) stays cheap.
@@ -75,6 +76,12 @@ class FamilySpec:
         per class): the warm start scales its time estimate by the class count.
     max_rows : int, optional
         The family is not offered above this many training rows (None: no limit).
+    cost_param : str, optional
+        The hyperparameter a fit's time is about proportional to (trees, boosting rounds):
+        the warm start makes a configuration too dear for a short budget cheaper through it.
+    compensate : str, optional
+        A hyperparameter multiplied by the inverse of the factor ``cost_param`` is reduced
+        by (boosting: fewer rounds take larger steps, so that the product stays the same).
     """
 
     name: str
@@ -82,6 +89,8 @@ class FamilySpec:
     build: Factory
     cost_per_class: bool = False
     max_rows: int | None = None
+    cost_param: str | None = None
+    compensate: str | None = None
 
 
 def _class_weight(p: Mapping[str, Any]) -> str | None:
@@ -181,9 +190,10 @@ def _mlp(p: Mapping[str, Any], clf: bool, inputs: ModelInputs) -> Any:
 # automl_meta.search.space.parse_space): changing one changes the version, and a metabase
 # built against the old version is refused.
 FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
-    FamilySpec("hgb", "Histogram gradient boosting", _hgb, cost_per_class=True),
-    FamilySpec("rf", "Random forest", _rf),
-    FamilySpec("et", "Extra trees", _et),
+    FamilySpec("hgb", "Histogram gradient boosting", _hgb, cost_per_class=True,
+               cost_param="max_iter", compensate="learning_rate"),
+    FamilySpec("rf", "Random forest", _rf, cost_param="n_estimators"),
+    FamilySpec("et", "Extra trees", _et, cost_param="n_estimators"),
     FamilySpec("linear", "Linear (logistic regression / ridge / elastic net)", _linear,
                cost_per_class=True),
     FamilySpec("svm", "Support vector machine (RBF kernel)", _svm, max_rows=10_000),

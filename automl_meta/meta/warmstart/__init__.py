@@ -19,7 +19,8 @@ the command line alike. The strategies shipped here, one module each:
 
 The transfer estimate and greedy ordering they share are in
 :mod:`~automl_meta.meta.warmstart.transfer`; :func:`order_by_cost`
-(:mod:`~automl_meta.meta.warmstart.cost`) fits the list to the time the search has.
+(:mod:`~automl_meta.meta.warmstart.cost`) fits the list to the time the search has: dear
+configurations made cheaper (:func:`cheaper`), moved behind or dropped.
 Strategies studied in the benchmarks only live under ``benchmarks/experiments/``
 (``strategies.py``) and register themselves when imported.
 """
@@ -33,7 +34,10 @@ from automl_meta.meta.warmstart import local as _local  # noqa: F401
 from automl_meta.meta.warmstart import portfolio as _portfolio  # noqa: F401
 from automl_meta.meta.warmstart.base import Context, Strategy, Suggestion, WarmStart
 from automl_meta.meta.warmstart.cost import (
+    MAX_CHEAPER,
     PER_CLASS_FAMILIES,
+    cheaper,
+    cost_exponents,
     estimated_trial_seconds,
     order_by_cost,
 )
@@ -65,6 +69,7 @@ __all__ = [
     "LEARNED_CANDIDATES_PER_TASK",
     "LOCAL_CANDIDATES_PER_TASK",
     "LOCAL_SOURCES",
+    "MAX_CHEAPER",
     "PER_CLASS_FAMILIES",
     "PORTFOLIO_SIZE",
     "Context",
@@ -75,7 +80,9 @@ __all__ = [
     "Suggestion",
     "WarmStart",
     "available",
+    "cheaper",
     "compute_portfolio",
+    "cost_exponents",
     "estimated_trial_seconds",
     "get",
     "greedy_order",

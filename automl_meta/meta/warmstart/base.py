@@ -28,6 +28,8 @@ class Suggestion:
     source_score: float | None = None
     rank: int = 0
     source_config_id: str | None = None  # the metabase configuration it was made from
+    #: the source configuration's cost parameter was multiplied by this to fit the budget
+    cost_factor: float = 1.0
 
 
 @dataclass
