@@ -140,7 +140,7 @@ def fold_seconds(train_rows: int) -> float:
 
 
 def refit_seconds(fold_fit_seconds: float, train_rows: int, fit_rows: int,
-                  safety: float = 1.5) -> float:
+                  safety: float = 1.5, exponent: float = REFIT_EXPONENT) -> float:
     """Estimated seconds to fit a configuration on ``fit_rows`` rows.
 
     Parameters
@@ -153,9 +153,12 @@ def refit_seconds(fold_fit_seconds: float, train_rows: int, fit_rows: int,
         Rows of the fit to estimate.
     safety : float
         Factor for what the estimate leaves out (a busier machine, a deeper tree).
+    exponent : float
+        How the fit time grows with the rows (the family's: ``REFIT_EXPONENT`` for most,
+        more for a kernel SVM; :func:`automl_meta.search.families.fit_exponent`).
     """
     ratio = fit_rows / max(train_rows, 1)
-    return fold_fit_seconds * ratio ** REFIT_EXPONENT * safety
+    return fold_fit_seconds * ratio ** exponent * safety
 
 
 def budget_search_rows(n_rows: int, time_budget: float | None, n_jobs: int = 1) -> int:

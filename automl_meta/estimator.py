@@ -33,6 +33,7 @@ from automl_meta.budget import (
     diagnostics_end,
     grace_seconds,
     n_folds_for,
+    refit_seconds,
     resolve_n_jobs,
     trial_timeout,
     warm_trial_seconds,
@@ -50,6 +51,7 @@ from automl_meta.defaults import (
 from automl_meta.errors import AutoMLError, UsageError
 from automl_meta.progress import Reporter
 from automl_meta.search.cv import fit_full, search_rows
+from automl_meta.search.families import fit_exponent
 from automl_meta.search.optimize import SearchResult, TrialRecord, run_search
 from automl_meta.search.prepare import prepare_search, study_attributes
 from automl_meta.search.space import load_space
@@ -608,6 +610,20 @@ class AutoML(BaseEstimator):
             return first, hmb if len(hmb.tasks) else None
         return first, merge_metabases(mb, hmb)
 
+    @staticmethod
+    def _refit_model(out: dict, config: dict, why: str, record: TrialRecord | None,
+                     errors: list[str], dataset: Dataset, ensemble_info: dict | None
+                     ) -> tuple[TabularModel, dict]:
+        """The final model from a refit's output, and what the report says of it."""
+        model = TabularModel(out["pipeline"], dataset.schema, dataset.task, dataset.target,
+                             dataset.classes, config)
+        info = {"config": config, "reason": why, "fit_seconds": out["fit_seconds"],
+                "trial": record.number if record else None,
+                "cv_score": record.score if record else None, "skipped": errors}
+        if ensemble_info is not None:
+            info["ensemble"] = ensemble_info
+        return model, info
+
     def _refit(self, search: SearchResult, worker: Worker, dataset: Dataset, space: Any,
                deadline: float | None, grace: float | None) -> tuple[TabularModel, dict]:
         """Fit the ensemble's members (``ensemble_size`` > 1) or the best configuration on all
@@ -662,6 +678,11 @@ class AutoML(BaseEstimator):
                                    f"{n})", ranked[0], self._search_idx))
         errors = []
         for i, (config, why, record, rows) in enumerate(candidates):
+            if rows is None and record is not None and record.number in prefitted:
+                pipeline, seconds = prefitted[record.number]  # fitted by the ensemble refit
+                out = {"pipeline": pipeline, "fit_seconds": seconds}
+                return self._refit_model(out, config, why, record, errors, dataset,
+                                         ensemble_info)
             if deadline is None:
                 timeout = None
             else:
@@ -673,29 +694,19 @@ class AutoML(BaseEstimator):
                     continue
                 if i > 0 and record is not None:  # skip a fallback that cannot make it
                     fit_rows = n if rows is None else len(rows)
-                    est = record.fit_seconds * (fit_rows / train_rows) ** 1.2 * 1.5
+                    est = refit_seconds(record.fit_seconds, train_rows, fit_rows,
+                                        exponent=fit_exponent(record.family))
                     if est > timeout:
                         errors.append(f"{config['family']}: needs ~{est:.0f} s, "
                                       f"{timeout:.0f} s left")
                         continue
-            if rows is None and record is not None and record.number in prefitted:
-                pipeline, seconds = prefitted[record.number]  # fitted by the ensemble refit
-                out = {"pipeline": pipeline, "fit_seconds": seconds}
-            else:
-                try:
-                    out = worker.run(("fit", config) if rows is None else
-                                     ("fit", config, rows), timeout)
-                except (EvaluationTimeout, EvaluationFailed) as exc:
-                    errors.append(f"{config['family']}: {exc}")
-                    continue
-            model = TabularModel(out["pipeline"], dataset.schema, dataset.task,
-                                 dataset.target, dataset.classes, config)
-            info = {"config": config, "reason": why, "fit_seconds": out["fit_seconds"],
-                    "trial": record.number if record else None,
-                    "cv_score": record.score if record else None, "skipped": errors}
-            if ensemble_info is not None:
-                info["ensemble"] = ensemble_info
-            return model, info
+            try:
+                out = worker.run(("fit", config) if rows is None else
+                                 ("fit", config, rows), timeout)
+            except (EvaluationTimeout, EvaluationFailed) as exc:
+                errors.append(f"{config['family']}: {exc}")
+                continue
+            return self._refit_model(out, config, why, record, errors, dataset, ensemble_info)
         config = space.default_config("linear", dataset.task)
         rows = None
         why = "fallback: linear defaults" + (" (no trial succeeded)" if not ranked else "")

@@ -9,9 +9,15 @@ import pandas as pd
 import pytest
 
 from automl_meta import AutoML
-from automl_meta.budget import MIN_BUDGET_SEARCH_ROWS, budget_search_rows
+from automl_meta.budget import (
+    MIN_BUDGET_SEARCH_ROWS,
+    REFIT_EXPONENT,
+    budget_search_rows,
+    refit_seconds,
+)
 from automl_meta.data import prepare_dataset
 from automl_meta.search.cv import EvalContext, make_folds
+from automl_meta.search.families import fit_exponent
 from automl_meta.search.optimize import run_search
 from automl_meta.search.space import load_space
 
@@ -129,6 +135,17 @@ def test_budget_search_rows_grows_with_the_budget_within_bounds():
 
 
 @pytest.mark.slow
+def test_refit_estimate_follows_the_family():
+    """A kernel SVM's fit grows at least with the square of the rows: its refit on ten
+    times the rows is estimated at a hundred times a fold (times the safety factor), where
+    a forest's is 10 ** REFIT_EXPONENT."""
+    assert fit_exponent("svm") == 2.0
+    assert fit_exponent("rf") == fit_exponent("hgb") == fit_exponent("nope") == REFIT_EXPONENT
+    svm = refit_seconds(0.1, 1000, 10_000, safety=1.0, exponent=fit_exponent("svm"))
+    rf = refit_seconds(0.1, 1000, 10_000, safety=1.0, exponent=fit_exponent("rf"))
+    assert svm == pytest.approx(10.0) and rf == pytest.approx(0.1 * 10 ** REFIT_EXPONENT)
+
+
 def test_short_budget_searches_on_an_affordable_subsample_and_says_so():
     from sklearn.datasets import make_classification
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from automl_meta import metrics as metrics_mod
 from automl_meta.budget import refit_seconds
+from automl_meta.search.families import fit_exponent
 from automl_meta.search.workers import EvaluationFailed, EvaluationTimeout
 
 
@@ -282,7 +283,8 @@ def refit_ensemble(selection: Selection, records: Mapping[int, Any], oof: Mappin
     left = None if window_end is None else window_end - now
     planned, dropped, spent = [], [], 0.0
     for t in members:
-        est = refit_seconds(records[t].fit_seconds, train_rows, fit_rows)
+        est = refit_seconds(records[t].fit_seconds, train_rows, fit_rows,
+                            exponent=fit_exponent(records[t].family))
         if left is not None and t != selection.single_trial and spent + est > left:
             dropped.append({"trial": t, "family": records[t].family,
                             "why": f"needs ~{est:.1f} s, {max(0.0, left - spent):.1f} s left"})

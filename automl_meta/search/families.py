@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from automl_meta.budget import REFIT_EXPONENT
+
 
 @dataclass(frozen=True)
 class ModelInputs:
@@ -82,6 +84,10 @@ class FamilySpec:
     compensate : str, optional
         A hyperparameter multiplied by the inverse of the factor ``cost_param`` is reduced
         by (boosting: fewer rounds take larger steps, so that the product stays the same).
+    fit_exponent : float, optional
+        A fit on ``k`` times the rows takes ``k`` to this power times as long, where that
+        grows faster than :data:`automl_meta.budget.REFIT_EXPONENT` (a kernel SVM's
+        training: at least quadratic).
     """
 
     name: str
@@ -91,6 +97,7 @@ class FamilySpec:
     max_rows: int | None = None
     cost_param: str | None = None
     compensate: str | None = None
+    fit_exponent: float | None = None
 
 
 def _class_weight(p: Mapping[str, Any]) -> str | None:
@@ -196,13 +203,22 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
     FamilySpec("et", "Extra trees", _et, cost_param="n_estimators"),
     FamilySpec("linear", "Linear (logistic regression / ridge / elastic net)", _linear,
                cost_per_class=True),
-    FamilySpec("svm", "Support vector machine (RBF kernel)", _svm, max_rows=10_000),
+    FamilySpec("svm", "Support vector machine (RBF kernel)", _svm, max_rows=10_000,
+               fit_exponent=2.0),
     FamilySpec("knn", "k-nearest neighbours", _knn, max_rows=50_000),
     FamilySpec("mlp", "Multi-layer perceptron", _mlp),
 )}
 
 #: the family names, in declaration order
 KNOWN_FAMILIES: tuple[str, ...] = tuple(FAMILIES)
+
+
+def fit_exponent(name: Any) -> float:
+    """How family ``name``'s fit time grows with the rows (:attr:`FamilySpec.fit_exponent`,
+    else :data:`automl_meta.budget.REFIT_EXPONENT`)."""
+    spec = FAMILIES.get(str(name))
+    return spec.fit_exponent if spec is not None and spec.fit_exponent is not None \
+        else REFIT_EXPONENT
 
 
 def get_family(name: str) -> FamilySpec:

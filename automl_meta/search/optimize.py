@@ -27,6 +27,7 @@ import optuna
 from automl_meta.budget import REFIT_OVERHEAD_SECONDS, refit_seconds
 from automl_meta.metrics import METRICS
 from automl_meta.search.cv import EvalContext
+from automl_meta.search.families import fit_exponent
 from automl_meta.search.study import (
     WORKER_ID,
     StorageUnreachable,
@@ -299,7 +300,8 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         best = result.best
         if refit_rows is None or best is None:
             return deadline
-        est = refit_seconds(best.fit_seconds, train_rows, refit_rows) + REFIT_OVERHEAD_SECONDS
+        est = refit_seconds(best.fit_seconds, train_rows, refit_rows,
+                            exponent=fit_exponent(best.family)) + REFIT_OVERHEAD_SECONDS
         window = deadline - start_mono
         return deadline - min(est, 0.4 * window)
 
