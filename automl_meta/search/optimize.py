@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from concurrent.futures import wait as futures_wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -249,7 +250,8 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         Configurations that become known while the search runs (the warm start computed
         while the first trials run): enqueued when the future is done, to be evaluated next
         in order; ignored if the search is over by then, or if the future fails (the caller
-        reports that).
+        reports that). A worker that finishes a trial while they are pending and nothing
+        else is enqueued waits for them instead of starting a sampled configuration.
     """
     if n_trials is None and deadline is None:
         raise ValueError("give n_trials, a deadline or both")
@@ -378,6 +380,21 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         elif limit is not None and limit - time.monotonic() < 0.05:
             result.stop_reason = "time budget"
             study.stop()
+        else:
+            wait_for_pending(study)
+
+    def wait_for_pending(study: optuna.Study) -> None:
+        # A worker that finished the configurations it could start with waits for the
+        # pending ones (a fraction of a second) rather than asking the sampler for a random
+        # start-up configuration; this runs before the worker's thread asks for a trial.
+        if pending is None or pending.done() or study.get_trials(
+                deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+            return
+        while not pending.done() and not stop_requested.is_set():
+            limit = search_deadline()
+            if limit is not None and limit <= time.monotonic():
+                return
+            futures_wait([pending], timeout=0.1)
 
     start_mono = time.monotonic()
     done_before = len([t for t in study.trials if t.state.is_finished()])
