@@ -485,7 +485,8 @@ class AutoML(BaseEstimator):
 
         def work() -> None:
             try:
-                rest = self._warm_start_learned(dataset, space, n_rows, deadline, mb, first)
+                rest = self._warm_start_learned(dataset, space, n_rows, deadline, mb, first,
+                                                early=True)
                 future.set_result(rest[len(first):])
             except BaseException as exc:  # reported by the fit, which goes on without it
                 future.set_exception(exc)
@@ -514,11 +515,11 @@ class AutoML(BaseEstimator):
         return mb, first
 
     def _warm_start_learned(self, dataset: Dataset, space: Any, n_rows: int,
-                            deadline: float | None, mb: Any,
-                            first: list[tuple[dict, str]]) -> list[tuple[dict, str]]:
+                            deadline: float | None, mb: Any, first: list[tuple[dict, str]],
+                            early: bool = False) -> list[tuple[dict, str]]:
         """``first``, then the strategy's configurations for this dataset: meta-features →
         nearest prior tasks → ordered configurations; at most ``warm_start`` in all (more
-        only when ``first`` is longer).
+        only when ``first`` is longer). ``early``: ``first`` is running already.
 
         The ``"learned"`` strategy uses the performance model the metabase stores; when it
         has none that can be used, the model is fitted first (one to two seconds), and with
@@ -566,7 +567,7 @@ class AutoML(BaseEstimator):
             log.append(f"{len(history_first)} configuration(s) from earlier fits on a table "
                        "with the same schema come first" + (
                            ", started while the meta-features were computed"
-                           if deadline is not None and self.n_trials is None else ""))
+                           if early else ""))
         self.metafeatures_, self.neighbors_ = metafeatures, neighbors
         self.warm_start_strategy_ = strategy
         self.warm_start_log_ = log + ws.log + cost_log

@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from concurrent.futures import wait as futures_wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -266,21 +265,21 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
                        pruner, study_attrs)
     for config, origin in enqueue:
         study.enqueue_trial(dict(config), user_attrs={"origin": origin}, skip_if_exists=True)
-    pending_lock = threading.Lock()
-    searching = [True]
+    pending_lock = threading.Lock()  # no enqueueing once the search is over
+    searching = True
+    enqueued = threading.Event()  # the pending configurations are in the study (or failed)
 
     def enqueue_pending(done: Future) -> None:
-        if done.exception() is not None:
-            return
-        with pending_lock:
-            if not searching[0]:
-                return
-            try:
-                for config, origin in done.result():
-                    study.enqueue_trial(dict(config), user_attrs={"origin": origin},
-                                        skip_if_exists=True)
-            except Exception:  # noqa: S110 - a storage outage: the search's own next call
-                pass  # meets it again, and reports it
+        try:
+            with pending_lock:
+                if searching and done.exception() is None:
+                    for config, origin in done.result():
+                        study.enqueue_trial(dict(config), user_attrs={"origin": origin},
+                                            skip_if_exists=True)
+        except Exception:  # a storage outage: the search's own next call meets it again
+            pass  # and reports it
+        finally:
+            enqueued.set()
 
     n_folds = len(ctx.folds)
     train_rows = len(ctx.folds[0][0])
@@ -387,14 +386,14 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         # A worker that finished the configurations it could start with waits for the
         # pending ones (a fraction of a second) rather than asking the sampler for a random
         # start-up configuration; this runs before the worker's thread asks for a trial.
-        if pending is None or pending.done() or study.get_trials(
+        if pending is None or enqueued.is_set() or study.get_trials(
                 deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
             return
-        while not pending.done() and not stop_requested.is_set():
+        while not enqueued.is_set() and not stop_requested.is_set():
             limit = search_deadline()
             if limit is not None and limit <= time.monotonic():
                 return
-            futures_wait([pending], timeout=0.1)
+            enqueued.wait(0.1)
 
     start_mono = time.monotonic()
     done_before = len([t for t in study.trials if t.state.is_finished()])
@@ -427,7 +426,7 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         raise cause from None
     finally:
         with pending_lock:
-            searching[0] = False
+            searching = False
         for w in all_workers:
             w.close()
     # the study is the source of truth (the interrupted trial never reached the callback)

@@ -57,12 +57,11 @@ def cost_exponents(metabase: Metabase) -> dict[str, tuple[float, float]]:
     ``(1.0, 1.0)`` for a family with fewer than :data:`MIN_TRIALS_FOR_EXPONENTS` trials.
     Computed once per metabase (until its tables are replaced).
     """
-    key = (id(metabase.results), id(metabase.tasks))
-    cached = getattr(metabase, "_cost_exponents", None)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    out: dict[str, tuple[float, float]] = {}
     res, tasks = metabase.results, metabase.tasks
+    cached = getattr(metabase, "_cost_exponents", None)
+    if cached is not None and cached[0] is res and cached[1] is tasks:
+        return cached[2]
+    out: dict[str, tuple[float, float]] = {}
     needed = {"fit_seconds", "state", "config_id", "task_id"}
     if needed <= set(res.columns) and {"search_rows", "n_folds", "n_features"} <= set(
             tasks.columns):
@@ -81,9 +80,9 @@ def cost_exponents(metabase: Metabase) -> dict[str, tuple[float, float]]:
                 continue
             columns = [np.log(rows[sel]), np.log(feats[sel])]
             if spec.cost_param:
-                key = f"{name}.{spec.cost_param}"
+                param = f"{name}.{spec.cost_param}"
                 knob = pd.to_numeric(ids[sel].map(
-                    {c: cfg.get(key) for c, cfg in metabase.configs.items()
+                    {c: cfg.get(param) for c, cfg in metabase.configs.items()
                      if cfg.get("family") == name}), errors="coerce")
                 if knob.notna().all() and (knob > 0).all():
                     columns.append(np.log(knob))
@@ -91,7 +90,7 @@ def cost_exponents(metabase: Metabase) -> dict[str, tuple[float, float]]:
             coef = np.linalg.lstsq(design, np.log(fit[sel]), rcond=None)[0]
             out[name] = (float(np.clip(coef[0], *ROW_EXPONENT_BOUNDS)),
                          float(np.clip(coef[1], *FEATURE_EXPONENT_BOUNDS)))
-    metabase._cost_exponents = (key, out)  # type: ignore[attr-defined]
+    metabase._cost_exponents = (res, tasks, out)  # type: ignore[attr-defined]
     return out
 
 
