@@ -12,7 +12,9 @@ A fit spends its budget in this order (``AutoML.timeline_`` records each step):
    server starts before the data is read; configurations from the user's history run
    while the rest of the warm start is computed);
 3. the search, until the *search deadline*: the budget minus what comes after it;
-4. the refit of the final model on all rows (:func:`refit_seconds` estimates it);
+4. the refit of the final model on all rows (:func:`refit_seconds` estimates it); when the
+   search saw a subsample of a large table, the final candidates are first compared on
+   rows the search did not see (:func:`holdout_rows`), fitted on the rest;
 5. diagnostics (:func:`diagnostics_allowance`), writing the run directory and the report
    (:func:`save_reserve`).
 
@@ -76,6 +78,16 @@ MIN_BUDGET_SEARCH_ROWS = 1_000
 FIVE_FOLD_MAX_ROWS = 10_000
 #: fixed seconds of one CV fold besides the fit (sending the task, predicting, scoring)
 FOLD_OVERHEAD_SECONDS = 0.15
+#: a search on a subsample leaves this many rows at least outside it before the final
+#: candidates are compared on held-out rows (fewer: the best CV trial is refitted as is)...
+HOLDOUT_MIN_ROWS = 2_000
+#: ...and holds out at most this share of the rows and this many
+HOLDOUT_SHARE = 0.2
+HOLDOUT_MAX_ROWS = 5_000
+#: the search keeps this many times the best trial's refit estimate for what follows it
+#: when the final candidates are compared on held-out rows (their fits run side by side on
+#: the workers, then the winner is refitted on all rows if there is time)
+HOLDOUT_REFIT_FACTOR = 1.5
 #: a budget that affords fewer typical 5-fold trials than this (all workers together, in
 #: ``SEARCH_SHARE`` of it) runs 3 folds per trial: more configurations, each less exactly
 FIVE_FOLD_MIN_TRIALS = 24
@@ -178,6 +190,20 @@ def budget_search_rows(n_rows: int, time_budget: float | None, n_jobs: int = 1) 
         rows = max(FIVE_FOLD_MAX_ROWS, int(per_trial / (
             SECONDS_PER_TRAINING_ROW * (n_folds_for(FIVE_FOLD_MAX_ROWS + 1) - 1))))
     return max(MIN_BUDGET_SEARCH_ROWS, min(n_rows, rows))
+
+
+def holdout_rows(n_rows: int, search_rows: int) -> int:
+    """Rows held out to compare the final candidates at full scale (0: no comparison).
+
+    A search on ``search_rows`` of ``n_rows`` rows ranks configurations by how they do on
+    a subsample; some (gradient boosting, linear models) gain more from the other rows than
+    others (forests of deep trees). When at least ``HOLDOUT_MIN_ROWS`` rows are outside the
+    search and ``HOLDOUT_SHARE`` of the table is that many, the smaller of that share and
+    ``HOLDOUT_MAX_ROWS`` is held out from those rows.
+    """
+    outside = n_rows - search_rows
+    rows = min(int(HOLDOUT_SHARE * n_rows), HOLDOUT_MAX_ROWS, outside)
+    return rows if rows >= HOLDOUT_MIN_ROWS else 0
 
 
 def available_cores() -> int:

@@ -28,6 +28,12 @@ DEFAULT_MAX_SEARCH_ROWS = 20_000
 DEFAULT_SEED = 0
 #: rounds of ensemble selection over the best trials; 1 = the single best trial
 DEFAULT_ENSEMBLE_SIZE = 10
+#: on a large table searched on a subsample, the final candidates compared on held-out rows:
+#: at most this many, the best trial of each family the search tried (best first)...
+DEFAULT_HOLDOUT_CANDIDATES = 6
+#: ...and the default configurations of these families, which need no search to do well on
+#: many rows
+HOLDOUT_DEFAULT_FAMILIES = ("hgb", "linear")
 #: the model format a run directory is written in: skops, because the receiving side
 #: refuses pickles by default
 DEFAULT_MODEL_FORMAT = "skops"

@@ -21,17 +21,20 @@ from sklearn.base import BaseEstimator
 from automl_meta import metrics as metrics_mod
 from automl_meta.artifacts.diagnostics import compute_diagnostics, target_distribution
 from automl_meta.artifacts.ensemble import describe, ensemble_for_search
+from automl_meta.artifacts.holdout import holdout_candidates, select_on_holdout
 from automl_meta.artifacts.model import TabularModel
 from automl_meta.artifacts.rundir import DEFAULT_MODEL_FORMAT, write_run_dir
 from automl_meta.artifacts.scoring import score_model
 from automl_meta.budget import (
     DEFAULT_TIME_BUDGET,
     HISTORY_MAX_TRIAL_SHARE,
+    HOLDOUT_REFIT_FACTOR,
     LEARNED_MIN_SECONDS,
     budget_search_rows,
     diagnostics_allowance,
     diagnostics_end,
     grace_seconds,
+    holdout_rows,
     n_folds_for,
     refit_seconds,
     resolve_n_jobs,
@@ -42,11 +45,13 @@ from automl_meta.data import Dataset, prepare_dataset
 from automl_meta.defaults import (
     DEFAULT_ENSEMBLE_SIZE,
     DEFAULT_HISTORY_FIRST,
+    DEFAULT_HOLDOUT_CANDIDATES,
     DEFAULT_MAX_SEARCH_ROWS,
     DEFAULT_NEIGHBORS,
     DEFAULT_SEED,
     DEFAULT_STRATEGY,
     DEFAULT_WARM_START,
+    HOLDOUT_DEFAULT_FAMILIES,
 )
 from automl_meta.errors import AutoMLError, UsageError
 from automl_meta.progress import Reporter
@@ -106,7 +111,12 @@ class AutoML(BaseEstimator):
         Above this many rows the search runs on a stratified subsample; the final model is
         fitted on all rows. A short ``time_budget`` lowers it further, to what the budget
         affords (:func:`~automl_meta.search.cv.budget_search_rows`: about 3 400 rows at
-        10 s with two workers; the summary's ``search_rows`` and a warning say so).
+        10 s with two workers; the summary's ``search_rows`` and a warning say so). When
+        enough rows are left outside the subsample (:func:`~automl_meta.budget.
+        holdout_rows`), the final candidates (the best trial of each family and the
+        default gradient boosting and linear models) are compared on up to 5 000 of those
+        rows, fitted on the others, before the chosen one is refitted on all rows
+        (:mod:`automl_meta.artifacts.holdout`).
     memory_limit : float, optional
         Memory limit per worker process in GiB; a trial exceeding it fails.
     storage : str or optuna storage, optional
@@ -318,12 +328,25 @@ class AutoML(BaseEstimator):
         search_idx, y_search = prepared.search_idx, ctx.y
         self.search_rows_ = len(search_idx)
         self._search_idx = search_idx
+        # rows outside the search held out to compare the final candidates at full scale
+        n_hold = holdout_rows(dataset.n_rows, len(search_idx))
+        self._holdout_idx = None
+        if n_hold:
+            outside = np.setdiff1d(np.arange(dataset.n_rows), search_idx)
+            rng = np.random.default_rng(self.seed)
+            self._holdout_idx = np.sort(rng.choice(outside, n_hold, replace=False))
         # The workers start now (worker.worker_context: the multiprocessing fork server
         # imports scikit-learn once, in parallel with the meta-features and the warm start;
         # the trial workers and the refit worker are forks of it, also when a worker killed
         # at a time-out is replaced).
         refit_worker = Worker(full_ctx, self.memory_limit, in_process=not self.isolation)
         refit_worker.start()
+        # the final comparison on held-out rows fits its candidates side by side
+        extra_workers = [
+            Worker(full_ctx, self.memory_limit, in_process=not self.isolation)
+            for _ in range(n_jobs - 1 if n_hold else 0)]
+        for w in extra_workers:
+            w.start()
         search_workers = [Worker(ctx, self.memory_limit, in_process=not self.isolation)
                           for _ in range(n_jobs)]
         for w in search_workers:
@@ -350,7 +373,7 @@ class AutoML(BaseEstimator):
                     early=deadline is not None and self.n_trials is None)
                 enqueue += first
             except BaseException:  # Ctrl-C or a bug: no worker process is left behind
-                for w in [refit_worker, *search_workers]:
+                for w in [refit_worker, *extra_workers, *search_workers]:
                     w.close()
                 raise
         for w in self.warnings_:
@@ -372,6 +395,7 @@ class AutoML(BaseEstimator):
                 study_attrs=study_attributes(dataset, metric.name, self.seed,
                                              cap, space.version, len(ctx.folds)),
                 memory_limit_gb=self.memory_limit, refit_rows=len(y_codes),
+                refit_factor=HOLDOUT_REFIT_FACTOR if n_hold else 1.0,
                 trial_timeout=trial_timeout(budget),
                 on_trial=reporter.trial, in_process=not self.isolation,
                 search_workers=search_workers, pending=pending)
@@ -388,8 +412,10 @@ class AutoML(BaseEstimator):
                 self.timeline_.append(("first trial started", round(first, 3)))
             reporter.phase("refit")
             grace = grace_seconds(budget) if budget else None
-            model, refit_info = self._refit(search, refit_worker, dataset, space, deadline,
-                                            grace)
+            model, refit_info = self._refit(search, [refit_worker, *extra_workers], dataset,
+                                            space, deadline, grace)
+            if self._holdout_info is not None and "holdout" not in refit_info:
+                refit_info["holdout"] = self._holdout_info  # the comparison that failed
             self._mark("refit end")
             self.diagnostics_ = None
             if self.diagnostics:
@@ -402,7 +428,8 @@ class AutoML(BaseEstimator):
                                                         search.best_oof, allowance, self.seed)
                 self._mark("diagnostics end")
         finally:
-            for w in [refit_worker, *search_workers]:  # the search closed its own already
+            # the search closed its own already
+            for w in [refit_worker, *extra_workers, *search_workers]:
                 w.close()
             reporter.stop()
         self.search_ = search
@@ -625,10 +652,15 @@ class AutoML(BaseEstimator):
             info["ensemble"] = ensemble_info
         return model, info
 
-    def _refit(self, search: SearchResult, worker: Worker, dataset: Dataset, space: Any,
-               deadline: float | None, grace: float | None) -> tuple[TabularModel, dict]:
+    def _refit(self, search: SearchResult, workers: list[Worker], dataset: Dataset,
+               space: Any, deadline: float | None, grace: float | None
+               ) -> tuple[TabularModel, dict]:
         """Fit the ensemble's members (``ensemble_size`` > 1) or the best configuration on all
-        rows; fall back to the best trial, then to faster ones, if time runs out."""
+        rows; fall back to the best trial, then to faster ones, if time runs out. On a
+        large table searched on a subsample, the final candidates are compared on held-out
+        rows first (:mod:`automl_meta.artifacts.holdout`). ``workers[0]`` is the refit
+        worker; the others (if any) fit held-out candidates beside it."""
+        worker = workers[0]
         # Order: the best trial; faster top-5 trials (only if their estimated refit fits
         # the time left); last, whatever time is left, a linear model with default settings
         # on at most LAST_RESORT_ROWS rows, so that a fit always ends with a model (the
@@ -645,7 +677,32 @@ class AutoML(BaseEstimator):
         size = self.ensemble_size
         ensemble_info: dict[str, Any] | None = None
         prefitted: dict[int, tuple[Any, float]] = {}
-        if size > 1:
+        holdout_info: dict[str, Any] | None = None
+        self._holdout_info = None
+        if self._holdout_idx is not None and ranked:
+            hold = self._holdout_idx
+            fit_rows = np.setdiff1d(np.arange(n), hold)
+            outcome = select_on_holdout(
+                holdout_candidates(ranked, space, dataset.task,
+                                   max_candidates=DEFAULT_HOLDOUT_CANDIDATES,
+                                   default_families=HOLDOUT_DEFAULT_FAMILIES),
+                workers, y=worker.ctx.y, fit_rows=fit_rows, eval_rows=hold,
+                metric=search.metric, task=dataset.task,
+                n_classes=len(dataset.classes or []), size=int(size), train_rows=train_rows,
+                window_end=None if deadline is None else deadline + 0.3 * grace)
+            holdout_info = self._holdout_info = outcome.info
+            if outcome.interrupted:
+                search.interrupted = True
+            if outcome.model is not None:
+                model = TabularModel(outcome.model, dataset.schema, dataset.task,
+                                     dataset.target, dataset.classes, outcome.config)
+                record = next((r for r in ranked if r.number == outcome.trial), None)
+                return model, {"config": outcome.config, "reason": outcome.reason,
+                               "fit_seconds": round(outcome.fit_seconds, 3),
+                               "trial": outcome.trial,
+                               "cv_score": None if record is None else record.score,
+                               "skipped": [], "holdout": holdout_info}
+        if size > 1 and holdout_info is None:
             outcome = ensemble_for_search(
                 search, worker, size=int(size), task=dataset.task,
                 n_classes=len(dataset.classes or []), train_rows=train_rows, fit_rows=n,

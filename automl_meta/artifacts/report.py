@@ -799,6 +799,7 @@ def _sections(ctx: _Context) -> list[tuple[str, str, str]]:
         ("history", "Optimisation history", _section_history(ctx)),
         ("leaderboard", "Leaderboard (top 10)", _section_leaderboard(ctx)),
         ("final-model", "Final model", _section_final(ctx)),
+        ("holdout", "Final comparison on held-out rows", _section_holdout(ctx)),
         ("ensemble", "Ensemble selection", _section_ensemble(ctx)),
         ("diagnostics", "Out-of-fold diagnostics", _section_diagnostics(ctx)),
         ("importance", "Permutation importance", _section_importance(ctx)),
@@ -1091,8 +1092,11 @@ def _section_final(ctx: _Context) -> str:
                          if _isnum(final.get("trial")) else "—"),
                         (f"best trial's CV {ctx.metric}", _num(final.get("cv_score"))),
                         ("refit on all rows", _seconds(final.get("fit_seconds")))])
-                + '<p>A weighted average of trials: see <a href="#ensemble">Ensemble '
-                "selection</a>.</p>")
+                + ('<p>A weighted average of models chosen on held-out rows: see <a '
+                   'href="#holdout">Final comparison on held-out rows</a>.</p>'
+                   if _holdout_info(ctx) else
+                   '<p>A weighted average of trials: see <a href="#ensemble">Ensemble '
+                   "selection</a>.</p>"))
     facts = [("model", _e(_family_label(final["config"].get("family")))),
              ("chosen as", _e(reason or "—")),
              ("from trial", f"#{_int(final.get('trial'))}" if _isnum(final.get("trial"))
@@ -1115,8 +1119,46 @@ def _ensemble_info(ctx: _Context) -> dict[str, Any] | None:
     return ens if isinstance(ens, dict) else None
 
 
+def _holdout_info(ctx: _Context) -> dict[str, Any] | None:
+    hold = (ctx.report.get("final_model") or {}).get("holdout")
+    return hold if isinstance(hold, dict) else None
+
+
+def _section_holdout(ctx: _Context) -> str:
+    hold = _holdout_info(ctx)
+    if hold is None:
+        return _na("no comparison on held-out rows in this run (the search saw every row, "
+                   "or too few were left outside it)")
+    parts = [f"<p>The search ranked configurations on a subsample. The best trial of each "
+             f"family and default configurations were fitted on {_int(hold.get('fit_rows'))} "
+             f"rows and compared on {_int(hold.get('rows'))} rows the search did not see; "
+             "the final model is the best of them (or their ensemble selected on those "
+             "rows), refitted on all rows where there was time.</p>"]
+    rows = [(_e(c.get("label")), _e(_family_label(c.get("family"))), _num(c.get("cv_score")),
+             f"<b>{_num(c.get('holdout_score'))}</b>" if _isnum(c.get("holdout_score"))
+             else "—", _seconds(c.get("fit_seconds")), _e(c.get("skipped") or ""))
+            for c in hold.get("candidates") or [] if isinstance(c, dict)]
+    parts.append(_table(["candidate", "model", f"CV {ctx.metric}",
+                         f"held-out {ctx.metric}", "fit", "not fitted"], rows,
+                        numeric=[2, 3, 4]))
+    members = [m for m in hold.get("members") or [] if isinstance(m, dict)]
+    if members:
+        rows = [(_e(m.get("label")), _num(m.get("weight"), 3),
+                 "yes" if m.get("all_rows") else _e(f"no: {m.get('why_not_all_rows')}"),
+                 _seconds(m.get("fit_seconds"))) for m in members]
+        parts.append(_table(["chosen", "weight", "refitted on all rows", "fit"], rows,
+                            numeric=[1, 3]))
+    if hold.get("reason") and not members:
+        parts.append(f'<div class="callout warn">{_e(hold.get("reason"))}.</div>')
+    return "\n".join(parts)
+
+
 def _ensemble_weights(ctx: _Context) -> dict[Any, float]:
     """Trial number → weight of the final ensemble's members (empty: no ensemble)."""
+    hold = _holdout_info(ctx)
+    if hold and len(hold.get("members") or []) > 1:
+        return {m.get("trial"): float(m.get("weight") or 0.0) for m in hold["members"]
+                if isinstance(m, dict) and m.get("trial") is not None}
     ens = _ensemble_info(ctx)
     if not ens or not ens.get("used"):
         return {}
@@ -1126,6 +1168,9 @@ def _ensemble_weights(ctx: _Context) -> dict[Any, float]:
 
 def _section_ensemble(ctx: _Context) -> str:
     ens = _ensemble_info(ctx)
+    if ens is None and _holdout_info(ctx):
+        return ('<p>The selection ran on the held-out predictions of the final candidates: '
+                'see <a href="#holdout">Final comparison on held-out rows</a>.</p>')
     if ens is None:
         return _na("no ensemble selection in this run (ensemble size 1, or an older version)")
     single = ens.get("best_single") or {}

@@ -137,6 +137,28 @@ def fit_full(ctx: EvalContext, config: Mapping[str, Any],
     return {"pipeline": pipe, "fit_seconds": time.perf_counter() - t0}
 
 
+def fit_holdout(ctx: EvalContext, config: Mapping[str, Any], fit_rows: np.ndarray,
+                eval_rows: np.ndarray) -> dict[str, Any]:
+    """Fit ``config`` on ``fit_rows`` of the context and score it on ``eval_rows``.
+
+    Returns the fitted pipeline, its fit seconds, the score and the predictions on
+    ``eval_rows`` (class probabilities in class-code order for classification, values for
+    regression), as the ensemble selection takes them.
+    """
+    out = fit_full(ctx, config, fit_rows)
+    metric = metrics_mod.METRICS[ctx.metric]
+    X_eval, y_eval = ctx.X.iloc[eval_rows], ctx.y[eval_rows]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        y_pred, proba = predict_scores(out["pipeline"], X_eval, ctx.task, metric,
+                                       ctx.n_classes)
+        if ctx.task != "regression" and proba is None:
+            proba = _decision_proba(out["pipeline"], X_eval, ctx.n_classes)
+    score = metrics_mod.compute(metric, y_eval, y_pred, proba, ctx.n_classes)
+    pred = np.asarray(y_pred, dtype=float) if ctx.task == "regression" else proba
+    return out | {"score": float(score), "pred": pred}
+
+
 def search_rows(y: np.ndarray, task: str, cap: int, seed: int) -> np.ndarray:
     """Row indices the search uses: all, or a (stratified) subsample of ``cap`` rows."""
     n = len(y)

@@ -198,7 +198,8 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
                families: Sequence[str] | None = None, storage: Any = None,
                study_name: str | None = None, study_attrs: dict[str, Any] | None = None,
                memory_limit_gb: float | None = None,
-               refit_rows: int | None = None, prune: bool = True,
+               refit_rows: int | None = None, refit_factor: float = 1.0,
+               prune: bool = True,
                trial_timeout: float | None = None,
                on_trial: Callable[[TrialRecord, SearchResult], None] | None = None,
                in_process: bool = False,
@@ -233,6 +234,9 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
     refit_rows : int, optional
         Rows the final model will be fitted on; when given with ``deadline``, the search
         stops early enough to leave time for that refit (estimated from the best trial).
+    refit_factor : float
+        The time kept after the search is this many times that estimate (what follows the
+        search may fit more than the best configuration), at most 40 % of the search's time.
     prune : bool
         Use the percentile pruner on per-fold intermediate values.
     trial_timeout : float, optional
@@ -301,8 +305,9 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         best = result.best
         if refit_rows is None or best is None:
             return deadline
-        est = refit_seconds(best.fit_seconds, train_rows, refit_rows,
-                            exponent=fit_exponent(best.family)) + REFIT_OVERHEAD_SECONDS
+        est = refit_factor * refit_seconds(best.fit_seconds, train_rows, refit_rows,
+                                           exponent=fit_exponent(best.family)
+                                           ) + REFIT_OVERHEAD_SECONDS
         window = deadline - start_mono
         return deadline - min(est, 0.4 * window)
 

@@ -1,7 +1,8 @@
 """A child process that evaluates configurations and can be stopped at any moment.
 
 The parent sends the :class:`~automl_meta.search.cv.EvalContext` once, then requests
-(``("fold", config, k)`` or ``("fit", config)``) one at a time and waits for each answer
+(``("fold", config, k)``, ``("fit", config[, rows])`` or ``("holdout", config, fit_rows,
+eval_rows)``) one at a time and waits for each answer
 with a time-out. A request that overruns its time-out, a child that dies (segfault, kill)
 or one that runs out of its memory limit costs one failed evaluation and a new child, never
 the search.
@@ -155,7 +156,7 @@ def _is_memory_error(exc: BaseException) -> bool:
 
 def _child_main(conn: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    from automl_meta.search.cv import evaluate_fold, fit_full
+    from automl_meta.search.cv import evaluate_fold, fit_full, fit_holdout
 
     try:
         ctx = conn.recv()
@@ -173,6 +174,8 @@ def _child_main(conn: Any) -> None:
                 answer = ("ok", evaluate_fold(ctx, request[1], request[2]))
             elif request[0] == "fit":
                 answer = ("ok", fit_full(ctx, request[1], *request[2:]))
+            elif request[0] == "holdout":
+                answer = ("ok", fit_holdout(ctx, request[1], request[2], request[3]))
             else:
                 answer = ("error", f"unknown request {request[0]!r}")
         except Exception as exc:  # any failure of a configuration is reported, not fatal
@@ -373,11 +376,13 @@ class Worker:
         best trial exists); the evaluation is stopped when it passes.
         """
         if self.in_process:
-            from automl_meta.search.cv import evaluate_fold, fit_full
+            from automl_meta.search.cv import evaluate_fold, fit_full, fit_holdout
 
             try:
                 if request[0] == "fold":
                     return evaluate_fold(self.ctx, request[1], request[2])
+                if request[0] == "holdout":
+                    return fit_holdout(self.ctx, request[1], request[2], request[3])
                 return fit_full(self.ctx, request[1], *request[2:])
             except Exception as exc:
                 raise EvaluationFailed(f"{type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,267 @@
+"""The final choice on a large table: candidates compared on rows the search did not see.
+
+A search with a time budget sees a subsample of a large table (:func:`automl_meta.budget.
+budget_search_rows`), and its CV scores rank configurations by how they do on that many
+rows. The final model is fitted on all of them, where the ranking can turn: gradient
+boosting and linear models gain more from ten times the rows than forests of deep trees or
+a small network, which win on the subsample. So when enough rows are left outside the
+search (:func:`automl_meta.budget.holdout_rows`), the final candidates are fitted on every
+row but a held-out set drawn from those rows, and compared on it:
+
+- the best trial of each family the search tried, best first
+  (:data:`~automl_meta.defaults.DEFAULT_HOLDOUT_CANDIDATES` in all), and the default
+  configurations of :data:`~automl_meta.defaults.HOLDOUT_DEFAULT_FAMILIES`;
+- they are fitted side by side on the workers, in that order, as long as their estimated
+  fit time (:func:`automl_meta.budget.refit_seconds` of the trial's per-fold fit time) fits
+  in the time left; the search's best trial is always tried;
+- the ensemble selection (:func:`~automl_meta.artifacts.ensemble.select_ensemble`) runs on
+  their held-out predictions, starting from the best of them; with ``size`` 1 the best one
+  is the final model;
+- the chosen members are then refitted on all rows where the time left allows it; a member
+  that is not keeps its fit without the held-out rows (the report says which).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from automl_meta import metrics as metrics_mod
+from automl_meta.artifacts.ensemble import Ensemble, describe, select_ensemble
+from automl_meta.budget import refit_seconds
+from automl_meta.search.families import fit_exponent
+from automl_meta.search.workers import EvaluationFailed, EvaluationTimeout
+
+
+@dataclass
+class HoldoutCandidate:
+    """One configuration in the final comparison.
+
+    ``key`` is its trial number, or a negative number for a family's default configuration
+    (which the search did not evaluate); ``record`` the trial (None for a default).
+    """
+
+    key: int
+    label: str
+    config: dict[str, Any]
+    record: Any = None
+
+    @property
+    def family(self) -> str:
+        return str(self.config.get("family", ""))
+
+    def estimate(self, train_rows: int, fit_rows: int) -> float | None:
+        """Estimated seconds to fit it on ``fit_rows`` rows (None: not measured)."""
+        if self.record is None:
+            return None
+        return refit_seconds(self.record.fit_seconds, train_rows, fit_rows,
+                             exponent=fit_exponent(self.family))
+
+
+def holdout_candidates(ranked: Sequence[Any], space: Any, task: str, *,
+                       max_candidates: int, default_families: Sequence[str]
+                       ) -> list[HoldoutCandidate]:
+    """The best trial of each family (best first, at most ``max_candidates``), with the
+    default configurations of ``default_families`` second and third: they cost little and
+    are the strongest where the subsample misleads."""
+    best_of: dict[str, Any] = {}
+    for r in ranked:
+        best_of.setdefault(r.family, r)
+    trials = [HoldoutCandidate(r.number, f"trial #{r.number} ({r.family})", r.config, r)
+              for r in best_of.values()]
+    defaults = []
+    families = space.family_names(task, 10**9)
+    for i, fam in enumerate(default_families):
+        if fam in families:
+            defaults.append(HoldoutCandidate(-1 - i, f"{fam} defaults",
+                                             space.default_config(fam, task)))
+    return trials[:1] + defaults + trials[1:max(1, max_candidates)]
+
+
+@dataclass
+class HoldoutOutcome:
+    """What :func:`select_on_holdout` produced.
+
+    ``model`` is a fitted pipeline or an :class:`~automl_meta.artifacts.ensemble.Ensemble`
+    (None when no candidate could be fitted: the caller falls back to the usual refit);
+    ``config`` its configuration (``{"family": "ensemble", "members": …}`` for an
+    ensemble), ``info`` what the report shows.
+    """
+
+    model: Any
+    config: dict[str, Any] | None
+    reason: str
+    trial: int | None
+    fit_seconds: float
+    info: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False
+
+
+def _run_side_by_side(jobs: list[tuple[Any, tuple, float | None]], workers: Sequence[Any],
+                      window_end: float | None, always_first: bool
+                      ) -> tuple[dict[Any, dict], dict[Any, str], bool]:
+    """Run ``(key, request, estimate)`` jobs in order on ``workers``, one thread each.
+
+    A job whose estimate does not fit in the time left is skipped (except the first when
+    ``always_first``); each runs with the time left as its time-out. Returns the answers and
+    the reasons of the jobs that produced none, by key, and whether Ctrl-C stopped them.
+    """
+    lock = threading.Lock()
+    queue = list(jobs)
+    first_key = jobs[0][0] if jobs else None
+    answers: dict[Any, dict] = {}
+    failed: dict[Any, str] = {}
+
+    def drive(worker: Any) -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                key, request, est = queue.pop(0)
+                left = None if window_end is None else window_end - time.monotonic()
+                if left is not None and (left <= 0.2 or (
+                        est is not None and est > left
+                        and not (always_first and key == first_key))):
+                    failed[key] = (f"needs ~{est:.1f} s, {max(0.0, left):.1f} s left"
+                                   if est is not None and left > 0.2 else "no time left")
+                    continue
+            try:
+                out = worker.run(request, left)
+            except (EvaluationTimeout, EvaluationFailed) as exc:
+                with lock:
+                    failed[key] = str(exc)
+                continue
+            with lock:
+                answers[key] = out
+
+    threads = [threading.Thread(target=drive, args=(w,), daemon=True) for w in workers]
+    for t in threads:
+        t.start()
+    interrupted = False
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.1)
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM: stop the fits, keep what is fitted
+        interrupted = True
+        with lock:
+            for key, _, _ in queue:
+                failed[key] = "interrupted"
+            queue.clear()
+        for w in workers:
+            w.kill()
+        for t in threads:
+            t.join(5.0)
+    return answers, failed, interrupted
+
+
+def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[Any], *,
+                      y: np.ndarray, fit_rows: np.ndarray, eval_rows: np.ndarray,
+                      metric: str, task: str, n_classes: int, size: int, train_rows: int,
+                      window_end: float | None) -> HoldoutOutcome:
+    """Fit the candidates without the held-out rows, choose on them, refit on all rows.
+
+    Parameters
+    ----------
+    candidates : sequence of HoldoutCandidate
+        From :func:`holdout_candidates`; the first is always fitted.
+    workers : sequence of Worker
+        Workers whose context holds all rows (``y`` are its targets).
+    y : ndarray
+        Targets of all rows (class codes or values).
+    fit_rows, eval_rows : ndarray
+        Row indices the candidates are fitted on and compared on.
+    metric, task, n_classes : as for :func:`~automl_meta.artifacts.ensemble.select_ensemble`
+    size : int
+        Ensemble selection rounds; 1: the best candidate alone.
+    train_rows : int
+        Rows each CV fit of the search saw (the trials' fit times were measured on them).
+    window_end : float, optional
+        ``time.monotonic()`` value by which everything must be fitted.
+
+    Returns
+    -------
+    HoldoutOutcome
+    """
+    m = metrics_mod.METRICS[metric]
+    n_fit, n_all = len(fit_rows), len(y)
+    by_key = {c.key: c for c in candidates}
+    jobs = [(c.key, ("holdout", c.config, fit_rows, eval_rows),
+             c.estimate(train_rows, n_fit)) for c in candidates]
+    answers, failed, interrupted = _run_side_by_side(jobs, workers, window_end, True)
+    rows = []
+    for c in candidates:
+        a = answers.get(c.key)
+        rows.append({"label": c.label, "family": c.family,
+                     "trial": c.key if c.key >= 0 else None,
+                     "cv_score": None if c.record is None else c.record.score,
+                     "holdout_score": None if a is None else a["score"],
+                     "fit_seconds": None if a is None else round(a["fit_seconds"], 3),
+                     "skipped": failed.get(c.key)})
+    info: dict[str, Any] = {"rows": int(len(eval_rows)), "fit_rows": int(n_fit),
+                            "candidates": rows, "interrupted": interrupted}
+    scored = [k for k in (c.key for c in candidates) if k in answers
+              and np.isfinite(answers[k]["score"])]
+    if not scored:
+        info["reason"] = "no candidate could be fitted without the held-out rows in time"
+        return HoldoutOutcome(None, None, info["reason"], None, 0.0, info, interrupted)
+    best = scored[0]
+    for k in scored[1:]:
+        if m.better(answers[k]["score"], answers[best]["score"]):
+            best = k
+    y_eval = y[eval_rows]
+    preds = {k: answers[k]["pred"] for k in scored}
+    selection = select_ensemble(preds, y_eval, metric, task, n_classes,
+                                size if not interrupted else 1, best)
+    weights = selection.weights
+    info.update(chosen=by_key[best].label, chosen_score=answers[best]["score"],
+                selected_score=selection.score, picks=selection.rounds)
+    # refit the chosen members on all rows, side by side, where the time left allows
+    refit_jobs = [(k, ("fit", by_key[k].config),
+                   refit_seconds(answers[k]["fit_seconds"], n_fit, n_all,
+                                 exponent=fit_exponent(by_key[k].family)))
+                  for k in weights]
+    refitted, not_refitted = {}, {}
+    if not interrupted:
+        refitted, not_refitted, interrupted = _run_side_by_side(refit_jobs, workers,
+                                                                 window_end, False)
+    members = []
+    for k, w in weights.items():
+        out = refitted.get(k, answers[k])
+        members.append({"label": by_key[k].label, "family": by_key[k].family,
+                        "trial": k if k >= 0 else None, "weight": w,
+                        "holdout_score": answers[k]["score"],
+                        "all_rows": k in refitted,
+                        "fit_seconds": round(float(out["fit_seconds"]), 3),
+                        "why_not_all_rows": None if k in refitted else
+                        not_refitted.get(k, "interrupted")})
+    info.update(members=members, interrupted=interrupted)
+    pipes = [refitted.get(k, answers[k])["pipeline"] for k in weights]
+    seconds = float(sum(a["fit_seconds"] for a in answers.values())
+                    + sum(a["fit_seconds"] for a in refitted.values()))
+    top = by_key[best]
+    scale = (f"compared on {len(eval_rows)} rows the search did not see "
+             f"(fitted on the other {n_fit})")
+    if len(weights) == 1:
+        reason = f"{top.label}: best of {len(scored)} candidates {scale}"
+        if not info["members"][0]["all_rows"]:
+            reason += "; not refitted on all rows (no time left)"
+        info["reason"] = reason
+        return HoldoutOutcome(pipes[0], dict(top.config), reason,
+                              best if best >= 0 else None, seconds, info, interrupted)
+    config = {"family": "ensemble",
+              "members": [{"trial": k if k >= 0 else None, "weight": w,
+                           "label": by_key[k].label, "config": by_key[k].config}
+                          for k, w in weights.items()]}
+    reason = (describe([by_key[k].family for k in weights])
+              + f", selected on {len(eval_rows)} held-out rows")
+    info["reason"] = reason
+    model = Ensemble(pipes, list(weights.values()), task, n_classes,
+                     [max(k, -1) for k in weights])
+    return HoldoutOutcome(model, config, reason, best if best >= 0 else None, seconds, info,
+                          interrupted)
