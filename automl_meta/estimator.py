@@ -275,6 +275,7 @@ class AutoML(BaseEstimator):
         """
         started = time.monotonic() if started is None else started
         self._started = started
+        self._reserve = reserve
         self.timeline_: list[tuple[str, float]] = []
         self._mark("data read")
         reporter = reporter or _default_reporter(self.verbose)
@@ -689,7 +690,8 @@ class AutoML(BaseEstimator):
                 workers, y=worker.ctx.y, fit_rows=fit_rows, eval_rows=hold,
                 metric=search.metric, task=dataset.task,
                 n_classes=len(dataset.classes or []), size=int(size), train_rows=train_rows,
-                window_end=None if deadline is None else deadline + 0.3 * grace)
+                window_end=None if deadline is None else deadline + 0.3 * grace,
+                refit_end=None if deadline is None else deadline - self._reserve)
             holdout_info = self._holdout_info = outcome.info
             if outcome.interrupted:
                 search.interrupted = True

@@ -163,7 +163,8 @@ def _run_side_by_side(jobs: list[tuple[Any, tuple, float | None]], workers: Sequ
 def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[Any], *,
                       y: np.ndarray, fit_rows: np.ndarray, eval_rows: np.ndarray,
                       metric: str, task: str, n_classes: int, size: int, train_rows: int,
-                      window_end: float | None) -> HoldoutOutcome:
+                      window_end: float | None, refit_end: float | None = None
+                      ) -> HoldoutOutcome:
     """Fit the candidates without the held-out rows, choose on them, refit on all rows.
 
     Parameters
@@ -182,7 +183,11 @@ def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[
     train_rows : int
         Rows each CV fit of the search saw (the trials' fit times were measured on them).
     window_end : float, optional
-        ``time.monotonic()`` value by which everything must be fitted.
+        ``time.monotonic()`` value by which the candidates must be fitted.
+    refit_end : float, optional
+        ... and by which the refit of the chosen members on all rows must be done (default
+        ``window_end``): the fit without the held-out rows is already a good model, so its
+        refit need not reach into the grace period.
 
     Returns
     -------
@@ -228,8 +233,8 @@ def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[
                   for k in weights]
     refitted, not_refitted = {}, {}
     if not interrupted:
-        refitted, not_refitted, interrupted = _run_side_by_side(refit_jobs, workers,
-                                                                 window_end, False)
+        refitted, not_refitted, interrupted = _run_side_by_side(
+            refit_jobs, workers, window_end if refit_end is None else refit_end, False)
     members = []
     for k, w in weights.items():
         out = refitted.get(k, answers[k])

@@ -1,0 +1,118 @@
+"""The final comparison on held-out rows of a large table searched on a subsample (#19)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_classification, make_friedman1
+
+from automl_meta.artifacts.ensemble import Ensemble
+from automl_meta.artifacts.holdout import holdout_candidates, select_on_holdout
+from automl_meta.artifacts.rundir import load_run
+from automl_meta.budget import HOLDOUT_MAX_ROWS, HOLDOUT_MIN_ROWS, holdout_rows
+from automl_meta.estimator import AutoML
+from automl_meta.search.prepare import prepare_search
+from automl_meta.search.space import load_space
+from automl_meta.search.workers import Worker
+
+
+def test_holdout_rows_only_for_tables_larger_than_the_search():
+    assert holdout_rows(5_000, 5_000) == 0  # the search saw every row
+    assert holdout_rows(8_000, 3_365) == 0  # 20 % is below the minimum
+    assert holdout_rows(12_000, 3_365) == 2_400
+    assert holdout_rows(12_000, 11_000) == 0  # too few rows outside the search
+    assert holdout_rows(200_000, 20_000) == HOLDOUT_MAX_ROWS
+    for n, s in [(10_000, 1_000), (50_000, 3_365), (30_000, 25_000)]:
+        h = holdout_rows(n, s)
+        assert h == 0 or HOLDOUT_MIN_ROWS <= h <= min(n - s, HOLDOUT_MAX_ROWS)
+
+
+def _friedman(n: int = 12_000) -> tuple[pd.DataFrame, pd.Series]:
+    X, y = make_friedman1(n_samples=n, n_features=6, noise=1.0, random_state=0)
+    return pd.DataFrame(X, columns=[f"x{i}" for i in range(6)]), pd.Series(y, name="y")
+
+
+@pytest.fixture(scope="module")
+def fitted_large():
+    X, y = _friedman()
+    model = AutoML(n_trials=6, warm_start=0, seed=0, n_jobs=2, max_search_rows=1_500,
+                   task="regression").fit(X, y)
+    return X, y, model
+
+
+@pytest.mark.slow
+def test_large_regression_chooses_on_rows_the_search_did_not_see(fitted_large, tmp_path):
+    X, y, model = fitted_large
+    hold = model.refit_["holdout"]
+    assert hold["rows"] == 2_400 and hold["fit_rows"] == 12_000 - 2_400
+    # the held-out rows are outside the search's subsample
+    assert not set(model._holdout_idx) & set(model._search_idx)
+    labels = [c["label"] for c in hold["candidates"]]
+    best = model.search_.ranked()[0]
+    assert labels[0] == f"trial #{best.number} ({best.family})"
+    assert "hgb defaults" in labels and "linear defaults" in labels
+    scored = [c for c in hold["candidates"] if c["holdout_score"] is not None]
+    assert len(scored) >= 3
+    top = max(scored, key=lambda c: c["holdout_score"])
+    assert hold["chosen"] == top["label"]
+    assert hold["chosen_score"] == pytest.approx(top["holdout_score"])
+    assert hold["selected_score"] >= hold["chosen_score"]  # the ensemble never loses on it
+    members = hold["members"]
+    assert sum(m["weight"] for m in members) == pytest.approx(1.0)
+    if len(members) > 1:
+        assert isinstance(model.model_.pipeline, Ensemble)
+        assert model.refit_["config"]["family"] == "ensemble"
+    assert model.refit_["reason"]
+    pred = model.predict(X)
+    assert pred.shape == (len(X),) and np.isfinite(pred).all()
+    assert model.score(X, y) > 0.8  # friedman1 with unit noise: R² about 0.96 is reachable
+    run = model.save(tmp_path / "run", report=True)
+    _, loaded = load_run(run)
+    np.testing.assert_allclose(loaded.predict(X), pred)
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert "Final comparison on held-out rows" in html and "hgb defaults" in html
+
+
+@pytest.mark.slow
+def test_large_classification_probabilities_and_labels(tmp_path):
+    X, y = make_classification(n_samples=11_000, n_features=8, n_informative=5,
+                               n_classes=3, random_state=1)
+    X = pd.DataFrame(X, columns=[f"f{i}" for i in range(8)])
+    y = pd.Series(np.array(["low", "mid", "high"])[y], name="label")
+    model = AutoML(n_trials=5, warm_start=0, seed=0, n_jobs=2,
+                   max_search_rows=1_000).fit(X, y)
+    hold = model.refit_["holdout"]
+    assert hold["rows"] == 2_200
+    proba = model.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    pred = model.predict(X)
+    assert set(pred) <= {"low", "mid", "high"}
+    np.testing.assert_array_equal(pred, model.classes_[np.argmax(proba, axis=1)])
+    run = model.save(tmp_path / "run")
+    _, loaded = load_run(run)
+    np.testing.assert_allclose(loaded.predict_proba(X), proba)
+
+
+@pytest.mark.slow
+def test_no_time_left_fits_nothing_and_says_so(fitted_large):
+    """With the window already over, no candidate is fitted: the caller's usual refit (with
+    its own fallbacks) takes over."""
+    X, y, model = fitted_large
+    from automl_meta.data import prepare_dataset
+
+    ds = prepare_dataset(pd.concat([X, y], axis=1), "y", "regression")
+    space = load_space()
+    prepared = prepare_search(ds, "r2", 0, 20_000, space)
+    cands = holdout_candidates(model.search_.ranked(), space, "regression",
+                               max_candidates=4, default_families=("hgb", "linear"))
+    hold = np.arange(2_000)
+    with Worker(prepared.full_ctx) as worker:
+        out = select_on_holdout(cands, [worker], y=prepared.full_ctx.y,
+                                fit_rows=np.arange(2_000, len(y)), eval_rows=hold,
+                                metric="r2", task="regression", n_classes=0, size=10,
+                                train_rows=1_000, window_end=time.monotonic())
+    assert out.model is None and "no candidate" in out.reason
+    assert all(c["skipped"] == "no time left" for c in out.info["candidates"])
