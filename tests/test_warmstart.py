@@ -255,6 +255,20 @@ def test_trial_cost_is_estimated_from_the_source_trial_and_slow_ones_go_last(tin
             assert after.config == before.config and after.cost_factor == 1
     assert sum("cheaper for the budget" in line for line in log) == sum(
         a.cost_factor < 1 for a in adapted)
+    # 30 000 rows in 3 folds: 20 000 training rows, where boosting stops early on its own
+    # validation split: its configurations are kept (the estimate is an upper bound), the
+    # forests are still made cheaper
+    per_trial = min(estimated_trial_seconds(mb, s, 30_000, 3, 2) for s in ws.suggestions) / 2
+    adapted, log = order_by_cost(mb, ws.suggestions, 30_000, 3, 2, 1e9, per_trial=per_trial,
+                                 space=space, task="binary")
+    for before, after in zip(ws.suggestions, adapted, strict=True):
+        if before.config["family"] == "hgb":
+            assert after.config == before.config and after.cost_factor == 1
+        if before.config["family"] in ("rf", "et"):
+            assert after.cost_factor < 1 or before.config[
+                f"{before.config['family']}.n_estimators"] <= 50
+    n_hgb = sum(s.config["family"] == "hgb" for s in ws.suggestions)
+    assert sum("stops early" in line for line in log) == n_hgb
 
 
 def test_cheaper_configurations_keep_the_model_and_the_domain():

@@ -88,6 +88,12 @@ class FamilySpec:
         A fit on ``k`` times the rows takes ``k`` to this power times as long, where that
         grows faster than :data:`automl_meta.budget.REFIT_EXPONENT` (a kernel SVM's
         training: at least quadratic).
+    early_stopping_rows : int, optional
+        Above this many training rows the model stops early on a validation split of its
+        own (scikit-learn's histogram gradient boosting, ``early_stopping="auto"``): its
+        cost parameter is only a maximum there, so a time estimate from smaller prior
+        trials, which ran every round, is an upper bound, and the warm start does not
+        make the configuration cheaper.
     """
 
     name: str
@@ -98,6 +104,7 @@ class FamilySpec:
     cost_param: str | None = None
     compensate: str | None = None
     fit_exponent: float | None = None
+    early_stopping_rows: int | None = None
 
 
 def _class_weight(p: Mapping[str, Any]) -> str | None:
@@ -198,7 +205,7 @@ def _mlp(p: Mapping[str, Any], clf: bool, inputs: ModelInputs) -> Any:
 # built against the old version is refused.
 FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
     FamilySpec("hgb", "Histogram gradient boosting", _hgb, cost_per_class=True,
-               cost_param="max_iter", compensate="learning_rate"),
+               cost_param="max_iter", compensate="learning_rate", early_stopping_rows=10_000),
     FamilySpec("rf", "Random forest", _rf, cost_param="n_estimators"),
     FamilySpec("et", "Extra trees", _et, cost_param="n_estimators"),
     FamilySpec("linear", "Linear (logistic regression / ridge / elastic net)", _linear,

@@ -192,17 +192,27 @@ def order_by_cost(metabase: Metabase, suggestions: Sequence[Suggestion], n_rows:
     With ``per_trial`` (and the ``space`` and ``task`` to stay within), a suggestion
     estimated (:func:`estimated_trial_seconds`) to need more than ``per_trial`` seconds is
     made cheaper first, through its family's cost parameter (:func:`cheaper`), by the
-    factor that would fit it in ``per_trial`` but at most :data:`MAX_CHEAPER` times. Then a
+    factor that would fit it in ``per_trial`` but at most :data:`MAX_CHEAPER` times — unless
+    its family stops early on this many training rows
+    (:attr:`~automl_meta.search.families.FamilySpec.early_stopping_rows`), where the
+    estimate is an upper bound and its rounds a maximum. Then a
     suggestion estimated to need more than ``seconds`` is dropped, and one that needs more
     than a quarter of it moves behind the others (a short budget then spends its first
     trials on configurations that can finish). Returns the suggestions and the log.
     """
     fast, slow, log = [], [], []
     tables = _cost_tables(metabase)  # looked up once for all suggestions
+    fold_rows = n_rows * (n_folds - 1) // max(n_folds, 1)
     for sug in suggestions:
         est = _trial_seconds(*tables, sug, n_rows, n_folds, n_classes, n_features)
         family = sug.config.get("family")
-        if est is not None and per_trial is not None and est > per_trial \
+        spec = FAMILIES.get(str(family))
+        stops_early = (spec is not None and spec.early_stopping_rows is not None
+                       and fold_rows > spec.early_stopping_rows)
+        if est is not None and per_trial is not None and est > per_trial and stops_early:
+            log.append(f"kept {sug.origin} {family} config as it is: on {fold_rows} training "
+                       f"rows it stops early, so ~{est:.1f} s a trial is an upper bound")
+        elif est is not None and per_trial is not None and est > per_trial \
                 and space is not None and task is not None:
             made = cheaper(sug, max(per_trial / est, 1 / MAX_CHEAPER), space, task)
             if made is not None:
