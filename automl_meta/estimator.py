@@ -686,12 +686,14 @@ class AutoML(BaseEstimator):
             outcome = select_on_holdout(
                 holdout_candidates(ranked, space, dataset.task,
                                    max_candidates=DEFAULT_HOLDOUT_CANDIDATES,
-                                   default_families=HOLDOUT_DEFAULT_FAMILIES),
+                                   default_families=HOLDOUT_DEFAULT_FAMILIES,
+                                   fit_rows=len(fit_rows)),
                 workers, y=worker.ctx.y, fit_rows=fit_rows, eval_rows=hold,
                 metric=search.metric, task=dataset.task,
                 n_classes=len(dataset.classes or []), size=int(size), train_rows=train_rows,
                 window_end=None if deadline is None else deadline + 0.3 * grace,
-                refit_end=None if deadline is None else deadline - self._reserve)
+                refit_end=None if deadline is None else deadline - self._reserve,
+                offered=space.family_names(dataset.task, n))
             holdout_info = self._holdout_info = outcome.info
             if outcome.interrupted:
                 search.interrupted = True

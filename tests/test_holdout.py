@@ -54,6 +54,13 @@ def test_large_regression_chooses_on_rows_the_search_did_not_see(fitted_large, t
     best = model.search_.ranked()[0]
     assert labels[0] == f"trial #{best.number} ({best.family})"
     assert "hgb defaults" in labels and "linear defaults" in labels
+    # only families offered on that many rows take part (a kernel SVM stops at 10 000), and
+    # a member is refitted on all rows only where its family is offered on them
+    offered = load_space().family_names("regression", hold["fit_rows"])
+    assert all(c["family"] in offered for c in hold["candidates"][1:])
+    for m in hold["members"]:
+        if m["family"] not in load_space().family_names("regression", 12_000):
+            assert not m["all_rows"] and "not offered" in m["why_not_all_rows"]
     scored = [c for c in hold["candidates"] if c["holdout_score"] is not None]
     assert len(scored) >= 3
     top = max(scored, key=lambda c: c["holdout_score"])
@@ -107,7 +114,8 @@ def test_no_time_left_fits_nothing_and_says_so(fitted_large):
     space = load_space()
     prepared = prepare_search(ds, "r2", 0, 20_000, space)
     cands = holdout_candidates(model.search_.ranked(), space, "regression",
-                               max_candidates=4, default_families=("hgb", "linear"))
+                               max_candidates=4, default_families=("hgb", "linear"),
+                               fit_rows=len(y) - 2_000)
     hold = np.arange(2_000)
     with Worker(prepared.full_ctx) as worker:
         out = select_on_holdout(cands, [worker], y=prepared.full_ctx.y,

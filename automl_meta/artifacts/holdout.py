@@ -64,18 +64,21 @@ class HoldoutCandidate:
 
 
 def holdout_candidates(ranked: Sequence[Any], space: Any, task: str, *,
-                       max_candidates: int, default_families: Sequence[str]
-                       ) -> list[HoldoutCandidate]:
+                       max_candidates: int, default_families: Sequence[str],
+                       fit_rows: int) -> list[HoldoutCandidate]:
     """The best trial of each family (best first, at most ``max_candidates``), with the
     default configurations of ``default_families`` second and third: they cost little and
-    are the strongest where the subsample misleads."""
+    are the strongest where the subsample misleads. Only families the space offers on
+    ``fit_rows`` training rows take part (a kernel SVM stops at 10 000); the search's best
+    trial always does."""
+    families = space.family_names(task, fit_rows)
     best_of: dict[str, Any] = {}
-    for r in ranked:
-        best_of.setdefault(r.family, r)
+    for i, r in enumerate(ranked):
+        if i == 0 or r.family in families:
+            best_of.setdefault(r.family, r)
     trials = [HoldoutCandidate(r.number, f"trial #{r.number} ({r.family})", r.config, r)
               for r in best_of.values()]
     defaults = []
-    families = space.family_names(task, 10**9)
     for i, fam in enumerate(default_families):
         if fam in families:
             defaults.append(HoldoutCandidate(-1 - i, f"{fam} defaults",
@@ -163,8 +166,8 @@ def _run_side_by_side(jobs: list[tuple[Any, tuple, float | None]], workers: Sequ
 def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[Any], *,
                       y: np.ndarray, fit_rows: np.ndarray, eval_rows: np.ndarray,
                       metric: str, task: str, n_classes: int, size: int, train_rows: int,
-                      window_end: float | None, refit_end: float | None = None
-                      ) -> HoldoutOutcome:
+                      window_end: float | None, refit_end: float | None = None,
+                      offered: Sequence[str] | None = None) -> HoldoutOutcome:
     """Fit the candidates without the held-out rows, choose on them, refit on all rows.
 
     Parameters
@@ -188,6 +191,9 @@ def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[
         ... and by which the refit of the chosen members on all rows must be done (default
         ``window_end``): the fit without the held-out rows is already a good model, so its
         refit need not reach into the grace period.
+    offered : sequence of str, optional
+        Families the space offers on all rows: a member of another family (a kernel SVM
+        past its row limit) keeps its fit without the held-out rows.
 
     Returns
     -------
@@ -230,11 +236,14 @@ def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[
     refit_jobs = [(k, ("fit", by_key[k].config),
                    refit_seconds(answers[k]["fit_seconds"], n_fit, n_all,
                                  exponent=fit_exponent(by_key[k].family)))
-                  for k in weights]
-    refitted, not_refitted = {}, {}
-    if not interrupted:
-        refitted, not_refitted, interrupted = _run_side_by_side(
+                  for k in weights if offered is None or by_key[k].family in offered]
+    refitted: dict[Any, dict] = {}
+    not_refitted = {k: f"{by_key[k].family} is not offered on {n_all} rows" for k in weights
+                    if offered is not None and by_key[k].family not in offered}
+    if not interrupted and refit_jobs:
+        refitted, failed_refits, interrupted = _run_side_by_side(
             refit_jobs, workers, window_end if refit_end is None else refit_end, False)
+        not_refitted |= failed_refits
     members = []
     for k, w in weights.items():
         out = refitted.get(k, answers[k])
