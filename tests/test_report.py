@@ -28,7 +28,8 @@ from automl_meta.errors import UsageError
 REPO = Path(__file__).resolve().parents[1]
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SECTIONS = ["Summary", "Dataset", "Nearest prior tasks", "Optimisation history",
-            "Leaderboard (top 10)", "Final model", "Ensemble selection", "Out-of-fold diagnostics",
+            "Leaderboard (top 10)", "Final model", "Final comparison on held-out rows",
+            "Ensemble selection", "Out-of-fold diagnostics",
             "Permutation importance", "Run details"]
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
         "track", "wbr"}
