@@ -678,8 +678,7 @@ class AutoML(BaseEstimator):
         size = self.ensemble_size
         ensemble_info: dict[str, Any] | None = None
         prefitted: dict[int, tuple[Any, float]] = {}
-        holdout_info: dict[str, Any] | None = None
-        self._holdout_info = None
+        self._holdout_info: dict[str, Any] | None = None
         if self._holdout_idx is not None and ranked:
             hold = self._holdout_idx
             fit_rows = np.setdiff1d(np.arange(n), hold)
@@ -694,7 +693,7 @@ class AutoML(BaseEstimator):
                 window_end=None if deadline is None else deadline + 0.3 * grace,
                 refit_end=None if deadline is None else deadline - self._reserve,
                 offered=space.family_names(dataset.task, n))
-            holdout_info = self._holdout_info = outcome.info
+            self._holdout_info = outcome.info
             if outcome.interrupted:
                 search.interrupted = True
             if outcome.model is not None:
@@ -705,8 +704,8 @@ class AutoML(BaseEstimator):
                                "fit_seconds": round(outcome.fit_seconds, 3),
                                "trial": outcome.trial,
                                "cv_score": None if record is None else record.score,
-                               "skipped": [], "holdout": holdout_info}
-        if size > 1 and holdout_info is None:
+                               "skipped": [], "holdout": outcome.info}
+        if size > 1 and self._holdout_info is None:
             outcome = ensemble_for_search(
                 search, worker, size=int(size), task=dataset.task,
                 n_classes=len(dataset.classes or []), train_rows=train_rows, fit_rows=n,

@@ -263,8 +263,8 @@ def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[
              f"(fitted on the other {n_fit})")
     if len(weights) == 1:
         reason = f"{top.label}: best of {len(scored)} candidates {scale}"
-        if not info["members"][0]["all_rows"]:
-            reason += "; not refitted on all rows (no time left)"
+        if not members[0]["all_rows"]:
+            reason += f"; not refitted on all rows ({members[0]['why_not_all_rows']})"
         info["reason"] = reason
         return HoldoutOutcome(pipes[0], dict(top.config), reason,
                               best if best >= 0 else None, seconds, info, interrupted)

@@ -1114,14 +1114,18 @@ def _section_final(ctx: _Context) -> str:
     return "\n".join(parts)
 
 
+def _final_model_part(ctx: _Context, key: str) -> dict[str, Any] | None:
+    """``final_model[key]`` of report.json when it is a dict (None otherwise)."""
+    part = (ctx.report.get("final_model") or {}).get(key)
+    return part if isinstance(part, dict) else None
+
+
 def _ensemble_info(ctx: _Context) -> dict[str, Any] | None:
-    ens = (ctx.report.get("final_model") or {}).get("ensemble")
-    return ens if isinstance(ens, dict) else None
+    return _final_model_part(ctx, "ensemble")
 
 
 def _holdout_info(ctx: _Context) -> dict[str, Any] | None:
-    hold = (ctx.report.get("final_model") or {}).get("holdout")
-    return hold if isinstance(hold, dict) else None
+    return _final_model_part(ctx, "holdout")
 
 
 def _section_holdout(ctx: _Context) -> str:

@@ -97,6 +97,19 @@ def predict_scores(model: Any, X: pd.DataFrame, task: str, metric: metrics_mod.M
     return y_pred, proba
 
 
+def _score_rows(pipe: Any, X: pd.DataFrame, y: np.ndarray, ctx: EvalContext,
+                metric: metrics_mod.Metric) -> tuple[float, np.ndarray, np.ndarray | None]:
+    """The metric of a fitted pipeline on ``X`` against ``y``, its predictions, and for
+    classification class probabilities in class-code order (the ensemble selection needs
+    them even where the metric does not)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        y_pred, proba = predict_scores(pipe, X, ctx.task, metric, ctx.n_classes)
+        if ctx.task != "regression" and proba is None:
+            proba = _decision_proba(pipe, X, ctx.n_classes)
+    return metrics_mod.compute(metric, y, y_pred, proba, ctx.n_classes), y_pred, proba
+
+
 def evaluate_fold(ctx: EvalContext, config: Mapping[str, Any], fold: int) -> dict[str, Any]:
     """Fit ``config`` on the training part of fold ``fold`` and score the held-out part."""
     train, test = ctx.folds[fold]
@@ -111,11 +124,8 @@ def evaluate_fold(ctx: EvalContext, config: Mapping[str, Any], fold: int) -> dic
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pipe.fit(X_train, y_train)
-        fit_seconds = time.perf_counter() - t0
-        y_pred, proba = predict_scores(pipe, X_test, ctx.task, metric, ctx.n_classes)
-        if ctx.task != "regression" and proba is None:  # the ensemble selection needs them
-            proba = _decision_proba(pipe, X_test, ctx.n_classes)
-    score = metrics_mod.compute(metric, y_test, y_pred, proba, ctx.n_classes)
+    fit_seconds = time.perf_counter() - t0
+    score, y_pred, proba = _score_rows(pipe, X_test, y_test, ctx, metric)
     # out-of-fold predictions (the report's diagnostics) and, for classification, class
     # probabilities in class-code order (the ensemble selection)
     return {"score": score, "fit_seconds": fit_seconds,
@@ -146,15 +156,8 @@ def fit_holdout(ctx: EvalContext, config: Mapping[str, Any], fit_rows: np.ndarra
     regression), as the ensemble selection takes them.
     """
     out = fit_full(ctx, config, fit_rows)
-    metric = metrics_mod.METRICS[ctx.metric]
-    X_eval, y_eval = ctx.X.iloc[eval_rows], ctx.y[eval_rows]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        y_pred, proba = predict_scores(out["pipeline"], X_eval, ctx.task, metric,
-                                       ctx.n_classes)
-        if ctx.task != "regression" and proba is None:
-            proba = _decision_proba(out["pipeline"], X_eval, ctx.n_classes)
-    score = metrics_mod.compute(metric, y_eval, y_pred, proba, ctx.n_classes)
+    score, y_pred, proba = _score_rows(out["pipeline"], ctx.X.iloc[eval_rows],
+                                       ctx.y[eval_rows], ctx, metrics_mod.METRICS[ctx.metric])
     pred = np.asarray(y_pred, dtype=float) if ctx.task == "regression" else proba
     return out | {"score": float(score), "pred": pred}
 
