@@ -88,6 +88,10 @@ HOLDOUT_MAX_ROWS = 5_000
 #: when the final candidates are compared on held-out rows (their fits run side by side on
 #: the workers, then the winner is refitted on all rows if there is time)
 HOLDOUT_REFIT_FACTOR = 1.5
+#: a trial is stopped after a fold when its remaining folds, even this many times faster than
+#: the folds done, would end past its time-out or the search's end (where it would be
+#: stopped anyway, with nothing to show for the worker's time)
+FOLD_PACE_MARGIN = 1.25
 #: a budget that affords fewer typical 5-fold trials than this (all workers together, in
 #: ``SEARCH_SHARE`` of it) runs 3 folds per trial: more configurations, each less exactly
 FIVE_FOLD_MIN_TRIALS = 24

@@ -239,3 +239,22 @@ def test_quiet_optuna_restores_after_overlapping_uses_in_threads():
     finally:
         release.set()
         optuna.logging.set_verbosity(before)
+
+
+def test_a_trial_whose_folds_cannot_end_in_time_is_stopped_after_a_fold():
+    """At the pace of its first fold, a trial whose remaining folds would end past its
+    time-out (or the search's end) is stopped then, not at the time-out; one that can end
+    in time, allowing for faster folds, goes on."""
+    from automl_meta.budget import FOLD_PACE_MARGIN
+    from automl_meta.search.optimize import TrialFailed, _check_pace
+
+    now = time.monotonic()
+    start = now - 2.0  # one fold took 2 s: two more need ~4 s, at least 4 / margin
+    need = 2 * 2.0 / FOLD_PACE_MARGIN
+    with pytest.raises(TrialFailed, match="2 fold.* past its time-out"):
+        _check_pace(start, 1, 3, now + need - 0.5, None)
+    with pytest.raises(TrialFailed, match="past the search's end"):
+        _check_pace(start, 1, 3, None, now + need - 0.5)
+    _check_pace(start, 1, 3, now + need + 0.5, now + need + 0.5)
+    _check_pace(start, 1, 3, None, None)
+    _check_pace(start, 2, 2, now, now)  # no fold left

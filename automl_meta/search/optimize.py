@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from automl_meta.budget import REFIT_OVERHEAD_SECONDS, refit_seconds
+from automl_meta.budget import FOLD_PACE_MARGIN, REFIT_OVERHEAD_SECONDS, refit_seconds
 from automl_meta.metrics import METRICS
 from automl_meta.search.cv import EvalContext
 from automl_meta.search.families import fit_exponent
@@ -159,6 +159,27 @@ def _record_from_trial(t: optuna.trial.FrozenTrial, t0: float) -> TrialRecord:
                        fold_scores=list(attrs.get("fold_scores", [])),
                        fit_seconds=float(attrs.get("fit_seconds", 0.0)), duration=duration,
                        started=started, error=attrs.get("error", ""))
+
+
+def _check_pace(start: float, done: int, n_folds: int, trial_end: float | None,
+                search_end: float | None) -> None:
+    """Stop a trial whose remaining folds cannot end by its time-out or the search's end.
+
+    At the pace of its ``done`` folds (wall seconds since ``start``), made
+    :data:`~automl_meta.budget.FOLD_PACE_MARGIN` times faster, the folds left would still
+    end past ``trial_end`` or ``search_end``: the trial would be stopped there, so it is
+    stopped now and its worker freed for another configuration. Raises TrialFailed.
+    """
+    if done >= n_folds:
+        return
+    now = time.monotonic()
+    per_fold = (now - start) / done
+    left = per_fold * (n_folds - done)
+    for end, what in ((trial_end, "its time-out"), (search_end, "the search's end")):
+        if end is not None and now + left / FOLD_PACE_MARGIN > end:
+            raise TrialFailed(f"stopped: {n_folds - done} fold(s) left at ~{per_fold:.1f} s "
+                              f"a fold would end past {what}, "
+                              f"{max(0.0, end - now):.1f} s away")
 
 
 @contextmanager
@@ -324,7 +345,8 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         oof_proba = None if ctx.task == "regression" else np.zeros((len(ctx.y), ctx.n_classes))
         oof_complete = True
         fit_seconds = 0.0
-        trial_end = None if trial_timeout is None else time.monotonic() + trial_timeout
+        trial_start = time.monotonic()
+        trial_end = None if trial_timeout is None else trial_start + trial_timeout
         try:
             for k in range(n_folds):
                 limits = [x for x in (search_deadline(), trial_end) if x is not None]
@@ -357,6 +379,8 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
                 trial.report(mean, k)
                 if k < n_folds - 1 and trial.should_prune():
                     raise optuna.TrialPruned()
+                if k < n_folds - 1:
+                    _check_pace(trial_start, k + 1, n_folds, trial_end, search_deadline())
             value = float(np.mean(scores))
             with oof_lock:
                 best = result.best
