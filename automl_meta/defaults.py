@@ -11,6 +11,8 @@ This module imports nothing from the rest of the package: every layer may use it
 
 from __future__ import annotations
 
+from typing import Any
+
 # ---- fit / AutoML
 #: configurations from the nearest prior tasks evaluated before the sampler takes over
 DEFAULT_WARM_START = 10
@@ -34,6 +36,14 @@ DEFAULT_HOLDOUT_CANDIDATES = 6
 #: ...and the default configurations of these families, which need no search to do well on
 #: many rows
 HOLDOUT_DEFAULT_FAMILIES = ("hgb", "linear")
+#: ...and on tables of at least ``HOLDOUT_LARGE_ROWS`` rows, these settings over a family's
+#: defaults: gradient boosting with the capacity such a table carries (more and larger
+#: trees; its early stopping on a validation share decides how many are kept), which a
+#: search on a subsample of the table cannot find
+HOLDOUT_LARGE_ROWS = 50_000
+HOLDOUT_LARGE_SETTINGS: dict[str, dict[str, Any]] = {
+    "hgb": {"hgb.max_iter": 500, "hgb.max_leaf_nodes": 127},
+}
 #: the model format a run directory is written in: skops, because the receiving side
 #: refuses pickles by default
 DEFAULT_MODEL_FORMAT = "skops"

@@ -52,6 +52,8 @@ from automl_meta.defaults import (
     DEFAULT_STRATEGY,
     DEFAULT_WARM_START,
     HOLDOUT_DEFAULT_FAMILIES,
+    HOLDOUT_LARGE_ROWS,
+    HOLDOUT_LARGE_SETTINGS,
 )
 from automl_meta.errors import AutoMLError, UsageError
 from automl_meta.progress import Reporter
@@ -686,7 +688,9 @@ class AutoML(BaseEstimator):
                 holdout_candidates(ranked, space, dataset.task,
                                    max_candidates=DEFAULT_HOLDOUT_CANDIDATES,
                                    default_families=HOLDOUT_DEFAULT_FAMILIES,
-                                   fit_rows=len(fit_rows)),
+                                   fit_rows=len(fit_rows),
+                                   large_settings=HOLDOUT_LARGE_SETTINGS
+                                   if n >= HOLDOUT_LARGE_ROWS else None),
                 workers, y=worker.ctx.y, fit_rows=fit_rows, eval_rows=hold,
                 metric=search.metric, task=dataset.task,
                 n_classes=len(dataset.classes or []), size=int(size), train_rows=train_rows,

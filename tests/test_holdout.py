@@ -30,6 +30,31 @@ def test_holdout_rows_only_for_tables_larger_than_the_search():
         assert h == 0 or HOLDOUT_MIN_ROWS <= h <= min(n - s, HOLDOUT_MAX_ROWS)
 
 
+def test_large_tables_add_boosting_with_more_capacity_after_the_defaults():
+    """On a table of HOLDOUT_LARGE_ROWS rows or more the large-table settings join the
+    candidates after the families' defaults, as valid configurations of the space; on a
+    smaller table, or for a family the space does not offer there, they do not."""
+    from automl_meta.defaults import HOLDOUT_LARGE_SETTINGS
+
+    space = load_space()
+    plain = holdout_candidates([], space, "regression", max_candidates=6,
+                               default_families=("hgb", "linear"), fit_rows=60_000)
+    large = holdout_candidates([], space, "regression", max_candidates=6,
+                               default_families=("hgb", "linear"), fit_rows=60_000,
+                               large_settings=HOLDOUT_LARGE_SETTINGS)
+    assert [c.label for c in plain] == ["hgb defaults", "linear defaults"]
+    assert [c.label for c in large] == ["hgb defaults", "linear defaults",
+                                        "hgb, large-table settings"]
+    extra = large[-1]
+    assert space.check_config(extra.config, "regression") is None
+    assert extra.config == space.default_config("hgb", "regression") | HOLDOUT_LARGE_SETTINGS[
+        "hgb"]
+    assert len({c.key for c in large}) == len(large) and extra.key < 0
+    svm_only = holdout_candidates([], space, "binary", max_candidates=6, default_families=(),
+                                  fit_rows=60_000, large_settings={"svm": {}})
+    assert svm_only == []  # not offered on 60 000 rows
+
+
 def _friedman(n: int = 12_000) -> tuple[pd.DataFrame, pd.Series]:
     X, y = make_friedman1(n_samples=n, n_features=6, noise=1.0, random_state=0)
     return pd.DataFrame(X, columns=[f"x{i}" for i in range(6)]), pd.Series(y, name="y")

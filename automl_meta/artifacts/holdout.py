@@ -9,8 +9,10 @@ search (:func:`automl_meta.budget.holdout_rows`), the final candidates are fitte
 row but a held-out set drawn from those rows, and compared on it:
 
 - the best trial of each family the search tried, best first
-  (:data:`~automl_meta.defaults.DEFAULT_HOLDOUT_CANDIDATES` in all), and the default
-  configurations of :data:`~automl_meta.defaults.HOLDOUT_DEFAULT_FAMILIES`;
+  (:data:`~automl_meta.defaults.DEFAULT_HOLDOUT_CANDIDATES` in all), the default
+  configurations of :data:`~automl_meta.defaults.HOLDOUT_DEFAULT_FAMILIES`, and on a table
+  of :data:`~automl_meta.defaults.HOLDOUT_LARGE_ROWS` rows or more gradient boosting with
+  more capacity (:data:`~automl_meta.defaults.HOLDOUT_LARGE_SETTINGS`);
 - they are fitted side by side on the workers, in that order, as long as their estimated
   fit time (:func:`automl_meta.budget.refit_seconds` of the trial's per-fold fit time) fits
   in the time left; the search's best trial is always tried;
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,12 +67,15 @@ class HoldoutCandidate:
 
 def holdout_candidates(ranked: Sequence[Any], space: Any, task: str, *,
                        max_candidates: int, default_families: Sequence[str],
-                       fit_rows: int) -> list[HoldoutCandidate]:
+                       fit_rows: int,
+                       large_settings: Mapping[str, Mapping[str, Any]] | None = None
+                       ) -> list[HoldoutCandidate]:
     """The best trial of each family (best first, at most ``max_candidates``), with the
     default configurations of ``default_families`` second and third: they cost little and
-    are the strongest where the subsample misleads. Only families the space offers on
-    ``fit_rows`` training rows take part (a kernel SVM stops at 10 000); the search's best
-    trial always does."""
+    are the strongest where the subsample misleads. ``large_settings`` (family → values
+    over its defaults; given for a large table) adds those configurations after the
+    defaults. Only families the space offers on ``fit_rows`` training rows take part (a
+    kernel SVM stops at 10 000); the search's best trial always does."""
     families = space.family_names(task, fit_rows)
     best_of: dict[str, Any] = {}
     for i, r in enumerate(ranked):
@@ -83,6 +88,11 @@ def holdout_candidates(ranked: Sequence[Any], space: Any, task: str, *,
         if fam in families:
             defaults.append(HoldoutCandidate(-1 - i, f"{fam} defaults",
                                              space.default_config(fam, task)))
+    for i, (fam, values) in enumerate((large_settings or {}).items()):
+        if fam in families:
+            config = space.adapt_config(space.default_config(fam, task) | dict(values), task)
+            defaults.append(HoldoutCandidate(-1 - len(default_families) - i,
+                                             f"{fam}, large-table settings", config))
     return trials[:1] + defaults + trials[1:max(1, max_candidates)]
 
 
