@@ -7,7 +7,9 @@ same dataset:
   with the Learning Curve Database);
 * ``openml-runs``: ``openml-runs/task_qualities.json`` (OpenML *task* ids), read through
   :func:`~automl_meta.meta.builder.sources.openml_runs.clean_qualities`, i.e. as the
-  ``openml-runs`` layer of a metabase stores them.
+  ``openml-runs`` layer of a metabase stores them, with the moments of the numeric
+  attributes kept (``drop_unreliable=False``), which the layer leaves out for what this
+  comparison finds.
 
 Our side is computed through the code path ``fit`` and ``build-metabase`` use: the corpus is
 listed and loaded by the metabase builder's folder source (``list_tasks`` → ``load_dataset``),
@@ -120,7 +122,8 @@ def load_sources(shared: Path) -> tuple[dict[str, pd.DataFrame], dict[str, objec
     ref = ref.set_index("openmlid")
     ref["label"] = [f"{name} (dataset {i})" for i, name in zip(ref.index, ref["Name"],
                                                                 strict=True)]
-    runs, fixes = clean_qualities(read_qualities(shared / SOURCE_FILES["openml-runs"]))
+    runs, fixes = clean_qualities(read_qualities(shared / SOURCE_FILES["openml-runs"]),
+                                  drop_unreliable=False)
     runs["label"] = [f"task {i}" for i in runs.index]
     return {"reference": ref, "openml-runs": runs}, fixes
 

@@ -175,7 +175,12 @@ def test_synthetic_csv_export(export_folder):
     assert tasks.loc["openml-run/102", "MaxNominalAttDistinctValues"] == 3
     assert tasks.loc["openml-run/102", "StdvNominalAttDistinctValues"] == 0
     assert math.isnan(tasks.loc["openml-run/101", "MeanAttributeEntropy"])
-    assert tasks.loc["openml-run/101", "MinSkewnessOfNumericAtts"] == -1.0  # a real value
+    # the moments of the numeric attributes are not imported (unreliable as published)...
+    assert "MinSkewnessOfNumericAtts" not in tasks.columns
+    assert rep.qualities["not_stored_unreliable"] == ["MinSkewnessOfNumericAtts"]
+    # ...but read as values where they are compared: a -1 there is a real value
+    raw, _ = om.clean_qualities({101: _qualities(100, [60, 40], 0)}, drop_unreliable=False)
+    assert raw.loc[101, "MinSkewnessOfNumericAtts"] == -1.0
     assert "CfsSubsetEval_kNN1NAUC" not in tasks.columns
     assert "CfsSubsetEval_kNN1NAUC" in rep.qualities["not_stored"]
     assert set(layer.files) == {"random_forest.csv", "boosting.csv.gz", om.QUALITIES_FILE}

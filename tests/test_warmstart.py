@@ -70,6 +70,32 @@ def test_distance_handles_missing_values_explicitly():
     assert d[0] > 0 and np.isfinite(d).all()
 
 
+def test_a_quality_a_source_does_not_record_is_left_out_for_its_tasks_only():
+    """A quality missing on every task of a source (the moments the openml-runs layer does
+    not import) weighs nothing for that source's tasks; the same gap on a few tasks of
+    another source is a difference (it may be undefined there)."""
+    from automl_meta.meta.neighbors import (
+        MIN_SOURCE_TASKS,
+        MISSING_PENALTY,
+        unrecorded_weights,
+    )
+
+    n = MIN_SOURCE_TASKS
+    tasks = pd.DataFrame({"source": ["openml-run"] * n + ["dir"] * n + ["history"]})
+    prior = np.zeros((2 * n + 1, 2))
+    prior[:n, 1] = np.nan  # the layer records no second quality
+    prior[n, 1] = np.nan  # one corpus task lacks it
+    prior[-1, 1] = np.nan  # so does the one history task
+    w = unrecorded_weights(tasks, prior)
+    assert (w[:n] == [1.0, 0.0]).all() and (w[n:] == 1.0).all()
+    d = distances(np.array([0.0, 0.0]), prior, w)
+    assert (d[:n] == 0.0).all()  # same on what the layer records
+    expected = np.sqrt(MISSING_PENALTY**2 / 2)
+    assert d[n] == pytest.approx(expected) and d[-1] == pytest.approx(expected)
+    assert (d[n + 1:-1] == 0.0).all()
+    assert (unrecorded_weights(tasks.drop(columns="source"), prior) == 1.0).all()
+
+
 @pytest.mark.slow
 def test_normalisation_is_stored_and_finite(tiny_metabase):
     mb = load_metabase(tiny_metabase)

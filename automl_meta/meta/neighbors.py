@@ -11,7 +11,10 @@ Distance between two tasks over the meta-feature set F with weights w:
 
 with ``delta_f = z_a - z_b`` when both tasks have the quality, ``MISSING_PENALTY`` when
 exactly one has it (e.g. entropy qualities exist only with nominal attributes), and 0 when
-neither has it (both undefined is a similarity).
+neither has it (both undefined is a similarity). A quality that no task of a source records
+(e.g. the moments the ``openml-runs`` layer does not import) is not a difference: for that
+source's tasks it is left out of the sum (``w_f = 0``), when the source has at least
+``MIN_SOURCE_TASKS`` tasks of the kind (fewer: it may just be undefined on all of them).
 
 Prior tasks are compared within the same task kind: classification (binary and multiclass,
 whose configurations are interchangeable; the number of classes is a meta-feature) or
@@ -31,6 +34,9 @@ from automl_meta.data.dataset import task_kind
 
 MISSING_PENALTY = 2.0
 CLIP = 5.0
+#: a quality missing on every task of a source of at least this many tasks is one the
+#: source does not record, not one undefined on its tasks
+MIN_SOURCE_TASKS = 10
 
 #: meta-features the distance uses, per task kind, and whether each is log-scaled
 DISTANCE_FEATURES: dict[str, dict[str, bool]] = {
@@ -111,13 +117,32 @@ def normalise(values: Mapping[str, Any] | pd.DataFrame,
 
 def distances(query: np.ndarray, prior: np.ndarray,
               weights: np.ndarray | None = None) -> np.ndarray:
-    """Distance from one normalised task (1-D) to each row of ``prior`` (see module doc)."""
+    """Distance from one normalised task (1-D) to each row of ``prior`` (see module doc).
+
+    ``weights``: one per meta-feature (1-D), or one per prior task and meta-feature (2-D,
+    the shape of ``prior``)."""
     w = np.ones(prior.shape[1]) if weights is None else np.asarray(weights, dtype=float)
+    w = np.broadcast_to(w, prior.shape)
     q_missing = np.isnan(query)
     p_missing = np.isnan(prior)
     delta = np.where(q_missing | p_missing, 0.0, np.nan_to_num(prior) - np.nan_to_num(query))
     delta = np.where(q_missing ^ p_missing, MISSING_PENALTY, delta)
-    return np.sqrt((delta**2 * w).sum(axis=1) / w.sum())
+    total = w.sum(axis=1)
+    return np.sqrt((delta**2 * w).sum(axis=1) / np.where(total > 0, total, 1.0))
+
+
+def unrecorded_weights(tasks: pd.DataFrame, prior: np.ndarray) -> np.ndarray:
+    """Per-task weights of the distance: 0 for a meta-feature that no task of the task's
+    source records (a source of at least ``MIN_SOURCE_TASKS`` of the tasks given), else 1."""
+    w = np.ones(prior.shape)
+    if "source" not in tasks.columns:
+        return w
+    sources = tasks["source"].fillna("").astype(str).to_numpy()
+    for source in np.unique(sources):
+        rows = sources == source
+        if rows.sum() >= MIN_SOURCE_TASKS:
+            w[np.ix_(rows, np.isnan(prior[rows]).all(axis=0))] = 0.0
+    return w
 
 
 @dataclass
@@ -170,7 +195,7 @@ def nearest(metabase: Any, metafeatures: Mapping[str, Any], task: str, k: int = 
         return []
     prior = normalise(tasks, stats)
     query = normalise(metafeatures, stats)[0]
-    d = distances(query, prior)
+    d = distances(query, prior, unrecorded_weights(tasks, prior))
     order = np.argsort(d, kind="stable")[:k]
     out = []
     for i in order:

@@ -25,7 +25,8 @@ Inputs
   in as ours are computed (number of classes; standard deviation 0), and percentages stored
   as fractions are put back in per cent (checked against the counts they derive from).
   Only the qualities automl-meta computes too are stored (the others are counted in the
-  report).
+  report), less the moments of the numeric attributes (:data:`UNRELIABLE_QUALITIES`), whose
+  published values disagree with the datasets they describe.
 
 Mapping
 -------
@@ -118,6 +119,12 @@ _PERCENTAGES = {
     "PercentageOfInstancesWithMissingValues": ("NumberOfInstancesWithMissingValues",
                                                ("NumberOfInstances",)),
 }
+#: OpenML qualities not imported because the published values do not describe the dataset
+#: as ours do: the moments of the numeric attributes (means, standard deviations, skewness,
+#: kurtosis) agree with ours on a quarter of the datasets both describe
+#: (``benchmarks/results/metafeature_agreement.md``); the neighbour distance leaves out, for
+#: the layer's tasks, what the layer does not record (:func:`automl_meta.meta.neighbors.nearest`)
+UNRELIABLE_QUALITIES = "OfNumericAtts"
 _NOMINAL_DISTINCT = ("MaxNominalAttDistinctValues", "MinNominalAttDistinctValues",
                      "MeanNominalAttDistinctValues", "StdvNominalAttDistinctValues")
 #: linking tolerances (see the module docstring)
@@ -444,7 +451,10 @@ class MappingReport:
         if q:
             out.append(f"qualities: {q.get('stored', 0)} stored per task, "
                        f"{len(q.get('not_stored', []))} OpenML qualities not computed by "
-                       "automl-meta left out; OpenML's -1 ('not computed') made missing: "
+                       "automl-meta left out, "
+                       f"{len(q.get('not_stored_unreliable', []))} moments of the numeric "
+                       "attributes left out as unreliable; OpenML's -1 ('not computed') "
+                       "made missing: "
                        f"{sum(q.get('minus_one_to_missing', {}).values())} values; nominal "
                        "distinct values filled from the target: "
                        f"{q.get('nominal_distinct_from_target', 0)} tasks; fractions "
@@ -665,7 +675,8 @@ def _float(value: Any) -> float:
 
 
 def clean_qualities(qualities: Mapping[int, Mapping[str, Any]],
-                    keep: Sequence[str] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+                    keep: Sequence[str] | None = None, *, drop_unreliable: bool = True
+                    ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """OpenML's qualities as automl-meta's meta-features (see the module docstring).
 
     Parameters
@@ -674,13 +685,17 @@ def clean_qualities(qualities: Mapping[int, Mapping[str, Any]],
         ``{task_id: {quality: value}}``.
     keep : sequence of str, optional
         The qualities to keep (default: every meta-feature automl-meta computes).
+    drop_unreliable : bool
+        Leave out the qualities named by :data:`UNRELIABLE_QUALITIES` (as the layer does);
+        False keeps them, to compare them with ours.
 
     Returns
     -------
     (DataFrame, dict)
         One row per task id (index), one float column per kept quality; and what was
         changed: ``minus_one_to_missing`` (per quality), ``nominal_distinct_from_target``
-        (tasks), ``fraction_to_percent`` (per quality), ``stored`` and ``not_stored``.
+        (tasks), ``fraction_to_percent`` (per quality), ``stored``, ``not_stored`` and
+        ``not_stored_unreliable``.
     """
     from automl_meta.meta.builder.local import all_metafeature_names
 
@@ -724,8 +739,13 @@ def clean_qualities(qualities: Mapping[int, Mapping[str, Any]],
         if is_fraction.any():
             frame.loc[is_fraction, name] = v[is_fraction] * 100
             fixes["fraction_to_percent"][name] = int(is_fraction.sum())
+    unreliable = sorted(k for k in keep if UNRELIABLE_QUALITIES in k and k in frame.columns
+                        ) if drop_unreliable else []
+    keep = [k for k in keep if k not in unreliable]
     fixes["stored"] = len([k for k in keep if k in frame.columns])
-    fixes["not_stored"] = sorted(c for c in frame.columns if c not in keep)
+    fixes["not_stored"] = sorted(c for c in frame.columns if c not in keep
+                                 and c not in unreliable)
+    fixes["not_stored_unreliable"] = unreliable
     return frame.reindex(columns=keep), fixes
 
 
