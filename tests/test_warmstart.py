@@ -81,7 +81,8 @@ def test_a_quality_a_source_does_not_record_is_left_out_for_its_tasks_only():
     )
 
     n = MIN_SOURCE_TASKS
-    tasks = pd.DataFrame({"source": ["openml-run"] * n + ["dir"] * n + ["history"]})
+    tasks = pd.DataFrame({"source": ["openml-run"] * n + [f"corpus/t{i}.arff" for i in range(n)]
+                          + ["history"]})
     prior = np.zeros((2 * n + 1, 2))
     prior[:n, 1] = np.nan  # the layer records no second quality
     prior[n, 1] = np.nan  # one corpus task lacks it
