@@ -55,6 +55,24 @@ def test_large_tables_add_boosting_with_more_capacity_after_the_defaults():
     assert svm_only == []  # not offered on 60 000 rows
 
 
+def test_a_candidates_estimate_counts_predicting_the_held_out_rows():
+    """A nearest-neighbour trial fits in no time and spends its folds predicting: its
+    estimate on held-out rows counts that, scaled by the rows predicted and fitted."""
+    from automl_meta.artifacts.holdout import HoldoutCandidate
+    from automl_meta.search.optimize import TrialRecord
+
+    knn = TrialRecord(18, "COMPLETE", 0.79, {"family": "knn"}, "tpe", [0.79] * 3,
+                      fit_seconds=0.07, duration=11.5)
+    c = HoldoutCandidate(18, "trial #18 (knn)", knn.config, knn)
+    fit_only = c.estimate(13_333, 33_940)
+    with_predict = c.estimate(13_333, 33_940, 5_000)
+    # per fold 3.76 s besides the fit, on 6 667 rows predicted against 13 333 fitted
+    assert fit_only < 1.0
+    assert with_predict == pytest.approx(fit_only + 3.763 * 5_000 / 6_666.5 * 33_940 / 13_333,
+                                         rel=1e-3)
+    assert HoldoutCandidate(-1, "hgb defaults", {"family": "hgb"}).estimate(1, 2, 3) is None
+
+
 def _friedman(n: int = 12_000) -> tuple[pd.DataFrame, pd.Series]:
     X, y = make_friedman1(n_samples=n, n_features=6, noise=1.0, random_state=0)
     return pd.DataFrame(X, columns=[f"x{i}" for i in range(6)]), pd.Series(y, name="y")

@@ -57,12 +57,21 @@ class HoldoutCandidate:
     def family(self) -> str:
         return str(self.config.get("family", ""))
 
-    def estimate(self, train_rows: int, fit_rows: int) -> float | None:
-        """Estimated seconds to fit it on ``fit_rows`` rows (None: not measured)."""
+    def estimate(self, train_rows: int, fit_rows: int, eval_rows: int = 0) -> float | None:
+        """Estimated seconds to fit it on ``fit_rows`` rows and predict ``eval_rows`` (None:
+        not measured). The prediction is the trial's seconds per fold besides the fit,
+        scaled by the rows predicted and by the rows fitted (a nearest-neighbour model
+        compares each row with every training row; for the others this errs long)."""
         if self.record is None:
             return None
-        return refit_seconds(self.record.fit_seconds, train_rows, fit_rows,
-                             exponent=fit_exponent(self.family))
+        fit = refit_seconds(self.record.fit_seconds, train_rows, fit_rows,
+                            exponent=fit_exponent(self.family))
+        n_folds = len(self.record.fold_scores)
+        if not eval_rows or n_folds < 2:
+            return fit
+        rest = max(0.0, self.record.duration / n_folds - self.record.fit_seconds)
+        val_rows = max(1.0, train_rows / (n_folds - 1))
+        return fit + rest * (eval_rows / val_rows) * max(1.0, fit_rows / max(train_rows, 1))
 
 
 def holdout_candidates(ranked: Sequence[Any], space: Any, task: str, *,
@@ -213,7 +222,7 @@ def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[
     n_fit, n_all = len(fit_rows), len(y)
     by_key = {c.key: c for c in candidates}
     jobs = [(c.key, ("holdout", c.config, fit_rows, eval_rows),
-             c.estimate(train_rows, n_fit)) for c in candidates]
+             c.estimate(train_rows, n_fit, len(eval_rows))) for c in candidates]
     answers, failed, interrupted = _run_side_by_side(jobs, workers, window_end, True)
     rows = []
     for c in candidates:
