@@ -14,7 +14,7 @@ row but a held-out set drawn from those rows, and compared on it:
   of :data:`~automl_meta.defaults.HOLDOUT_LARGE_ROWS` rows or more gradient boosting with
   more capacity (:data:`~automl_meta.defaults.HOLDOUT_LARGE_SETTINGS`);
 - they are fitted side by side on the workers, in that order, as long as their estimated
-  fit time (:func:`automl_meta.budget.refit_seconds` of the trial's per-fold fit time) fits
+  time (:meth:`HoldoutCandidate.estimate`: the fit, and predicting the held-out rows) fits
   in the time left; the search's best trial is always tried;
 - the ensemble selection (:func:`~automl_meta.artifacts.ensemble.select_ensemble`) runs on
   their held-out predictions, starting from the best of them; with ``size`` 1 the best one
