@@ -92,6 +92,10 @@ HOLDOUT_REFIT_FACTOR = 1.5
 #: the folds done, would end past its time-out or the search's end (where it would be
 #: stopped anyway, with nothing to show for the worker's time)
 FOLD_PACE_MARGIN = 1.25
+#: the refit on all rows of a member chosen on held-out rows is estimated from its fit without
+#: them (measured on nearly as many rows, side by side as the refits run) with this safety
+#: factor; a refit that does not end in time leaves the member's fit as it is
+HOLDOUT_REFIT_SAFETY = 1.1
 #: a budget that affords fewer typical 5-fold trials than this (all workers together, in
 #: ``SEARCH_SHARE`` of it) runs 3 folds per trial: more configurations, each less exactly
 FIVE_FOLD_MIN_TRIALS = 24

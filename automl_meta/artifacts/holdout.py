@@ -35,7 +35,7 @@ import numpy as np
 
 from automl_meta import metrics as metrics_mod
 from automl_meta.artifacts.ensemble import Ensemble, describe, select_ensemble
-from automl_meta.budget import refit_seconds
+from automl_meta.budget import HOLDOUT_REFIT_SAFETY, refit_seconds
 from automl_meta.search.families import fit_exponent
 from automl_meta.search.workers import EvaluationFailed, EvaluationTimeout
 
@@ -254,6 +254,7 @@ def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[
     # refit the chosen members on all rows, side by side, where the time left allows
     refit_jobs = [(k, ("fit", by_key[k].config),
                    refit_seconds(answers[k]["fit_seconds"], n_fit, n_all,
+                                 safety=HOLDOUT_REFIT_SAFETY,
                                  exponent=fit_exponent(by_key[k].family)))
                   for k in weights if offered is None or by_key[k].family in offered]
     refitted: dict[Any, dict] = {}
