@@ -32,7 +32,8 @@ def test_holdout_rows_only_for_tables_larger_than_the_search():
 
 def test_large_tables_add_boosting_with_more_capacity_after_the_defaults():
     """On a table of HOLDOUT_LARGE_ROWS rows or more the large-table settings join the
-    candidates after the families' defaults, as valid configurations of the space; on a
+    candidates right after their family's defaults (before the linear model's, which can be
+    slow on many rows), as valid configurations of the space; on a
     smaller table, or for a family the space does not offer there, they do not."""
     from automl_meta.defaults import HOLDOUT_LARGE_SETTINGS
 
@@ -43,9 +44,9 @@ def test_large_tables_add_boosting_with_more_capacity_after_the_defaults():
                                default_families=("hgb", "linear"), fit_rows=60_000,
                                large_settings=HOLDOUT_LARGE_SETTINGS)
     assert [c.label for c in plain] == ["hgb defaults", "linear defaults"]
-    assert [c.label for c in large] == ["hgb defaults", "linear defaults",
-                                        "hgb, large-table settings"]
-    extra = large[-1]
+    assert [c.label for c in large] == ["hgb defaults", "hgb, large-table settings",
+                                        "linear defaults"]
+    extra = large[1]
     assert space.check_config(extra.config, "regression") is None
     assert extra.config == space.default_config("hgb", "regression") | HOLDOUT_LARGE_SETTINGS[
         "hgb"]
@@ -71,6 +72,37 @@ def test_a_candidates_estimate_counts_predicting_the_held_out_rows():
     assert with_predict == pytest.approx(fit_only + 3.763 * 5_000 / 6_666.5 * 33_940 / 13_333,
                                          rel=1e-3)
     assert HoldoutCandidate(-1, "hgb defaults", {"family": "hgb"}).estimate(1, 2, 3) is None
+
+
+class _RecordingWorker:
+    """Answers every request at once and records it."""
+
+    def __init__(self) -> None:
+        self.seen: list = []
+
+    def run(self, request, timeout):
+        self.seen.append(request)
+        return {"fit_seconds": 0.0}
+
+    def kill(self) -> None:
+        pass
+
+
+def test_the_best_trial_is_skipped_only_when_it_cannot_end():
+    """The first candidate (the search's best trial) is fitted although its estimate is
+    above the time left, as estimates err long, but not when it is more than
+    HOLDOUT_FIRST_MARGIN times the time left; the others need to fit in it."""
+    from automl_meta.artifacts.holdout import _run_side_by_side
+    from automl_meta.budget import HOLDOUT_FIRST_MARGIN
+
+    end = time.monotonic() + 10.0
+    w = _RecordingWorker()
+    jobs = [("best", ("a",), 15.0), ("other", ("b",), 15.0), ("cheap", ("c",), 1.0)]
+    answers, failed, _ = _run_side_by_side(jobs, [w], end, HOLDOUT_FIRST_MARGIN)
+    assert set(answers) == {"best", "cheap"} and "needs ~15.0 s" in failed["other"]
+    hopeless = [("best", ("a",), 10.0 * HOLDOUT_FIRST_MARGIN + 5), ("cheap", ("c",), 1.0)]
+    answers, failed, _ = _run_side_by_side(hopeless, [w], end, HOLDOUT_FIRST_MARGIN)
+    assert set(answers) == {"cheap"} and failed["best"].startswith("needs ~25.0 s")
 
 
 def _friedman(n: int = 12_000) -> tuple[pd.DataFrame, pd.Series]:

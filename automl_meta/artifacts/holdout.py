@@ -15,7 +15,8 @@ row but a held-out set drawn from those rows, and compared on it:
   more capacity (:data:`~automl_meta.defaults.HOLDOUT_LARGE_SETTINGS`);
 - they are fitted side by side on the workers, in that order, as long as their estimated
   time (:meth:`HoldoutCandidate.estimate`: the fit, and predicting the held-out rows) fits
-  in the time left; the search's best trial is always tried;
+  in the time left; the search's best trial too unless its estimate exceeds twice the
+  time left (:data:`~automl_meta.budget.HOLDOUT_FIRST_MARGIN`);
 - the ensemble selection (:func:`~automl_meta.artifacts.ensemble.select_ensemble`) runs on
   their held-out predictions, starting from the best of them; with ``size`` 1 the best one
   is the final model;
@@ -35,7 +36,7 @@ import numpy as np
 
 from automl_meta import metrics as metrics_mod
 from automl_meta.artifacts.ensemble import Ensemble, describe, select_ensemble
-from automl_meta.budget import HOLDOUT_REFIT_SAFETY, refit_seconds
+from automl_meta.budget import HOLDOUT_FIRST_MARGIN, HOLDOUT_REFIT_SAFETY, refit_seconds
 from automl_meta.search.families import fit_exponent
 from automl_meta.search.workers import EvaluationFailed, EvaluationTimeout
 
@@ -80,11 +81,12 @@ def holdout_candidates(ranked: Sequence[Any], space: Any, task: str, *,
                        large_settings: Mapping[str, Mapping[str, Any]] | None = None
                        ) -> list[HoldoutCandidate]:
     """The best trial of each family (best first, at most ``max_candidates``), with the
-    default configurations of ``default_families`` second and third: they cost little and
-    are the strongest where the subsample misleads. ``large_settings`` (family → values
-    over its defaults; given for a large table) adds those configurations after the
-    defaults. Only families the space offers on ``fit_rows`` training rows take part (a
-    kernel SVM stops at 10 000); the search's best trial always does."""
+    default configurations of ``default_families`` next: they cost little and are the
+    strongest where the subsample misleads. ``large_settings`` (family → values over its
+    defaults; given for a large table) adds such a configuration right after its family's
+    defaults (a family not among ``default_families`` gets none). Only families the space
+    offers on ``fit_rows`` training rows take part (a kernel SVM stops at 10 000); the
+    search's best trial always does."""
     families = space.family_names(task, fit_rows)
     best_of: dict[str, Any] = {}
     for i, r in enumerate(ranked):
@@ -93,15 +95,16 @@ def holdout_candidates(ranked: Sequence[Any], space: Any, task: str, *,
     trials = [HoldoutCandidate(r.number, f"trial #{r.number} ({r.family})", r.config, r)
               for r in best_of.values()]
     defaults = []
-    for i, fam in enumerate(default_families):
+    large = dict(large_settings or {})
+    for fam in default_families:
         if fam in families:
-            defaults.append(HoldoutCandidate(-1 - i, f"{fam} defaults",
+            defaults.append(HoldoutCandidate(-1 - len(defaults), f"{fam} defaults",
                                              space.default_config(fam, task)))
-    for i, (fam, values) in enumerate((large_settings or {}).items()):
-        if fam in families:
-            config = space.adapt_config(space.default_config(fam, task) | dict(values), task)
-            defaults.append(HoldoutCandidate(-1 - len(default_families) - i,
-                                             f"{fam}, large-table settings", config))
+            if fam in large:  # a family's settings for a large table right after its defaults
+                config = space.adapt_config(space.default_config(fam, task) | dict(large[fam]),
+                                            task)
+                defaults.append(HoldoutCandidate(-1 - len(defaults),
+                                                 f"{fam}, large-table settings", config))
     return trials[:1] + defaults + trials[1:max(1, max_candidates)]
 
 
@@ -125,13 +128,14 @@ class HoldoutOutcome:
 
 
 def _run_side_by_side(jobs: list[tuple[Any, tuple, float | None]], workers: Sequence[Any],
-                      window_end: float | None, always_first: bool
+                      window_end: float | None, first_margin: float = 1.0
                       ) -> tuple[dict[Any, dict], dict[Any, str], bool]:
     """Run ``(key, request, estimate)`` jobs in order on ``workers``, one thread each.
 
-    A job whose estimate does not fit in the time left is skipped (except the first when
-    ``always_first``); each runs with the time left as its time-out. Returns the answers and
-    the reasons of the jobs that produced none, by key, and whether Ctrl-C stopped them.
+    A job whose estimate does not fit in the time left is skipped (the first one only when
+    its estimate exceeds ``first_margin`` times the time left); each runs with the time left
+    as its time-out. Returns the answers and the reasons of the jobs that produced none, by
+    key, and whether Ctrl-C stopped them.
     """
     lock = threading.Lock()
     queue = list(jobs)
@@ -146,9 +150,9 @@ def _run_side_by_side(jobs: list[tuple[Any, tuple, float | None]], workers: Sequ
                     return
                 key, request, est = queue.pop(0)
                 left = None if window_end is None else window_end - time.monotonic()
+                margin = first_margin if key == first_key else 1.0
                 if left is not None and (left <= 0.2 or (
-                        est is not None and est > left
-                        and not (always_first and key == first_key))):
+                        est is not None and est > margin * left)):
                     failed[key] = (f"needs ~{est:.1f} s, {max(0.0, left):.1f} s left"
                                    if est is not None and left > 0.2 else "no time left")
                     continue
@@ -192,7 +196,8 @@ def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[
     Parameters
     ----------
     candidates : sequence of HoldoutCandidate
-        From :func:`holdout_candidates`; the first is always fitted.
+        From :func:`holdout_candidates`; the first is fitted unless its estimate exceeds
+        ``HOLDOUT_FIRST_MARGIN`` times the time left.
     workers : sequence of Worker
         Workers whose context holds all rows (``y`` are its targets).
     y : ndarray
@@ -223,7 +228,8 @@ def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[
     by_key = {c.key: c for c in candidates}
     jobs = [(c.key, ("holdout", c.config, fit_rows, eval_rows),
              c.estimate(train_rows, n_fit, len(eval_rows))) for c in candidates]
-    answers, failed, interrupted = _run_side_by_side(jobs, workers, window_end, True)
+    answers, failed, interrupted = _run_side_by_side(jobs, workers, window_end,
+                                                     HOLDOUT_FIRST_MARGIN)
     rows = []
     for c in candidates:
         a = answers.get(c.key)
@@ -262,7 +268,7 @@ def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[
                     if offered is not None and by_key[k].family not in offered}
     if not interrupted and refit_jobs:
         refitted, failed_refits, interrupted = _run_side_by_side(
-            refit_jobs, workers, window_end if refit_end is None else refit_end, False)
+            refit_jobs, workers, window_end if refit_end is None else refit_end)
         not_refitted |= failed_refits
     members = []
     for k, w in weights.items():
