@@ -75,12 +75,12 @@ def test_a_quality_a_source_does_not_record_is_left_out_for_its_tasks_only():
     not import) weighs nothing for that source's tasks; the same gap on a few tasks of
     another source is a difference (it may be undefined there)."""
     from automl_meta.meta.neighbors import (
-        MIN_SOURCE_TASKS,
+        MIN_LAYER_TASKS,
         MISSING_PENALTY,
         unrecorded_weights,
     )
 
-    n = MIN_SOURCE_TASKS
+    n = MIN_LAYER_TASKS
     tasks = pd.DataFrame({"source": ["openml-run"] * n + [f"corpus/t{i}.arff" for i in range(n)]
                           + ["history"]})
     prior = np.zeros((2 * n + 1, 2))

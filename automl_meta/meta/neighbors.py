@@ -14,7 +14,7 @@ exactly one has it (e.g. entropy qualities exist only with nominal attributes), 
 neither has it (both undefined is a similarity). A quality that no task of a metabase
 layer records (e.g. the moments the ``openml-runs`` layer does not import) is not a
 difference: for that layer's tasks it is left out of the sum (``w_f = 0``), when the layer
-has at least ``MIN_SOURCE_TASKS`` tasks of the kind (fewer: it may just be undefined on all
+has at least ``MIN_LAYER_TASKS`` tasks of the kind (fewer: it may just be undefined on all
 of them).
 
 Prior tasks are compared within the same task kind: classification (binary and multiclass,
@@ -37,7 +37,7 @@ MISSING_PENALTY = 2.0
 CLIP = 5.0
 #: a quality missing on every task of a layer of at least this many tasks is one the layer
 #: does not record, not one undefined on its tasks
-MIN_SOURCE_TASKS = 10
+MIN_LAYER_TASKS = 10
 
 #: meta-features the distance uses, per task kind, and whether each is log-scaled
 DISTANCE_FEATURES: dict[str, dict[str, bool]] = {
@@ -135,16 +135,16 @@ def distances(query: np.ndarray, prior: np.ndarray,
 def unrecorded_weights(tasks: pd.DataFrame, prior: np.ndarray) -> np.ndarray:
     """Per-task weights of the distance: 0 for a meta-feature that no task of the task's
     layer (:func:`~automl_meta.meta.metabase.task_layer` of its ``source``) records, when
-    the layer has at least ``MIN_SOURCE_TASKS`` of the tasks given; else 1."""
+    the layer has at least ``MIN_LAYER_TASKS`` of the tasks given; else 1."""
     from automl_meta.meta.metabase import task_layer
 
     w = np.ones(prior.shape)
     if "source" not in tasks.columns:
         return w
-    sources = tasks["source"].map(task_layer).to_numpy(dtype=str)
-    for source in np.unique(sources):
-        rows = sources == source
-        if rows.sum() >= MIN_SOURCE_TASKS:
+    layers = tasks["source"].map(task_layer).to_numpy(dtype=str)
+    for layer in np.unique(layers):
+        rows = layers == layer
+        if rows.sum() >= MIN_LAYER_TASKS:
             w[np.ix_(rows, np.isnan(prior[rows]).all(axis=0))] = 0.0
     return w
 

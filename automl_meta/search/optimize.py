@@ -379,8 +379,7 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
                 trial.report(mean, k)
                 if k < n_folds - 1 and trial.should_prune():
                     raise optuna.TrialPruned()
-                if k < n_folds - 1:
-                    _check_pace(trial_start, k + 1, n_folds, trial_end, search_deadline())
+                _check_pace(trial_start, k + 1, n_folds, trial_end, search_deadline())
             value = float(np.mean(scores))
             with oof_lock:
                 best = result.best

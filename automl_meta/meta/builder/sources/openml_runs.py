@@ -119,12 +119,12 @@ _PERCENTAGES = {
     "PercentageOfInstancesWithMissingValues": ("NumberOfInstancesWithMissingValues",
                                                ("NumberOfInstances",)),
 }
-#: OpenML qualities not imported because the published values do not describe the dataset
-#: as ours do: the moments of the numeric attributes (means, standard deviations, skewness,
-#: kurtosis) agree with ours on a quarter of the datasets both describe
+#: OpenML qualities (names containing these) not imported because the published values do
+#: not describe the dataset as ours do: the moments of the numeric attributes (means,
+#: standard deviations, skewness, kurtosis) agree with ours on a quarter of the pairs
 #: (``benchmarks/results/metafeature_agreement.md``); the neighbour distance leaves out, for
 #: the layer's tasks, what the layer does not record (:func:`automl_meta.meta.neighbors.nearest`)
-UNRELIABLE_QUALITIES = "OfNumericAtts"
+UNRELIABLE_QUALITIES = ("OfNumericAtts",)
 _NOMINAL_DISTINCT = ("MaxNominalAttDistinctValues", "MinNominalAttDistinctValues",
                      "MeanNominalAttDistinctValues", "StdvNominalAttDistinctValues")
 #: linking tolerances (see the module docstring)
@@ -739,8 +739,8 @@ def clean_qualities(qualities: Mapping[int, Mapping[str, Any]],
         if is_fraction.any():
             frame.loc[is_fraction, name] = v[is_fraction] * 100
             fixes["fraction_to_percent"][name] = int(is_fraction.sum())
-    unreliable = sorted(k for k in keep if UNRELIABLE_QUALITIES in k and k in frame.columns
-                        ) if drop_unreliable else []
+    unreliable = sorted(k for k in keep if k in frame.columns and any(
+        s in k for s in UNRELIABLE_QUALITIES)) if drop_unreliable else []
     keep = [k for k in keep if k not in unreliable]
     fixes["stored"] = len([k for k in keep if k in frame.columns])
     fixes["not_stored"] = sorted(c for c in frame.columns if c not in keep
