@@ -92,8 +92,9 @@ HOLDOUT_REFIT_FACTOR = 1.5
 #: the folds done, would end past its time-out or the search's end (where it would be
 #: stopped anyway, with nothing to show for the worker's time)
 FOLD_PACE_MARGIN = 1.25
-#: the search's best trial is fitted among the held-out candidates unless its estimate
-#: exceeds this many times the time left (estimates err long; beyond that it cannot end)
+#: the search's best trial is fitted among the held-out candidates (on the search's rows if
+#: no more fit in the time left) unless its estimate there exceeds this many times the time
+#: left (estimates err long; beyond that it cannot end)
 HOLDOUT_FIRST_MARGIN = 2.0
 #: the refit on all rows of a member chosen on held-out rows is estimated from its fit without
 #: them (measured on nearly as many rows, side by side as the refits run) with this safety

@@ -696,7 +696,8 @@ class AutoML(BaseEstimator):
                 n_classes=len(dataset.classes or []), size=int(size), train_rows=train_rows,
                 window_end=None if deadline is None else deadline + 0.3 * grace,
                 refit_end=None if deadline is None else deadline - self._reserve,
-                offered=space.family_names(dataset.task, n))
+                offered=space.family_names(dataset.task, n),
+                search_rows=self._search_idx, seed=self.seed)
             self._holdout_info = outcome.info
             if outcome.interrupted:
                 search.interrupted = True

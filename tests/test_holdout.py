@@ -105,6 +105,50 @@ def test_the_best_trial_is_skipped_only_when_it_cannot_end():
     assert set(answers) == {"cheap"} and failed["best"].startswith("needs ~25.0 s")
 
 
+def test_a_trial_with_no_time_for_all_rows_is_fitted_on_fewer():
+    """A trial whose held-out fit on all rows cannot end in the time left is fitted on as
+    many as can, always including the search's rows (where its CV score comes from), and
+    says so; one whose search rows alone cannot end is skipped, unless it is the first and
+    within HOLDOUT_FIRST_MARGIN of the time left, where it runs on the search's rows."""
+    from automl_meta.artifacts.holdout import HoldoutCandidate, _fewer_rows, _run_side_by_side
+    from automl_meta.budget import HOLDOUT_FIRST_MARGIN
+    from automl_meta.search.optimize import TrialRecord
+
+    svm = TrialRecord(2, "COMPLETE", 0.89, {"family": "svm"}, "tpe", [0.89] * 3,
+                      fit_seconds=1.0, duration=3.3)
+    c = HoldoutCandidate(2, "trial #2 (svm)", svm.config, svm)
+    fit_rows, eval_rows = np.arange(12_000), np.arange(12_000, 15_000)
+    search = np.arange(0, 12_000, 4)  # 3 000 rows, 2 000 in each CV fit
+    extra = np.random.default_rng(0).permutation(np.setdiff1d(fit_rows, search))
+    smaller = _fewer_rows(c, 2_000, fit_rows, eval_rows, search, extra)
+    assert _fewer_rows(HoldoutCandidate(-1, "hgb defaults", {"family": "hgb"}), 2_000,
+                       fit_rows, eval_rows, search, extra) is None
+
+    def est(rows: int) -> float:
+        return c.estimate(2_000, rows, len(eval_rows))
+
+    left = est(6_000)
+    assert est(12_000) > left
+    w = _RecordingWorker()
+    jobs = [("cheap", ("c",), 0.1), (2, ("holdout", c.config, fit_rows, eval_rows),
+                                      est(12_000), smaller)]
+    answers, failed, _ = _run_side_by_side(jobs, [w], time.monotonic() + left + 0.05)
+    assert set(answers) == {"cheap", 2} and not failed
+    rows = w.seen[-1][2]
+    assert set(search) <= set(rows) and len(set(rows)) == len(rows)
+    assert 5_800 <= len(rows) <= 6_000 and answers[2]["fit_rows"] == len(rows)
+    assert est(len(rows)) <= left + 0.05
+
+    # not even the search's rows fit: skipped; as the first job, run on them within the margin
+    short = est(3_000) * 0.8
+    answers, failed, _ = _run_side_by_side(jobs, [w], time.monotonic() + short)
+    assert 2 not in answers and failed[2].startswith("needs ~")
+    first = jobs[1:] + jobs[:1]
+    answers, _, _ = _run_side_by_side(first, [w], time.monotonic() + short,
+                                      HOLDOUT_FIRST_MARGIN)
+    assert answers[2]["fit_rows"] == 3_000 and len(w.seen[-2][2]) == 3_000
+
+
 def _friedman(n: int = 12_000) -> tuple[pd.DataFrame, pd.Series]:
     X, y = make_friedman1(n_samples=n, n_features=6, noise=1.0, random_state=0)
     return pd.DataFrame(X, columns=[f"x{i}" for i in range(6)]), pd.Series(y, name="y")

@@ -15,8 +15,11 @@ row but a held-out set drawn from those rows, and compared on it:
   more capacity (:data:`~automl_meta.defaults.HOLDOUT_LARGE_SETTINGS`);
 - they are fitted side by side on the workers, in that order, as long as their estimated
   time (:meth:`HoldoutCandidate.estimate`: the fit, and predicting the held-out rows) fits
-  in the time left; the search's best trial too unless its estimate exceeds twice the
-  time left (:data:`~automl_meta.budget.HOLDOUT_FIRST_MARGIN`);
+  in the time left; a trial whose estimate does not is fitted on as many of those rows as
+  the time left allows, down to the search's own rows (where its CV score comes from),
+  and skipped only when even those do not fit (the search's best trial only when they are
+  estimated at more than :data:`~automl_meta.budget.HOLDOUT_FIRST_MARGIN` times the time
+  left);
 - the ensemble selection (:func:`~automl_meta.artifacts.ensemble.select_ensemble`) runs on
   their held-out predictions, starting from the best of them; with ``size`` 1 the best one
   is the final model;
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,15 +130,25 @@ class HoldoutOutcome:
     interrupted: bool = False
 
 
-def _run_side_by_side(jobs: list[tuple[Any, tuple, float | None]], workers: Sequence[Any],
-                      window_end: float | None, first_margin: float = 1.0
-                      ) -> tuple[dict[Any, dict], dict[Any, str], bool]:
-    """Run ``(key, request, estimate)`` jobs in order on ``workers``, one thread each.
+#: a job for :func:`_run_side_by_side`: ``(key, request, estimate)``, optionally with a
+#: fourth element, ``smaller(limit, least=False)``: the same job on the most rows (with
+#: ``least``, its fewest rows) whose estimate is at most ``limit`` seconds, as ``(request,
+#: estimate, rows)``, or None when none is
+Job = tuple[Any, ...]
 
-    A job whose estimate does not fit in the time left is skipped (the first one only when
-    its estimate exceeds ``first_margin`` times the time left); each runs with the time left
-    as its time-out. Returns the answers and the reasons of the jobs that produced none, by
-    key, and whether Ctrl-C stopped them.
+
+def _run_side_by_side(jobs: list[Job], workers: Sequence[Any], window_end: float | None,
+                      first_margin: float = 1.0
+                      ) -> tuple[dict[Any, dict], dict[Any, str], bool]:
+    """Run ``(key, request, estimate[, smaller])`` jobs in order on ``workers``, one thread
+    each.
+
+    A job whose estimate does not fit in the time left runs on fewer rows (``smaller``) if
+    that fits, and is skipped otherwise; the first job is also run on its fewest rows, or
+    as it is without ``smaller``, while its estimate is within ``first_margin`` times the
+    time left. Each runs with the time left as its time-out. Returns the answers (with
+    ``fit_rows`` for a job run on fewer rows) and the reasons of the jobs that produced
+    none, by key, and whether Ctrl-C stopped them.
     """
     lock = threading.Lock()
     queue = list(jobs)
@@ -148,9 +161,18 @@ def _run_side_by_side(jobs: list[tuple[Any, tuple, float | None]], workers: Sequ
             with lock:
                 if not queue:
                     return
-                key, request, est = queue.pop(0)
+                key, request, est, *more = queue.pop(0)
+                smaller: Callable[..., tuple[tuple, float, int] | None] | None = (
+                    more[0] if more else None)
                 left = None if window_end is None else window_end - time.monotonic()
                 margin = first_margin if key == first_key else 1.0
+                rows = None
+                if left is not None and left > 0.2 and est is not None and est > left \
+                        and smaller is not None:
+                    fewer = smaller(left) or (
+                        smaller(margin * left, least=True) if margin > 1 else None)
+                    if fewer is not None:
+                        request, est, rows = fewer
                 if left is not None and (left <= 0.2 or (
                         est is not None and est > margin * left)):
                     failed[key] = (f"needs ~{est:.1f} s, {max(0.0, left):.1f} s left"
@@ -160,9 +182,11 @@ def _run_side_by_side(jobs: list[tuple[Any, tuple, float | None]], workers: Sequ
                 out = worker.run(request, left)
             except (EvaluationTimeout, EvaluationFailed) as exc:
                 with lock:
-                    failed[key] = str(exc)
+                    failed[key] = str(exc) + ("" if rows is None else f" (on {rows} rows)")
                 continue
             with lock:
+                if rows is not None:
+                    out["fit_rows"] = rows
                 answers[key] = out
 
     threads = [threading.Thread(target=drive, args=(w,), daemon=True) for w in workers]
@@ -176,7 +200,7 @@ def _run_side_by_side(jobs: list[tuple[Any, tuple, float | None]], workers: Sequ
     except KeyboardInterrupt:  # Ctrl-C / SIGTERM: stop the fits, keep what is fitted
         interrupted = True
         with lock:
-            for key, _, _ in queue:
+            for key, *_ in queue:
                 failed[key] = "interrupted"
             queue.clear()
         for w in workers:
@@ -186,18 +210,49 @@ def _run_side_by_side(jobs: list[tuple[Any, tuple, float | None]], workers: Sequ
     return answers, failed, interrupted
 
 
+def _fewer_rows(candidate: HoldoutCandidate, train_rows: int, fit_rows: np.ndarray,
+                eval_rows: np.ndarray, search_rows: np.ndarray | None, extra: np.ndarray
+                ) -> Callable[..., tuple[tuple, float, int] | None] | None:
+    """For a trial: its held-out fit on the most rows whose estimate fits in a limit, from
+    the search's rows (where its CV score comes from) plus the first of ``extra`` (the other
+    fit rows, shuffled); None for a candidate with no measured trial or no rows to spare."""
+    if candidate.record is None or search_rows is None \
+            or not 0 < len(search_rows) < len(fit_rows):
+        return None
+    low, high, n_eval = len(search_rows), len(fit_rows), len(eval_rows)
+
+    def estimate(rows: int) -> float:
+        est = candidate.estimate(train_rows, rows, n_eval)
+        return float("inf") if est is None else est
+
+    def smaller(limit: float, least: bool = False) -> tuple[tuple, float, int] | None:
+        if estimate(low) > limit:
+            return None
+        a, b = low, high  # the estimate grows with the rows: fits at a, not at b
+        while not least and b - a > max(1, high // 100):
+            mid = (a + b) // 2
+            a, b = (mid, b) if estimate(mid) <= limit else (a, mid)
+        rows = np.sort(np.concatenate([search_rows, extra[:a - low]]))
+        return ("holdout", candidate.config, rows, eval_rows), estimate(a), a
+
+    return smaller
+
+
 def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[Any], *,
                       y: np.ndarray, fit_rows: np.ndarray, eval_rows: np.ndarray,
                       metric: str, task: str, n_classes: int, size: int, train_rows: int,
                       window_end: float | None, refit_end: float | None = None,
-                      offered: Sequence[str] | None = None) -> HoldoutOutcome:
+                      offered: Sequence[str] | None = None,
+                      search_rows: np.ndarray | None = None, seed: int = 0
+                      ) -> HoldoutOutcome:
     """Fit the candidates without the held-out rows, choose on them, refit on all rows.
 
     Parameters
     ----------
     candidates : sequence of HoldoutCandidate
-        From :func:`holdout_candidates`; the first is fitted unless its estimate exceeds
-        ``HOLDOUT_FIRST_MARGIN`` times the time left.
+        From :func:`holdout_candidates`; a trial whose estimate does not fit in the time
+        left is fitted on fewer rows (``search_rows`` and more); the first is skipped only
+        when its estimate on ``search_rows`` exceeds ``HOLDOUT_FIRST_MARGIN`` times it.
     workers : sequence of Worker
         Workers whose context holds all rows (``y`` are its targets).
     y : ndarray
@@ -218,6 +273,11 @@ def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[
     offered : sequence of str, optional
         Families the space offers on all rows: a member of another family (a kernel SVM
         past its row limit) keeps its fit without the held-out rows.
+    search_rows : ndarray, optional
+        The rows the search saw (among ``fit_rows``): the fewest a trial is fitted on when
+        the time left does not allow all of ``fit_rows`` (default: it is skipped then).
+    seed : int
+        Seeds the choice of the rows added to ``search_rows`` in that case.
 
     Returns
     -------
@@ -226,8 +286,13 @@ def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[
     m = metrics_mod.METRICS[metric]
     n_fit, n_all = len(fit_rows), len(y)
     by_key = {c.key: c for c in candidates}
+    extra = np.array([], dtype=int)
+    if search_rows is not None:
+        extra = np.random.default_rng(seed).permutation(np.setdiff1d(fit_rows, search_rows))
     jobs = [(c.key, ("holdout", c.config, fit_rows, eval_rows),
-             c.estimate(train_rows, n_fit, len(eval_rows))) for c in candidates]
+             c.estimate(train_rows, n_fit, len(eval_rows)),
+             _fewer_rows(c, train_rows, fit_rows, eval_rows, search_rows, extra))
+            for c in candidates]
     answers, failed, interrupted = _run_side_by_side(jobs, workers, window_end,
                                                      HOLDOUT_FIRST_MARGIN)
     rows = []
@@ -238,6 +303,7 @@ def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[
                      "cv_score": None if c.record is None else c.record.score,
                      "holdout_score": None if a is None else a["score"],
                      "fit_seconds": None if a is None else round(a["fit_seconds"], 3),
+                     "fit_rows": None if a is None else int(a.get("fit_rows", n_fit)),
                      "skipped": failed.get(c.key)})
     info: dict[str, Any] = {"rows": int(len(eval_rows)), "fit_rows": int(n_fit),
                             "candidates": rows, "interrupted": interrupted}
@@ -259,7 +325,8 @@ def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[
                 selected_score=selection.score, picks=selection.rounds)
     # refit the chosen members on all rows, side by side, where the time left allows
     refit_jobs = [(k, ("fit", by_key[k].config),
-                   refit_seconds(answers[k]["fit_seconds"], n_fit, n_all,
+                   refit_seconds(answers[k]["fit_seconds"], answers[k].get("fit_rows", n_fit),
+                                 n_all,
                                  safety=HOLDOUT_REFIT_SAFETY,
                                  exponent=fit_exponent(by_key[k].family)))
                   for k in weights if offered is None or by_key[k].family in offered]
@@ -277,6 +344,8 @@ def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[
                         "trial": k if k >= 0 else None, "weight": w,
                         "holdout_score": answers[k]["score"],
                         "all_rows": k in refitted,
+                        "fit_rows": n_all if k in refitted else int(
+                            answers[k].get("fit_rows", n_fit)),
                         "fit_seconds": round(float(out["fit_seconds"]), 3),
                         "why_not_all_rows": None if k in refitted else
                         not_refitted.get(k, "interrupted")})
@@ -289,6 +358,8 @@ def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[
              f"(fitted on the other {n_fit})")
     if len(weights) == 1:
         reason = f"{top.label}: best of {len(scored)} candidates {scale}"
+        if members[0]["fit_rows"] < n_fit:
+            reason += f"; fitted on {members[0]['fit_rows']} of them (no time for more)"
         if not members[0]["all_rows"]:
             reason += f"; not refitted on all rows ({members[0]['why_not_all_rows']})"
         info["reason"] = reason

@@ -1135,16 +1135,18 @@ def _section_holdout(ctx: _Context) -> str:
                    "or too few were left outside it)")
     parts = [f"<p>The search ranked configurations on a subsample. The best trial of each "
              f"family and default configurations were fitted on {_int(hold.get('fit_rows'))} "
-             f"rows and compared on {_int(hold.get('rows'))} rows the search did not see; "
-             "the final model is the best of them (or their ensemble selected on those "
+             "rows (a trial on fewer, down to the search's, when the time left did not "
+             f"allow all) and compared on {_int(hold.get('rows'))} rows the search did not "
+             "see; the final model is the best of them (or their ensemble selected on those "
              "rows), refitted on all rows where there was time.</p>"]
     rows = [(_e(c.get("label")), _e(_family_label(c.get("family"))), _num(c.get("cv_score")),
              f"<b>{_num(c.get('holdout_score'))}</b>" if _isnum(c.get("holdout_score"))
-             else "—", _seconds(c.get("fit_seconds")), _e(c.get("skipped") or ""))
+             else "—", _int(c.get("fit_rows")), _seconds(c.get("fit_seconds")),
+             _e(c.get("skipped") or ""))
             for c in hold.get("candidates") or [] if isinstance(c, dict)]
     parts.append(_table(["candidate", "model", f"CV {ctx.metric}",
-                         f"held-out {ctx.metric}", "fit", "not fitted"], rows,
-                        numeric=[2, 3, 4]))
+                         f"held-out {ctx.metric}", "rows fitted", "fit", "not fitted"], rows,
+                        numeric=[2, 3, 4, 5]))
     members = [m for m in hold.get("members") or [] if isinstance(m, dict)]
     if members:
         rows = [(_e(m.get("label")), _num(m.get("weight"), 3),
