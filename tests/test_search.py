@@ -258,3 +258,33 @@ def test_a_trial_whose_folds_cannot_end_in_time_is_stopped_after_a_fold():
     _check_pace(start, 1, 3, now + need + 0.5, now + need + 0.5)
     _check_pace(start, 1, 3, None, None)
     _check_pace(start, 2, 2, now, now)  # no fold left
+
+
+def test_boosting_does_not_diverge_on_a_class_of_a_handful_of_rows():
+    """A class of 2 rows among 6 000 gives gradient boosting's leaves near-zero hessians;
+    with almost no L2 and a large learning rate a scikit-learn HGB classifier then diverges
+    (training accuracy near chance on separable data). The family raises the L2 to
+    HGB_RARE_CLASS_L2 when the rarest class is that rare, and leaves it alone otherwise."""
+    from automl_meta.search.families import (
+        HGB_RARE_CLASS_L2,
+        HGB_RARE_CLASS_SHARE,
+        ModelInputs,
+        get_family,
+    )
+
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 4, size=(6_000, 8)).astype(float)
+    y = ((X[:, 0] + 2 * X[:, 1] + (X[:, 2] > 1)) % 4).astype(int)
+    y[rng.choice(len(y), 2, replace=False)] = 4
+    p = {"learning_rate": 0.4, "max_iter": 78, "max_leaf_nodes": 83, "min_samples_leaf": 59,
+         "l2_regularization": 1e-4, "max_features": 1.0}
+    counts = np.bincount(y)
+    inputs = ModelInputs(n_rows=len(y), n_inputs=8, categorical_mask=[True] * 8,
+                         min_class_count=int(counts.min()))
+    assert counts.min() < HGB_RARE_CLASS_SHARE * len(y)
+    model = get_family("hgb").build(p, True, inputs)
+    assert model.l2_regularization == HGB_RARE_CLASS_L2
+    assert (model.fit(X, y).predict(X) == y).mean() > 0.99
+    common = ModelInputs(n_rows=len(y), n_inputs=8, min_class_count=int(counts[:4].min()))
+    assert get_family("hgb").build(p, True, common).l2_regularization == 1e-4
+    assert get_family("hgb").build(p, False, inputs).l2_regularization == 1e-4

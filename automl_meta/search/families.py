@@ -39,7 +39,7 @@ class ModelInputs:
         Which model inputs are categorical codes (families with native categorical support).
     min_class_count : int, optional
         Rows of the rarest class (the SVM's probability calibration needs folds holding every
-        class).
+        class; gradient boosting needs L2 regularisation against a very rare one).
     """
 
     n_rows: int
@@ -111,14 +111,28 @@ def _class_weight(p: Mapping[str, Any]) -> str | None:
     return None if p.get("class_weight", "none") == "none" else p["class_weight"]
 
 
+#: a gradient-boosting classifier whose rarest class holds less than this share of its
+#: training rows gets at least ``HGB_RARE_CLASS_L2`` of L2 regularisation: the Newton step
+#: of a leaf is its gradients over its hessians (plus L2), and a class of a handful of rows
+#: among thousands has hessians near zero, so with little L2 and a large learning rate the
+#: leaf values overshoot and the whole model diverges (scikit-learn HGB has no cap on the
+#: step); on leaves of ordinary classes the extra L2 is negligible against their hessians
+HGB_RARE_CLASS_SHARE = 0.01
+HGB_RARE_CLASS_L2 = 0.1
+
+
 def _hgb(p: Mapping[str, Any], clf: bool, inputs: ModelInputs) -> Any:
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
     cls = HistGradientBoostingClassifier if clf else HistGradientBoostingRegressor
+    l2 = float(p["l2_regularization"])
+    if clf and inputs.min_class_count is not None \
+            and inputs.min_class_count < HGB_RARE_CLASS_SHARE * inputs.n_rows:
+        l2 = max(l2, HGB_RARE_CLASS_L2)
     return cls(learning_rate=p["learning_rate"], max_iter=int(p["max_iter"]),
                max_leaf_nodes=int(p["max_leaf_nodes"]),
                min_samples_leaf=int(p["min_samples_leaf"]),
-               l2_regularization=p["l2_regularization"], max_features=p["max_features"],
+               l2_regularization=l2, max_features=p["max_features"],
                categorical_features=inputs.categorical_mask,
                random_state=inputs.random_state)
 
