@@ -243,3 +243,22 @@ def test_no_time_left_fits_nothing_and_says_so(fitted_large):
                                 train_rows=1_000, window_end=time.monotonic())
     assert out.model is None and "no candidate" in out.reason
     assert all(c["skipped"] == "no time left" for c in out.info["candidates"])
+
+
+def test_a_classifier_svms_estimate_counts_its_probability_calibration():
+    """A kernel SVM classifier's final fit calibrates its probabilities by 3-fold CV first:
+    its held-out estimate counts the family's final_fit_factor; a regressor's does not."""
+    from automl_meta.artifacts.holdout import HoldoutCandidate
+    from automl_meta.search.families import FAMILIES
+    from automl_meta.search.optimize import TrialRecord
+
+    svm = TrialRecord(2, "COMPLETE", 0.89, {"family": "svm"}, "tpe", [0.89] * 3,
+                      fit_seconds=0.2, duration=1.3)
+    c = HoldoutCandidate(2, "trial #2 (svm)", svm.config, svm)
+    plain, clf = c.estimate(2_000, 8_000), c.estimate(2_000, 8_000, classifier=True)
+    assert FAMILIES["svm"].final_fit_factor > 1
+    assert clf == pytest.approx(plain * FAMILIES["svm"].final_fit_factor)
+    rf = HoldoutCandidate(1, "trial #1 (rf)", {"family": "rf"}, TrialRecord(
+        1, "COMPLETE", 0.85, {"family": "rf"}, "tpe", [0.85] * 3, fit_seconds=0.6,
+        duration=2.1))
+    assert rf.estimate(2_000, 8_000, classifier=True) == rf.estimate(2_000, 8_000)

@@ -40,7 +40,7 @@ import numpy as np
 from automl_meta import metrics as metrics_mod
 from automl_meta.artifacts.ensemble import Ensemble, describe, select_ensemble
 from automl_meta.budget import HOLDOUT_FIRST_MARGIN, HOLDOUT_REFIT_SAFETY, refit_seconds
-from automl_meta.search.families import fit_exponent
+from automl_meta.search.families import FAMILIES, fit_exponent
 from automl_meta.search.workers import EvaluationFailed, EvaluationTimeout
 
 
@@ -61,15 +61,21 @@ class HoldoutCandidate:
     def family(self) -> str:
         return str(self.config.get("family", ""))
 
-    def estimate(self, train_rows: int, fit_rows: int, eval_rows: int = 0) -> float | None:
+    def estimate(self, train_rows: int, fit_rows: int, eval_rows: int = 0,
+                 classifier: bool = False) -> float | None:
         """Estimated seconds to fit it on ``fit_rows`` rows and predict ``eval_rows`` (None:
         not measured). The prediction is the trial's seconds per fold besides the fit,
         scaled by the rows predicted and by the rows fitted (a nearest-neighbour model
-        compares each row with every training row; for the others this errs long)."""
+        compares each row with every training row; for the others this errs long). A
+        ``classifier``'s fit counts its family's
+        :attr:`~automl_meta.search.families.FamilySpec.final_fit_factor`."""
         if self.record is None:
             return None
         fit = refit_seconds(self.record.fit_seconds, train_rows, fit_rows,
                             exponent=fit_exponent(self.family))
+        spec = FAMILIES.get(self.family)
+        if classifier and spec is not None:
+            fit *= spec.final_fit_factor
         n_folds = len(self.record.fold_scores)
         if not eval_rows or n_folds < 2:
             return fit
@@ -211,7 +217,8 @@ def _run_side_by_side(jobs: list[Job], workers: Sequence[Any], window_end: float
 
 
 def _fewer_rows(candidate: HoldoutCandidate, train_rows: int, fit_rows: np.ndarray,
-                eval_rows: np.ndarray, search_rows: np.ndarray | None, extra: np.ndarray
+                eval_rows: np.ndarray, search_rows: np.ndarray | None, extra: np.ndarray,
+                classifier: bool = False
                 ) -> Callable[..., tuple[tuple, float, int] | None] | None:
     """For a trial: its held-out fit on the most rows whose estimate fits in a limit, from
     the search's rows (where its CV score comes from) plus the first of ``extra`` (the other
@@ -222,7 +229,7 @@ def _fewer_rows(candidate: HoldoutCandidate, train_rows: int, fit_rows: np.ndarr
     low, high, n_eval = len(search_rows), len(fit_rows), len(eval_rows)
 
     def estimate(rows: int) -> float:
-        est = candidate.estimate(train_rows, rows, n_eval)
+        est = candidate.estimate(train_rows, rows, n_eval, classifier)
         return float("inf") if est is None else est
 
     def smaller(limit: float, least: bool = False) -> tuple[tuple, float, int] | None:
@@ -289,9 +296,10 @@ def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[
     extra = np.array([], dtype=int)
     if search_rows is not None:
         extra = np.random.default_rng(seed).permutation(np.setdiff1d(fit_rows, search_rows))
+    clf = task != "regression"
     jobs = [(c.key, ("holdout", c.config, fit_rows, eval_rows),
-             c.estimate(train_rows, n_fit, len(eval_rows)),
-             _fewer_rows(c, train_rows, fit_rows, eval_rows, search_rows, extra))
+             c.estimate(train_rows, n_fit, len(eval_rows), clf),
+             _fewer_rows(c, train_rows, fit_rows, eval_rows, search_rows, extra, clf))
             for c in candidates]
     answers, failed, interrupted = _run_side_by_side(jobs, workers, window_end,
                                                      HOLDOUT_FIRST_MARGIN)

@@ -88,6 +88,10 @@ class FamilySpec:
         A fit on ``k`` times the rows takes ``k`` to this power times as long, where that
         grows faster than :data:`automl_meta.budget.REFIT_EXPONENT` (a kernel SVM's
         training: at least quadratic).
+    final_fit_factor : float
+        A classifier's final model (the one refitted, with ``final=True``) takes this many
+        times as long to fit as a CV trial's model on as many rows (a kernel SVM fits its
+        probability calibration by 3-fold CV first, then itself on all rows).
     early_stopping_rows : int, optional
         Above this many training rows the model stops early on a validation split of its
         own (scikit-learn's histogram gradient boosting, ``early_stopping="auto"``): its
@@ -105,6 +109,7 @@ class FamilySpec:
     compensate: str | None = None
     fit_exponent: float | None = None
     early_stopping_rows: int | None = None
+    final_fit_factor: float = 1.0
 
 
 def _class_weight(p: Mapping[str, Any]) -> str | None:
@@ -225,7 +230,7 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
     FamilySpec("linear", "Linear (logistic regression / ridge / elastic net)", _linear,
                cost_per_class=True),
     FamilySpec("svm", "Support vector machine (RBF kernel)", _svm, max_rows=10_000,
-               fit_exponent=2.0),
+               fit_exponent=2.0, final_fit_factor=3.0),
     FamilySpec("knn", "k-nearest neighbours", _knn, max_rows=50_000),
     FamilySpec("mlp", "Multi-layer perceptron", _mlp),
 )}
