@@ -40,7 +40,7 @@ import numpy as np
 from automl_meta import metrics as metrics_mod
 from automl_meta.artifacts.ensemble import Ensemble, describe, select_ensemble
 from automl_meta.budget import HOLDOUT_FIRST_MARGIN, HOLDOUT_REFIT_SAFETY, refit_seconds
-from automl_meta.search.families import FAMILIES, fit_exponent
+from automl_meta.search.families import final_fit_factor, fit_exponent
 from automl_meta.search.workers import EvaluationFailed, EvaluationTimeout
 
 
@@ -72,10 +72,8 @@ class HoldoutCandidate:
         if self.record is None:
             return None
         fit = refit_seconds(self.record.fit_seconds, train_rows, fit_rows,
-                            exponent=fit_exponent(self.family))
-        spec = FAMILIES.get(self.family)
-        if classifier and spec is not None:
-            fit *= spec.final_fit_factor
+                            exponent=fit_exponent(self.family)
+                            ) * final_fit_factor(self.family, classifier)
         n_folds = len(self.record.fold_scores)
         if not eval_rows or n_folds < 2:
             return fit

@@ -247,6 +247,13 @@ def fit_exponent(name: Any) -> float:
         else REFIT_EXPONENT
 
 
+def final_fit_factor(name: Any, classifier: bool) -> float:
+    """How many times a CV trial's fit the final model of family ``name`` costs on as many
+    rows (:attr:`FamilySpec.final_fit_factor` for a ``classifier``, else 1)."""
+    spec = FAMILIES.get(str(name))
+    return spec.final_fit_factor if spec is not None and classifier else 1.0
+
+
 def get_family(name: str) -> FamilySpec:
     """The record of family ``name``.
 

@@ -27,7 +27,7 @@ import optuna
 from automl_meta.budget import FOLD_PACE_MARGIN, REFIT_OVERHEAD_SECONDS, refit_seconds
 from automl_meta.metrics import METRICS
 from automl_meta.search.cv import EvalContext
-from automl_meta.search.families import FAMILIES, fit_exponent
+from automl_meta.search.families import final_fit_factor, fit_exponent
 from automl_meta.search.study import (
     WORKER_ID,
     StorageUnreachable,
@@ -318,10 +318,6 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
     oof_lock = threading.Lock()
     oof_scores: dict[int, float] = {}
 
-    def final_factor(family: str) -> float:
-        spec = FAMILIES.get(family)  # a classifier's final fit (an SVM's calibration)
-        return spec.final_fit_factor if spec is not None and ctx.task != "regression" else 1.0
-
     def search_deadline() -> float | None:
         if stop_requested.is_set():  # Ctrl-C / SIGTERM: running evaluations stop now
             return time.monotonic() - 1.0
@@ -330,10 +326,10 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         best = result.best
         if refit_rows is None or best is None:
             return deadline
-        est = refit_factor * refit_seconds(best.fit_seconds, train_rows, refit_rows,
-                                           exponent=fit_exponent(best.family)
-                                           ) * final_factor(best.family) \
-            + REFIT_OVERHEAD_SECONDS
+        fit = refit_seconds(best.fit_seconds, train_rows, refit_rows,
+                            exponent=fit_exponent(best.family))
+        fit *= final_fit_factor(best.family, ctx.task != "regression")
+        est = refit_factor * fit + REFIT_OVERHEAD_SECONDS
         window = deadline - start_mono
         return deadline - min(est, 0.4 * window)
 
