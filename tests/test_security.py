@@ -11,6 +11,7 @@ import io
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import subprocess
@@ -32,6 +33,7 @@ from automl_meta.artifacts.rundir import (
     SKOPS_ALLOWED_TYPE_VALUES,
     SKOPS_ALLOWED_TYPES,
     RunStaging,
+    _dump_skops,
     load_run,
     skops_references,
     skops_refusals,
@@ -580,3 +582,35 @@ def test_staging_of_another_user_is_never_adopted_or_deleted(small_csv, tmp_path
                                    "--n-trials", "1", "--output", out, "--quiet", *flags)
         assert code == 2 and "belongs to user id 65534" in err
         assert (staging.path / "study.journal").read_text() == "theirs"
+
+
+def test_skops_file_is_the_one_skops_writes(tmp_path):
+    """The run directory's skops writer (linear in the number of arrays) writes the file
+    ``skops.io.dump`` writes: the same schema and the same arrays, up to object ids (in the
+    schema and the arrays' file names), and it loads back to the same predictions."""
+    import skops.io as sio
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(120, 4)), np.arange(120) % 12  # 12 classes: 36 arrays a round
+    model = HistGradientBoostingClassifier(max_iter=5, early_stopping=False).fit(X, y)
+    ours, theirs = tmp_path / "ours.skops", tmp_path / "theirs.skops"
+    _dump_skops(model, ours)
+    sio.dump(model, theirs, compression=zipfile.ZIP_DEFLATED, compresslevel=1)
+
+    def normalized(path: Path) -> tuple[str, list[bytes]]:
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if n != "schema.json"]
+            schema = zf.read("schema.json").decode()
+            for i, name in enumerate(names):
+                schema = schema.replace(f'"{name}"', f'"array-{i}"')
+            ids: dict[str, str] = {}
+            schema = re.sub(r'"__id__": (\d+)',
+                            lambda m: f'"__id__": {ids.setdefault(m[1], str(len(ids)))}',
+                            schema)
+            return schema, [zf.read(n) for n in names]
+
+    assert normalized(ours) == normalized(theirs)
+    assert len(normalized(ours)[1]) > 3 * 5 * 12
+    loaded = sio.load(ours, trusted=sio.get_untrusted_types(file=ours))
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
