@@ -58,7 +58,7 @@ from automl_meta.defaults import (
 from automl_meta.errors import AutoMLError, UsageError
 from automl_meta.progress import Reporter
 from automl_meta.search.cv import fit_full, search_rows
-from automl_meta.search.families import fit_exponent
+from automl_meta.search.families import final_fit_factor, fit_exponent
 from automl_meta.search.optimize import SearchResult, TrialRecord, run_search
 from automl_meta.search.prepare import prepare_search, study_attributes
 from automl_meta.search.space import load_space
@@ -761,7 +761,9 @@ class AutoML(BaseEstimator):
                 if i > 0 and record is not None:  # skip a fallback that cannot make it
                     fit_rows = n if rows is None else len(rows)
                     est = refit_seconds(record.fit_seconds, train_rows, fit_rows,
-                                        exponent=fit_exponent(record.family))
+                                        exponent=fit_exponent(record.family)
+                                        ) * final_fit_factor(record.family,
+                                                             dataset.task != "regression")
                     if est > timeout:
                         errors.append(f"{config['family']}: needs ~{est:.0f} s, "
                                       f"{timeout:.0f} s left")
