@@ -159,9 +159,24 @@ def variants(d: dict) -> dict[str, np.ndarray]:
     top5 = np.zeros(len(oof))
     top5[:5] = 1 / min(5, len(oof))
     out["mean of top 5"] = top5[: len(oof)] / top5[: len(oof)].sum()
-    if task == "regression":
-        out["mse, 25"] = _greedy(oof, y, lambda p: -float(np.mean((p - y) ** 2)), 25)
-    else:
+    top = min(5, len(oof))
+    w = np.zeros(len(oof))
+    w[:top] = _greedy(oof[:top], y, metric, 10)
+    out["metric, 10, top-5 library"] = w
+    # selected on half of the rows, kept only if it beats the best trial on the other half
+    half = np.random.default_rng(0).permutation(len(y)) < len(y) // 2
+
+    def metric_on(rows: np.ndarray):
+        def f(pred: np.ndarray) -> float:
+            value = oof_score(pred[rows], y[rows], m, task, k)
+            return sign * value if np.isfinite(value) else -np.inf
+        return f
+
+    w_half = _greedy(oof, y, metric_on(half), 10)
+    check = metric_on(~half)
+    keep = check(np.tensordot(w_half, oof, axes=1)) > check(oof[0])
+    out["metric, 10, validated"] = out["metric, 10 (current)"] if keep else single
+    if task != "regression":
         ll = _greedy(oof, y, lambda p: -_log_loss(p, y), 25)
         out["log loss, 25"] = ll
         # log-loss selection kept only where its blend is not below the best trial on the
