@@ -335,6 +335,27 @@ def test_cli_layer_replaces_only_its_own_tasks(export_folder, tmp_path, capsys):
     assert info["layer_provenance"][om.LAYER]["flows"] == ["6969", "6970"]
 
 
+@pytest.mark.slow
+def test_refreshing_metafeatures_keeps_the_layer(export_folder, tmp_path):
+    """``--refresh-metafeatures`` recomputes the meta-features of the tasks it has data
+    for; the other tasks (here all of them: the layer's, described by OpenML's qualities,
+    and the corpus tasks, whose data is not given) keep every column as it was."""
+    from automl_meta.meta.builder.local import refresh_metafeatures
+
+    out = tmp_path / "mb"
+    shutil.copytree(bundled_metabase_dir(), out)
+    assert main(["build-metabase", str(export_folder), "--source", "openml-runs", "--output",
+                 str(out), "--max-runs-per-task", "10", "--quiet"]) == 0
+    before = load_metabase(out).tasks
+    assert (before["source"] == om.SOURCE).sum() == 2 and "licence" in before.columns
+    refresh_metafeatures([], out)
+    after = load_metabase(out).tasks
+    pd.testing.assert_frame_equal(after[before.columns].sort_values("task_id")
+                                  .reset_index(drop=True),
+                                  before.sort_values("task_id").reset_index(drop=True),
+                                  check_dtype=False)
+
+
 # ----------------------------------------------------------------------- the shared runs
 @pytest.fixture(scope="module")
 def shared_layer() -> om.RunsLayer:

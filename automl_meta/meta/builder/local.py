@@ -359,11 +359,16 @@ def refresh_metafeatures(specs: Sequence[TaskSpec], output: str | Path, *, seed:
     by_id = {s.task_id: s for s in specs}
     tasks = mb.tasks.copy()
     mf_names = all_metafeature_names()
-    tasks = tasks.drop(columns=[c for c in tasks.columns if c not in TASK_COLUMNS])
+    # a refreshed task's previous meta-features go (a name no longer computed must not
+    # linger); the tasks of other layers (no spec: e.g. imported OpenML runs, described by
+    # OpenML's qualities) keep theirs, and every task keeps its other columns
+    stale = (set(mb.manifest.get("metafeatures", {}).get("names", [])) | set(mf_names)) - set(
+        TASK_COLUMNS)
     rows = []
     for i, row in enumerate(tasks.to_dict("records")):
         spec = by_id.get(str(row["task_id"]))
         if spec is not None and row["status"] == "ok":
+            row = {k: v for k, v in row.items() if k not in stale}
             try:
                 loaded = spec.load()
                 row["target"] = loaded.dataset.target
