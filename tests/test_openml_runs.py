@@ -304,11 +304,15 @@ def test_cli_default_is_the_library_default():
 
 @pytest.mark.slow
 def test_cli_layer_replaces_only_its_own_tasks(export_folder, tmp_path, capsys):
-    """Into a copy of the bundled metabase: the corpus tasks stay as they are, the layer is
-    added with its provenance, and a second import replaces it instead of adding to it."""
+    """Into a copy of the bundled metabase: the corpus tasks stay as they are, the layer
+    (the bundled one, then this one) is replaced with its provenance, and a second import
+    replaces it instead of adding to it."""
     out = tmp_path / "mb"
     shutil.copytree(bundled_metabase_dir(), out)
-    before = load_metabase(out)
+    bundled = load_metabase(out)
+    # the bundled metabase carries the published runs' layer: the import replaces it
+    own = bundled.tasks[bundled.tasks["source"] != om.SOURCE]
+    own_results = bundled.results[bundled.results["task_id"].isin(own["task_id"])]
     argv = ["build-metabase", str(export_folder), "--source", "openml-runs", "--output",
             str(out), "--max-runs-per-task", "10"]
     assert main(argv) == 0
@@ -318,20 +322,21 @@ def test_cli_layer_replaces_only_its_own_tasks(export_folder, tmp_path, capsys):
     for _ in range(2):
         mb = load_metabase(out, space_version=load_space().version)
         layer = mb.tasks[mb.tasks["source"] == om.SOURCE]
-        assert len(layer) == 2 and len(mb.tasks) == len(before.tasks) + 2
+        assert len(layer) == 2 and len(mb.tasks) == len(own) + 2
         corpus = mb.tasks[mb.tasks["source"] != om.SOURCE]
+        columns = [c for c in own.columns if own[c].notna().any()]
         pd.testing.assert_frame_equal(
-            corpus[before.tasks.columns].reset_index(drop=True),
-            before.tasks.sort_values("task_id").reset_index(drop=True), check_dtype=False)
+            corpus[columns].sort_values("task_id").reset_index(drop=True),
+            own[columns].sort_values("task_id").reset_index(drop=True), check_dtype=False)
         old = mb.results[~mb.results["task_id"].isin(layer["task_id"])]
-        assert len(old) == len(before.results)
-        assert set(before.configs) <= set(mb.configs)
+        assert len(old) == len(own_results)
+        assert {c for c in own_results["config_id"]} <= set(mb.configs)
         prov = mb.manifest["layers"][om.LAYER]
         assert prov["counts"]["kept"] == 13 and prov["summarising"]["max_runs_per_task"] == 10
-        assert mb.manifest["normalisation"] != before.manifest["normalisation"]
+        assert mb.manifest["normalisation"] != bundled.manifest["normalisation"]
         assert main(argv + ["--quiet"]) == 0  # the refresh: same layer, nothing doubled
     info = describe_metabase(out)
-    assert info["layers"] == {"dir": len(before.tasks), "openml-run": 2}
+    assert info["layers"] == {"dir": len(own), "openml-run": 2}
     assert info["layer_provenance"][om.LAYER]["flows"] == ["6969", "6970"]
 
 
@@ -413,7 +418,8 @@ def test_adaboost_is_reported_as_no_family(shared_layer):
 @needs_runs
 @pytest.mark.slow
 def test_duplicates_are_linked_by_shape(shared_layer):
-    bundled = load_metabase(bundled_metabase_dir()).tasks.set_index("task_id")
+    bundled = load_metabase(bundled_metabase_dir()).tasks
+    bundled = bundled[bundled["source"] != om.SOURCE].set_index("task_id")  # our own tasks
     tasks = shared_layer.tasks.set_index("task_id")
     linked = tasks["linked_task_id"].dropna()
     # classic datasets of both (OpenML task -> corpus file), whatever their names
@@ -428,8 +434,8 @@ def test_duplicates_are_linked_by_shape(shared_layer):
             assert tasks.loc[task, q] == bundled.loc[corpus, q], (task, corpus, q)
         assert abs(tasks.loc[task, "NumberOfFeatures"]
                    - bundled.loc[corpus, "NumberOfFeatures"]) <= 2
-    # kr-vs-kp (task 3) and credit-g (task 31) are not in the bundled metabase: no task has
-    # their shape, so they stay unlinked
+    # kr-vs-kp (task 3) and credit-g (task 31) are not among the bundled metabase's own
+    # tasks: none has their shape, so they stay unlinked
     cls = bundled[bundled["task"].isin(["binary", "multiclass"])]
     for task in (3, 31):
         row = tasks.loc[f"openml-run/{task}"]

@@ -401,27 +401,27 @@ def test_a_registered_strategy_goes_through_the_same_checks(tiny_metabase, resto
 
 #: the bundled metabase these suggestions were recorded on (sha256 of its results.csv and
 #: tasks.csv: the trials, and the meta-features the neighbours and performance models use)
-BUNDLED_RESULTS_SHA256 = "fda8bf9fc9187c9de6b8042b757e506d88f966b939338b5949f9afb5c6c75d7a"
-BUNDLED_TASKS_SHA256 = "0d85e3d5ca8513f7cd6901aa590fbd4b4fa5a3b1873ef3d4f6a92683bc67d8e8"
+BUNDLED_RESULTS_SHA256 = "b69d4fed51d534f04601d797158fa660b6e45a8d695bd93bf031aad4b6945265"
+BUNDLED_TASKS_SHA256 = "eb77436ed4e924312a3d5fa3d2332dc9524bbd34fd013e244cf0ba522a0b86d5"
 #: suggest(n=10) with the 10 nearest tasks on that metabase (config ids, origins' task ids);
-#: "local" as the single-module warmstart.py of the previous layout returned them
+#: regression as the single-module warmstart.py of the previous layout returned them,
+#: classification as recorded when the metabase gained the openml-runs layer
 RECORDED = {
     ("breast_cancer", "learned"): (
-        ["62ca82677f28", "51baa100e4ae", "f2f268528d39", "91bf2b2c290c", "d8931ddd51e2",
-         "1cd9034616a2", "44aa4a44d984", "b975f9a800d8", "b1719c94f1c6", "f62e48126567"],
-        ["learned:classification/spambase", "learned:classification/spambase",
-         "learned:classification/soybean", "learned:classification/ionosphere",
-         "learned:classification/letter", "learned:classification/letter",
-         "learned:classification/anneal", "learned:classification/diabetes",
-         "learned:statlib/numeric/smoothmeth_cdrate", "learned:statlib/nominal/analcatdata_draft"]),
+        ["e0dd024e57cd", "963c910d93cd", "642524acce7c", "51baa100e4ae", "694aa11a468d",
+         "641e52a57997", "6c4fb8078422", "a2e411703396", "e04db4c15799", "5799ac1d8153"],
+        ["learned:openml-run/15", "learned:openml-run/125922", "learned:openml-run/14",
+         "learned:classification/spambase", "learned:classification/spambase",
+         "learned:classification/anneal.orig", "learned:classification/soybean",
+         "learned:classification/anneal.orig", "learned:statlib/numeric/hutsof99_tab3_11d",
+         "learned:agridata/eucalyptus"]),
     ("breast_cancer", "local"): (
-        ["2c0bd5418c49", "4f5da14fd7ee", "5960cc56b73f", "4479e0d09c08", "2e59cc25bd92",
-         "51baa100e4ae", "d509ef87aff3", "0e1281e50759", "91bf2b2c290c", "7651ef387241"],
-        ["neighbour:classification/column3C", "neighbour:classification/ionosphere",
-         "neighbour:classification/balance.scale", "neighbour:classification/waveform5000",
-         "neighbour:classification/heart.statlog", "neighbour:classification/spambase",
-         "neighbour:classification/iris", "neighbour:statlib/numeric/sleuth_case0102",
-         "neighbour:classification/ionosphere", "neighbour:classification/column3C"]),
+        ["e662888c426f", "39a6a59465b2", "bd46cfbc1cc6", "a6f64ee891d1", "82a9604cd33f",
+         "4894a8dd1a26", "8de79be2cd27", "cb191e97ef85", "efad8cef6b3c", "8a675d3fbcdc"],
+        ["neighbour:openml-run/43", "neighbour:openml-run/3917", "neighbour:openml-run/3918",
+         "neighbour:openml-run/3913", "neighbour:openml-run/9946", "neighbour:openml-run/9957",
+         "neighbour:openml-run/3913", "neighbour:openml-run/125923",
+         "neighbour:openml-run/3902", "neighbour:openml-run/9946"]),
     ("diabetes", "learned"): (
         ["21c1994dc155", "47bb48efc3bb", "af3a2e8dbd14", "011cea346139", "5fcf28bd729c",
          "c07626a0b02a", "eddc6a154afb", "0bfd6c947140", "5d3deecb4397", "25600b731b0c"],
