@@ -599,8 +599,8 @@ class AutoML(BaseEstimator):
             kept = [(c, o) for c, o in rest if config_id(without_cost_knobs(c)) not in tried]
             if len(kept) < len(rest):
                 log.append(f"{len(rest) - len(kept)} configuration(s) that earlier fits on a "
-                           "table with the same schema tried, without coming first there, "
-                           "are not repeated")
+                           "table with the same schema tried, below their best, are not "
+                           "repeated")
             rest = kept
         history_first = [o for _, o in first if o.startswith("history:")]
         if history_first:
@@ -645,10 +645,13 @@ class AutoML(BaseEstimator):
                  and space.check_config(p.config, dataset.task) is None
                  and (left is None or p.seconds_for(n_rows, self._n_folds)
                       <= HISTORY_MAX_TRIAL_SHARE * left)][:n_first]
-        # what earlier fits of this table tried and did not put first is not repeated by
-        # the warm start (in any size: a configuration made cheaper is the same one)
+        # what earlier fits of this table tried, below their best, is not repeated by the
+        # warm start (in any size: a configuration made cheaper is the same one); their
+        # best stay, also those too slow to come first here, which the warm start may
+        # suggest made cheaper
         self._history_tried = {config_id(without_cost_knobs(p.config)) for p in same} - {
-            config_id(without_cost_knobs(c)) for c, _ in first}
+            config_id(without_cost_knobs(c)) for c in
+            [p.config for p in same[:n_first]] + [c for c, _ in first]}
         if first and "fingerprint" in hmb.tasks:
             # earlier fits of this table have had their say: as prior tasks at distance
             # about 0 they would crowd the metabase's neighbours out of the rest of the list

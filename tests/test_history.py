@@ -76,7 +76,7 @@ def test_second_fit_starts_from_the_first_ones_best(tmp_path, capsys, _own_histo
     early = lb[lb["state"] == "COMPLETE"].head(3)["score"].max()
     assert early >= first["best"]["cv_score"] - 0.03
     assert any("same schema" in line for line in second["warm_start"]["log"])
-    # what the first fit tried without putting it first is not tried again (in any size)
+    # what the first fit tried below its best is not tried again (in any size)
     tried = {config_id(without_cost_knobs(json.loads(c)))
              for c in pd.read_csv(tmp_path / "run1" / "leaderboard.csv")["config"]}
     warm = lb[~lb["origin"].str.startswith("history:") & (lb["origin"] != "tpe")]
