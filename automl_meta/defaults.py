@@ -22,9 +22,6 @@ DEFAULT_NEIGHBORS = 10
 #: schema, from the user's history (at most half the warm start); the rest of the warm start
 #: comes from the nearest other tasks
 DEFAULT_HISTORY_FIRST = 2
-#: what those fits tried (at most this many configurations, the best first) and did not put
-#: first is not evaluated again by the warm start: its place goes to the next suggestion
-HISTORY_MAX_TRIED = 500
 #: how the warm-start configurations are chosen (see :mod:`automl_meta.meta.warmstart`)
 DEFAULT_STRATEGY = "learned"
 #: the search sees at most this many rows (a stratified subsample); the final fit sees all

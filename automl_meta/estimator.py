@@ -51,7 +51,6 @@ from automl_meta.defaults import (
     DEFAULT_SEED,
     DEFAULT_STRATEGY,
     DEFAULT_WARM_START,
-    HISTORY_MAX_TRIED,
     HOLDOUT_DEFAULT_FAMILIES,
     HOLDOUT_LARGE_ROWS,
     HOLDOUT_LARGE_SETTINGS,
@@ -59,7 +58,7 @@ from automl_meta.defaults import (
 from automl_meta.errors import AutoMLError, UsageError
 from automl_meta.progress import Reporter
 from automl_meta.search.cv import fit_full, search_rows
-from automl_meta.search.families import final_fit_factor, fit_exponent, without_cost_knobs
+from automl_meta.search.families import final_fit_factor, fit_exponent
 from automl_meta.search.optimize import SearchResult, TrialRecord, run_search
 from automl_meta.search.prepare import prepare_search, study_attributes
 from automl_meta.search.space import load_space
@@ -580,9 +579,7 @@ class AutoML(BaseEstimator):
                 strategy = "local"
                 log.append(f"strategy 'local' instead of 'learned': {why}, and fitting one "
                            f"needs {LEARNED_MIN_SECONDS:g} s of the budget left")
-        tried = getattr(self, "_history_tried", set())
-        ws = suggest(mb, neighbors, dataset.task, n_rows, space,
-                     self.warm_start + min(len(tried), self.warm_start),
+        ws = suggest(mb, neighbors, dataset.task, n_rows, space, self.warm_start,
                      strategy=strategy, metafeatures=metafeatures, surrogate=surrogate)
         suggestions, cost_log = ws.suggestions, []
         if deadline is not None:  # short budgets: cheaper configurations, and first those
@@ -595,13 +592,6 @@ class AutoML(BaseEstimator):
                 n_features=dataset.X.shape[1])
         taken = {config_id(c) for c, _ in first}
         rest = [(s.config, s.origin) for s in suggestions if config_id(s.config) not in taken]
-        if tried:
-            kept = [(c, o) for c, o in rest if config_id(without_cost_knobs(c)) not in tried]
-            if len(kept) < len(rest):
-                log.append(f"{len(rest) - len(kept)} configuration(s) that earlier fits on a "
-                           "table with the same schema tried, below their best, are not "
-                           "repeated")
-            rest = kept
         history_first = [o for _, o in first if o.startswith("history:")]
         if history_first:
             log.append(f"{len(history_first)} configuration(s) from earlier fits on a table "
@@ -623,9 +613,7 @@ class AutoML(BaseEstimator):
         folds) is not put first. A history that cannot be read is a warning."""
         from automl_meta.errors import HistoryError
         from automl_meta.meta.history import as_metabase, merge_metabases
-        from automl_meta.meta.metabase import config_id
 
-        self._history_tried: set[str] = set()
         history = self._history()
         if history is None or not history.exists():
             return [], mb
@@ -633,8 +621,7 @@ class AutoML(BaseEstimator):
         allowed = set(space.family_names(dataset.task, n_rows))
         fingerprint = _fingerprint(dataset)
         try:
-            same = history.same_schema(fingerprint, dataset.task, space.version,
-                                       HISTORY_MAX_TRIED)
+            same = history.same_schema(fingerprint, dataset.task, space.version, 4 * n_first)
             hmb = as_metabase(history, space.version)
         except HistoryError as exc:
             self.warnings_.append(f"the history is not used: {exc}")
@@ -645,13 +632,6 @@ class AutoML(BaseEstimator):
                  and space.check_config(p.config, dataset.task) is None
                  and (left is None or p.seconds_for(n_rows, self._n_folds)
                       <= HISTORY_MAX_TRIAL_SHARE * left)][:n_first]
-        # what earlier fits of this table tried, below their best, is not repeated by the
-        # warm start (in any size: a configuration made cheaper is the same one); their
-        # best stay, also those too slow to come first here, which the warm start may
-        # suggest made cheaper
-        self._history_tried = {config_id(without_cost_knobs(p.config)) for p in same} - {
-            config_id(without_cost_knobs(c)) for c in
-            [p.config for p in same[:n_first]] + [c for c, _ in first]}
         if first and "fingerprint" in hmb.tasks:
             # earlier fits of this table have had their say: as prior tasks at distance
             # about 0 they would crowd the metabase's neighbours out of the rest of the list

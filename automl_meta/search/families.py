@@ -254,17 +254,6 @@ def final_fit_factor(name: Any, classifier: bool) -> float:
     return spec.final_fit_factor if spec is not None and classifier else 1.0
 
 
-def without_cost_knobs(config: Mapping[str, Any]) -> dict[str, Any]:
-    """``config`` without its family's cost parameter and the one compensating it (trees,
-    boosting rounds and learning rate): what stays the same when a configuration is made
-    cheaper for a short budget, so that two sizes of one configuration compare equal."""
-    spec = FAMILIES.get(str(config.get("family")))
-    if spec is None:
-        return dict(config)
-    knobs = {f"{spec.name}.{p}" for p in (spec.cost_param, spec.compensate) if p}
-    return {k: v for k, v in config.items() if k not in knobs}
-
-
 def get_family(name: str) -> FamilySpec:
     """The record of family ``name``.
 
