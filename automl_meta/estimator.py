@@ -36,7 +36,6 @@ from automl_meta.budget import (
     grace_seconds,
     holdout_rows,
     n_folds_for,
-    refit_seconds,
     resolve_n_jobs,
     trial_timeout,
     warm_trial_seconds,
@@ -58,7 +57,7 @@ from automl_meta.defaults import (
 from automl_meta.errors import AutoMLError, UsageError
 from automl_meta.progress import Reporter
 from automl_meta.search.cv import fit_full, search_rows
-from automl_meta.search.families import final_fit_factor, fit_exponent
+from automl_meta.search.families import final_fit_seconds
 from automl_meta.search.optimize import SearchResult, TrialRecord, run_search
 from automl_meta.search.prepare import prepare_search, study_attributes
 from automl_meta.search.space import load_space
@@ -760,10 +759,8 @@ class AutoML(BaseEstimator):
                     continue
                 if i > 0 and record is not None:  # skip a fallback that cannot make it
                     fit_rows = n if rows is None else len(rows)
-                    est = refit_seconds(record.fit_seconds, train_rows, fit_rows,
-                                        exponent=fit_exponent(record.family)
-                                        ) * final_fit_factor(record.family,
-                                                             dataset.task != "regression")
+                    est = final_fit_seconds(record.family, record.fit_seconds, train_rows,
+                                            fit_rows, dataset.task != "regression")
                     if est > timeout:
                         errors.append(f"{config['family']}: needs ~{est:.0f} s, "
                                       f"{timeout:.0f} s left")

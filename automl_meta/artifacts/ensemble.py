@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 
 from automl_meta import metrics as metrics_mod
-from automl_meta.budget import refit_seconds
-from automl_meta.search.families import final_fit_factor, fit_exponent
+from automl_meta.search.families import final_fit_seconds
 from automl_meta.search.workers import EvaluationFailed, EvaluationTimeout
 
 
@@ -247,14 +246,14 @@ def refit_ensemble(selection: Selection, records: Mapping[int, Any], oof: Mappin
     """Fit the selected members on all rows in ``worker``, within ``window_end``.
 
     The plan takes the members in order (best trial first, then by weight) while their
-    estimated refit times (:func:`automl_meta.budget.refit_seconds` of the trial's measured
-    per-fold fit time, times :func:`~automl_meta.search.families.final_fit_factor`) fit in
-    the time left; the others are dropped. A member whose refit fails or
-    runs out of time is dropped too. The weights of the members left are re-normalised;
-    when fewer than two are left, or their re-normalised blend scores below the best trial
-    out of fold, the result is the single best trial (``ensemble`` None). Ctrl-C (SIGTERM
-    as the command line handles it) during a member's refit stops the refit there: the
-    members fitted so far are used the same way and ``interrupted`` is set.
+    estimated refit times (:func:`~automl_meta.search.families.final_fit_seconds` of the
+    trial's measured per-fold fit time) fit in the time left; the others are dropped. A
+    member whose refit fails or runs out of time is dropped too. The weights of the members
+    left are re-normalised; when fewer than two are left, or their re-normalised blend
+    scores below the best trial out of fold, the result is the single best trial
+    (``ensemble`` None). Ctrl-C (SIGTERM as the command line handles it) during a member's
+    refit stops the refit there: the members fitted so far are used the same way and
+    ``interrupted`` is set.
 
     Parameters
     ----------
@@ -284,9 +283,8 @@ def refit_ensemble(selection: Selection, records: Mapping[int, Any], oof: Mappin
     left = None if window_end is None else window_end - now
     planned, dropped, spent = [], [], 0.0
     for t in members:
-        est = refit_seconds(records[t].fit_seconds, train_rows, fit_rows,
-                            exponent=fit_exponent(records[t].family)
-                            ) * final_fit_factor(records[t].family, task != "regression")
+        est = final_fit_seconds(records[t].family, records[t].fit_seconds, train_rows,
+                                fit_rows, task != "regression")
         if left is not None and t != selection.single_trial and spent + est > left:
             dropped.append({"trial": t, "family": records[t].family,
                             "why": f"needs ~{est:.1f} s, {max(0.0, left - spent):.1f} s left"})

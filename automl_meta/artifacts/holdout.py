@@ -40,7 +40,7 @@ import numpy as np
 from automl_meta import metrics as metrics_mod
 from automl_meta.artifacts.ensemble import Ensemble, describe, select_ensemble
 from automl_meta.budget import HOLDOUT_FIRST_MARGIN, HOLDOUT_REFIT_SAFETY, refit_seconds
-from automl_meta.search.families import final_fit_factor, fit_exponent
+from automl_meta.search.families import final_fit_seconds, fit_exponent
 from automl_meta.search.workers import EvaluationFailed, EvaluationTimeout
 
 
@@ -71,9 +71,8 @@ class HoldoutCandidate:
         :attr:`~automl_meta.search.families.FamilySpec.final_fit_factor`."""
         if self.record is None:
             return None
-        fit = refit_seconds(self.record.fit_seconds, train_rows, fit_rows,
-                            exponent=fit_exponent(self.family)
-                            ) * final_fit_factor(self.family, classifier)
+        fit = final_fit_seconds(self.family, self.record.fit_seconds, train_rows, fit_rows,
+                                classifier)
         n_folds = len(self.record.fold_scores)
         if not eval_rows or n_folds < 2:
             return fit

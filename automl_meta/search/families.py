@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from automl_meta.budget import REFIT_EXPONENT
+from automl_meta.budget import REFIT_EXPONENT, refit_seconds
 
 
 @dataclass(frozen=True)
@@ -247,11 +247,16 @@ def fit_exponent(name: Any) -> float:
         else REFIT_EXPONENT
 
 
-def final_fit_factor(name: Any, classifier: bool) -> float:
-    """How many times a CV trial's fit the final model of family ``name`` costs on as many
-    rows (:attr:`FamilySpec.final_fit_factor` for a ``classifier``, else 1)."""
+def final_fit_seconds(name: Any, fold_fit_seconds: float, train_rows: int, fit_rows: int,
+                      classifier: bool) -> float:
+    """Estimated seconds of the final model of family ``name`` on ``fit_rows`` rows, from a
+    CV trial's fit of ``fold_fit_seconds`` on ``train_rows`` rows:
+    :func:`automl_meta.budget.refit_seconds` with the family's :func:`fit_exponent`, times
+    its :attr:`FamilySpec.final_fit_factor` for a ``classifier``."""
     spec = FAMILIES.get(str(name))
-    return spec.final_fit_factor if spec is not None and classifier else 1.0
+    factor = spec.final_fit_factor if spec is not None and classifier else 1.0
+    return refit_seconds(fold_fit_seconds, train_rows, fit_rows,
+                         exponent=fit_exponent(name)) * factor
 
 
 def get_family(name: str) -> FamilySpec:

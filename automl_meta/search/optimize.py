@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import optuna
 
-from automl_meta.budget import FOLD_PACE_MARGIN, REFIT_OVERHEAD_SECONDS, refit_seconds
+from automl_meta.budget import FOLD_PACE_MARGIN, REFIT_OVERHEAD_SECONDS
 from automl_meta.metrics import METRICS
 from automl_meta.search.cv import EvalContext
-from automl_meta.search.families import final_fit_factor, fit_exponent
+from automl_meta.search.families import final_fit_seconds
 from automl_meta.search.study import (
     WORKER_ID,
     StorageUnreachable,
@@ -326,10 +326,9 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         best = result.best
         if refit_rows is None or best is None:
             return deadline
-        fit = refit_seconds(best.fit_seconds, train_rows, refit_rows,
-                            exponent=fit_exponent(best.family))
-        fit *= final_fit_factor(best.family, ctx.task != "regression")
-        est = refit_factor * fit + REFIT_OVERHEAD_SECONDS
+        est = refit_factor * final_fit_seconds(best.family, best.fit_seconds, train_rows,
+                                               refit_rows, ctx.task != "regression"
+                                               ) + REFIT_OVERHEAD_SECONDS
         window = deadline - start_mono
         return deadline - min(est, 0.4 * window)
 

@@ -112,7 +112,7 @@ def collect(table: tables.Table, corpus: Path, budget: float, candidates: int,
 
 
 # ------------------------------------------------------------------------------ variants
-def _greedy(oof: np.ndarray, y: np.ndarray, score, size: int) -> np.ndarray:
+def _greedy(oof: np.ndarray, score, size: int) -> np.ndarray:
     """Caruana selection from candidate 0 on ``score`` (greater is better); the counts of the
     best prefix (a tie keeps the smaller)."""
     counts = np.zeros(len(oof), dtype=int)
@@ -154,14 +154,14 @@ def variants(d: dict) -> dict[str, np.ndarray]:
     for t, v in sel.weights.items():
         w[t] = v
     out["metric, 10 (current)"] = w
-    out["metric, 25"] = _greedy(oof, y, metric, 25)
-    out["metric, 5"] = _greedy(oof, y, metric, 5)
+    out["metric, 25"] = _greedy(oof, metric, 25)
+    out["metric, 5"] = _greedy(oof, metric, 5)
     top5 = np.zeros(len(oof))
     top5[:5] = 1 / min(5, len(oof))
-    out["mean of top 5"] = top5[: len(oof)] / top5[: len(oof)].sum()
+    out["mean of top 5"] = top5
     top = min(5, len(oof))
     w = np.zeros(len(oof))
-    w[:top] = _greedy(oof[:top], y, metric, 10)
+    w[:top] = _greedy(oof[:top], metric, 10)
     out["metric, 10, top-5 library"] = w
     # selected on half of the rows, kept only if it beats the best trial on the other half
     half = np.random.default_rng(0).permutation(len(y)) < len(y) // 2
@@ -172,12 +172,12 @@ def variants(d: dict) -> dict[str, np.ndarray]:
             return sign * value if np.isfinite(value) else -np.inf
         return f
 
-    w_half = _greedy(oof, y, metric_on(half), 10)
+    w_half = _greedy(oof, metric_on(half), 10)
     check = metric_on(~half)
     keep = check(np.tensordot(w_half, oof, axes=1)) > check(oof[0])
     out["metric, 10, validated"] = out["metric, 10 (current)"] if keep else single
     if task != "regression":
-        ll = _greedy(oof, y, lambda p: -_log_loss(p, y), 25)
+        ll = _greedy(oof, lambda p: -_log_loss(p, y), 25)
         out["log loss, 25"] = ll
         # log-loss selection kept only where its blend is not below the best trial on the
         # run's metric out of fold
@@ -185,7 +185,7 @@ def variants(d: dict) -> dict[str, np.ndarray]:
         out["log loss, 25, guarded"] = ll if metric(blend) >= metric(oof[0]) else single
         # the metric's selection with ties broken by log loss
         out["metric then log loss, 25"] = _greedy(
-            oof, y, lambda p: metric(p) + 1e-6 * (-_log_loss(p, y)), 25)
+            oof, lambda p: metric(p) + 1e-6 * (-_log_loss(p, y)), 25)
     return out
 
 
