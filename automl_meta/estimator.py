@@ -741,6 +741,13 @@ class AutoML(BaseEstimator):
                 candidates.append((ranked[0].config, f"fallback: best trial on the "
                                    f"{self.search_rows_} search rows (no time left for all "
                                    f"{n})", ranked[0], self._search_idx))
+        else:  # no trial completed: the trials stopped for time have scores on some folds
+            partial = search.partial()
+            for i, r in enumerate(partial[:1] + sorted(partial[1:5],
+                                                       key=lambda r: r.fit_seconds)):
+                why = (f"{'best' if i == 0 else 'fallback: faster'} partially evaluated trial "
+                       f"({len(r.fold_scores)} of {search.n_folds} folds; no trial completed)")
+                candidates.append((r.config, why, r, None))
         errors = []
         for i, (config, why, record, rows) in enumerate(candidates):
             if rows is None and record is not None and record.number in prefitted:

@@ -288,3 +288,65 @@ def test_boosting_does_not_diverge_on_a_class_of_a_handful_of_rows():
     common = ModelInputs(n_rows=len(y), n_inputs=8, min_class_count=int(counts[:4].min()))
     assert get_family("hgb").build(p, True, common).l2_regularization == 1e-4
     assert get_family("hgb").build(p, False, inputs).l2_regularization == 1e-4
+
+
+def test_partially_evaluated_trials_rank_by_their_folds():
+    """Trials stopped for time or pruned keep the mean of the folds they completed; they
+    rank best first, those that failed with an error or completed no fold are not among
+    them, and the refit estimate falls back to the best of them only when no trial
+    completed."""
+    from automl_meta.search.optimize import SearchResult, TrialRecord
+
+    def rec(n, state, folds, error=""):
+        return TrialRecord(n, state, float(np.mean(folds)) if folds else None,
+                           {"family": "hgb"}, "tpe", list(folds), fit_seconds=1.0,
+                           error=error)
+
+    res = SearchResult([rec(0, "FAIL", [0.80], "stopped: 2 fold(s) left at ~2.0 s"),
+                        rec(1, "FAIL", [0.95], "ValueError: boom"),
+                        rec(2, "PRUNED", [0.70, 0.72]),
+                        rec(3, "FAIL", [], "stopped: time budget"),
+                        rec(4, "FAIL", [0.90, 0.88], "stopped: trial time-out")],
+                       "accuracy", True, 3, "time budget")
+    assert [r.number for r in res.partial()] == [4, 0, 2]
+    assert res.best is None and res.refit_basis().number == 4
+    res.records.append(rec(5, "COMPLETE", [0.6, 0.6, 0.6]))
+    assert res.refit_basis().number == 5
+    lower = SearchResult(res.records[:5], "rmse", False, 3, "time budget")
+    assert [r.number for r in lower.partial()] == [2, 0, 4]
+
+
+@pytest.mark.slow
+def test_with_no_complete_trial_the_final_model_is_the_best_partial_one(mixed_frame):
+    """When no trial completed its folds, the final model is refitted from the best trial
+    stopped after some folds (with its score on them), not a default linear model; a
+    trial that failed with an error is not a candidate."""
+    from dataclasses import replace
+
+    from automl_meta.search.optimize import SearchResult
+    from automl_meta.search.prepare import prepare_search
+    from automl_meta.search.workers import Worker
+
+    space = load_space()
+    warm = [space.default_config(f, "binary") for f in ("knn", "rf", "hgb")]
+    model = AutoML(n_trials=3, warm_start_configs=warm, warm_start=0, ensemble_size=1,
+                   seed=0).fit(mixed_frame.drop(columns=["label"]), mixed_frame["label"])
+    records = model.search_.records
+    assert [r.family for r in records] == ["knn", "rf", "hgb"]
+    stopped = [replace(r, state="FAIL", fold_scores=r.fold_scores[:1],
+                       score=r.fold_scores[0], error="stopped: 2 fold(s) left")
+               for r in records]
+    # the trial with the best first fold failed with an error: not a candidate
+    order = sorted(range(3), key=lambda i: -stopped[i].score)
+    stopped[order[0]] = replace(stopped[order[0]], error="ValueError: boom")
+    search = SearchResult(stopped, "accuracy", True, model.search_.n_folds, "time budget")
+    assert search.best is None and search.partial()[0] is stopped[order[1]]
+    full_ctx = prepare_search(model.dataset_, "accuracy", 0, model.max_search_rows, space,
+                              n_folds=model.search_.n_folds).full_ctx
+    worker = Worker(full_ctx, None, in_process=True)
+    final, info = model._refit(search, [worker], model.dataset_, space, None, None)
+    chosen = stopped[order[1]]
+    assert info["config"] == chosen.config and info["trial"] == chosen.number
+    assert info["reason"].startswith("best partially evaluated trial (1 of ")
+    assert info["cv_score"] == pytest.approx(chosen.score)
+    assert final.predict(mixed_frame.drop(columns=["label"]).iloc[:3]).shape == (3,)

@@ -114,6 +114,24 @@ class SearchResult:
         sign = -1 if self.greater_is_better else 1
         return sorted(self.completed, key=lambda r: (sign * r.score, r.number))
 
+    def partial(self) -> list[TrialRecord]:
+        """Trials stopped for time or pruned after some of their folds, best first by the
+        mean score of the folds they completed: what the final model is chosen from when no
+        trial completed. Trials that failed with an error are not among them."""
+        sign = -1 if self.greater_is_better else 1
+        part = [r for r in self.records if r.fold_scores and r.score is not None and (
+            r.state == "PRUNED" or (r.state == "FAIL" and r.error.startswith("stopped")))]
+        return sorted(part, key=lambda r: (sign * r.score, r.number))
+
+    def refit_basis(self) -> TrialRecord | None:
+        """The trial the final model's fit time is estimated from: the best complete one,
+        else the best partially evaluated one (:meth:`partial`)."""
+        best = self.best
+        if best is not None:
+            return best
+        part = self.partial()
+        return part[0] if part else None
+
     def keep_oof(self, number: int, score: float, pred: np.ndarray,
                  scores: dict[int, float]) -> None:
         """Keep trial ``number``'s out-of-fold predictions if it is among the
@@ -323,7 +341,7 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
             return time.monotonic() - 1.0
         if deadline is None:
             return None
-        best = result.best
+        best = result.refit_basis()
         if refit_rows is None or best is None:
             return deadline
         est = refit_factor * final_fit_seconds(best.family, best.fit_seconds, train_rows,
