@@ -560,7 +560,6 @@ class AutoML(BaseEstimator):
         from automl_meta.meta.neighbors import nearest
         from automl_meta.meta.surrogate import stored_surrogate
         from automl_meta.meta.warmstart import order_by_cost, suggest
-        from automl_meta.search.pipeline import estimate_n_inputs
 
         metafeatures = compute_metafeatures(*dataset.as_read(), dataset.task,
                                             random_state=self.seed)
@@ -585,13 +584,11 @@ class AutoML(BaseEstimator):
         if deadline is not None:  # short budgets: cheaper configurations, and first those
             # that can finish
             left = max(0.0, deadline - time.monotonic())
-            n_classes = len(dataset.classes) if dataset.classes else 0
-            inputs = {f: estimate_n_inputs(dataset.schema, space, f, n_classes)
-                      for f in space.family_names(dataset.task)}
             suggestions, cost_log = order_by_cost(
-                mb, suggestions, n_rows, self._n_folds, n_classes, left,
+                mb, suggestions, n_rows, self._n_folds,
+                len(dataset.classes) if dataset.classes else 0, left,
                 per_trial=warm_trial_seconds(left), space=space, task=dataset.task,
-                n_features=inputs)
+                n_features=dataset.X.shape[1])
         taken = {config_id(c) for c, _ in first}
         rest = [(s.config, s.origin) for s in suggestions if config_id(s.config) not in taken]
         history_first = [o for _, o in first if o.startswith("history:")]

@@ -12,8 +12,8 @@ has a fixed cost per tree); the rest is scaled linearly with the rows.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -47,61 +47,26 @@ def _number(value: Any) -> float:
         return float("nan")
 
 
-def task_inputs(tasks: pd.DataFrame, family: str, space: SearchSpace) -> pd.Series:
-    """How many columns ``family``'s model saw on each metabase task, from its
-    meta-features: the numeric columns, and each categorical one expanded as the family's
-    preprocessing does (:func:`~automl_meta.search.pipeline.estimate_n_inputs`), taking the
-    mean number of distinct values for every categorical column. A task without those
-    meta-features counts its columns as they are."""
-    n = pd.to_numeric(tasks["n_features"], errors="coerce")
-    if not {"NumberOfSymbolicFeatures", "MeanNominalAttDistinctValues"} <= set(tasks.columns):
-        return n
-    # OpenML counts the target among the nominal columns of a classification task
-    target = (tasks["task"] != "regression").astype(float)
-    sym = (pd.to_numeric(tasks["NumberOfSymbolicFeatures"], errors="coerce") - target
-           ).clip(lower=0)
-    sym = np.minimum(sym.fillna(0), n)
-    levels = pd.to_numeric(tasks["MeanNominalAttDistinctValues"], errors="coerce")
-    mode = space.families[family].categorical
-    if mode == "native":
-        per = pd.Series(1.0, index=tasks.index)
-    else:
-        above = 1.0 if mode != "onehot_target" else np.maximum(
-            pd.to_numeric(tasks.get("n_classes", 0), errors="coerce").fillna(0), 1.0)
-        per = pd.Series(np.where(levels <= space.onehot_max_cardinality, levels + 1, above),
-                        index=tasks.index)
-        per = per.where(levels.notna(), 1.0)
-    return (n - sym) + sym * per
-
-
-def cost_exponents(metabase: Metabase, space: SearchSpace | None = None
-                   ) -> dict[str, tuple[float, float]]:
+def cost_exponents(metabase: Metabase) -> dict[str, tuple[float, float]]:
     """How a family's fit time per fold grows with the training rows and the model inputs.
 
     For each family, the least-squares slopes of log fit seconds on log training rows and
-    log features (with ``space``, the model's inputs: :func:`task_inputs`; and the log of
-    the family's ``cost_param``, when it has one, so that larger forests on larger tables do
-    not count as rows) over the metabase's complete trials, clipped to
-    :data:`ROW_EXPONENT_BOUNDS` and :data:`FEATURE_EXPONENT_BOUNDS`; ``(1.0, 1.0)`` for a
-    family with fewer than :data:`MIN_TRIALS_FOR_EXPONENTS` trials. Computed once per
-    metabase and space (until the metabase's tables are replaced).
+    log features (and the log of the family's ``cost_param``, when it has one, so that
+    larger forests on larger tables do not count as rows) over the metabase's complete
+    trials, clipped to :data:`ROW_EXPONENT_BOUNDS` and :data:`FEATURE_EXPONENT_BOUNDS`;
+    ``(1.0, 1.0)`` for a family with fewer than :data:`MIN_TRIALS_FOR_EXPONENTS` trials.
+    Computed once per metabase (until its tables are replaced).
     """
     res, tasks = metabase.results, metabase.tasks
-    version = None if space is None else space.version
-    cached = getattr(metabase, "_cost_exponents", {}).get(version)
+    cached = getattr(metabase, "_cost_exponents", None)
     if cached is not None and cached[0] is res and cached[1] is tasks:
         return cached[2]
     out: dict[str, tuple[float, float]] = {}
     needed = {"fit_seconds", "state", "config_id", "task_id"}
     if needed <= set(res.columns) and {"search_rows", "n_folds", "n_features"} <= set(
             tasks.columns):
-        task_cols = ["task_id", "search_rows", "n_folds", "n_features"]
-        inputs = {}
-        if space is not None:
-            by_id = tasks.set_index("task_id")
-            inputs = {name: task_inputs(by_id, name, space) for name in FAMILIES
-                      if name in space.families}
-        frame = res[res["state"] == "COMPLETE"].merge(tasks[task_cols], on="task_id")
+        frame = res[res["state"] == "COMPLETE"].merge(
+            tasks[["task_id", "search_rows", "n_folds", "n_features"]], on="task_id")
         fit = pd.to_numeric(frame["fit_seconds"], errors="coerce")
         rows = pd.to_numeric(frame["search_rows"], errors="coerce") * (
             1 - 1 / pd.to_numeric(frame["n_folds"], errors="coerce"))
@@ -113,10 +78,7 @@ def cost_exponents(metabase: Metabase, space: SearchSpace | None = None
             sel = ok & (family == name)
             if sel.sum() < MIN_TRIALS_FOR_EXPONENTS:
                 continue
-            width = feats if name not in inputs else pd.Series(
-                frame["task_id"].map(inputs[name]).to_numpy(dtype=float), index=frame.index)
-            sel &= width >= 1
-            columns = [np.log(rows[sel]), np.log(width[sel])]
+            columns = [np.log(rows[sel]), np.log(feats[sel])]
             if spec.cost_param:
                 param = f"{name}.{spec.cost_param}"
                 knob = pd.to_numeric(ids[sel].map(
@@ -128,36 +90,22 @@ def cost_exponents(metabase: Metabase, space: SearchSpace | None = None
             coef = np.linalg.lstsq(design, np.log(fit[sel]), rcond=None)[0]
             out[name] = (float(np.clip(coef[0], *ROW_EXPONENT_BOUNDS)),
                          float(np.clip(coef[1], *FEATURE_EXPONENT_BOUNDS)))
-    if not hasattr(metabase, "_cost_exponents"):
-        metabase._cost_exponents = {}  # type: ignore[attr-defined]
-    metabase._cost_exponents[version] = (res, tasks, out)  # type: ignore[attr-defined]
+    metabase._cost_exponents = (res, tasks, out)  # type: ignore[attr-defined]
     return out
 
 
-@dataclass(frozen=True)
-class _CostTables:
-    """What :func:`estimated_trial_seconds` looks up: the first stored trial of every
-    configuration (by config id), the tasks (by task id), the families' exponents and
-    (with a space) each family's model inputs on every task."""
-
-    sources: pd.DataFrame
-    tasks: pd.DataFrame
-    exponents: dict[str, tuple[float, float]]
-    inputs: dict[str, pd.Series]
+def _cost_tables(metabase: Metabase) -> tuple[pd.DataFrame, pd.DataFrame,
+                                               dict[str, tuple[float, float]]]:
+    """The first stored trial of every configuration (by config id), the tasks (by task
+    id) and the families' exponents: what :func:`estimated_trial_seconds` looks up."""
+    return (metabase.results.drop_duplicates("config_id").set_index("config_id"),
+            metabase.tasks.set_index("task_id"), cost_exponents(metabase))
 
 
-def _cost_tables(metabase: Metabase, space: SearchSpace | None = None) -> _CostTables:
-    tasks = metabase.tasks.set_index("task_id")
-    inputs = {} if space is None else {
-        name: task_inputs(tasks, name, space) for name in space.families}
-    return _CostTables(metabase.results.drop_duplicates("config_id").set_index("config_id"),
-                       tasks, cost_exponents(metabase, space), inputs)
-
-
-def _trial_seconds(tables: _CostTables, suggestion: Suggestion, n_rows: int, n_folds: int,
-                   n_classes: int, n_features: int | Mapping[str, int] | None
-                   ) -> float | None:
-    sources, tasks, exponents = tables.sources, tables.tasks, tables.exponents
+def _trial_seconds(sources: pd.DataFrame, tasks: pd.DataFrame,
+                   exponents: dict[str, tuple[float, float]], suggestion: Suggestion,
+                   n_rows: int, n_folds: int, n_classes: int,
+                   n_features: int | None) -> float | None:
     cid = suggestion.source_config_id
     if cid is None or cid not in sources.index or "duration" not in sources.columns:
         return None
@@ -179,15 +127,9 @@ def _trial_seconds(tables: _CostTables, suggestion: Suggestion, n_rows: int, n_f
     rest = (per_fold - fit) * rows
     row_exp, feat_exp = exponents.get(str(family), (1.0, 1.0))
     fit *= rows ** row_exp
-    if isinstance(n_features, Mapping):  # model inputs by family, here and there
-        here = n_features.get(str(family))
-        there = tables.inputs[family].get(src["task_id"]) if family in tables.inputs \
-            else None
-        src_feats = _number(there)
-    else:
-        here, src_feats = n_features, _number(task.get("n_features"))
-    if here and np.isfinite(src_feats) and src_feats >= 1:
-        fit *= (here / src_feats) ** feat_exp
+    src_feats = _number(task.get("n_features"))
+    if n_features and np.isfinite(src_feats) and src_feats >= 1:
+        fit *= (n_features / src_feats) ** feat_exp
     if family in PER_CLASS_FAMILIES:
         src_classes = _number(task.get("n_classes"))
         src_classes = src_classes if np.isfinite(src_classes) else 0
@@ -197,21 +139,14 @@ def _trial_seconds(tables: _CostTables, suggestion: Suggestion, n_rows: int, n_f
 
 def estimated_trial_seconds(metabase: Metabase, suggestion: Suggestion, n_rows: int,
                             n_folds: int, n_classes: int,
-                            n_features: int | Mapping[str, int] | None = None,
-                            space: SearchSpace | None = None) -> float | None:
+                            n_features: int | None = None) -> float | None:
     """How long ``suggestion`` will take as one trial on this data (see the module
     docstring): the source trial's fit seconds per fold scaled by the family's exponents of
-    the training rows and the model inputs, and for hgb and linear models by the number of
-    classes, plus the rest of its duration scaled by the rows; times ``n_folds``. The model
-    inputs: ``n_features`` as a mapping from family to this data's model inputs
-    (:func:`~automl_meta.search.pipeline.estimate_n_inputs`) against the source task's
-    (:func:`task_inputs`, which needs ``space``); as a number, this data's columns against
-    the source task's columns; None: not scaled. None when the metabase does not say how
-    long that trial took."""
-    if isinstance(n_features, Mapping) and space is None:
-        raise ValueError("model inputs by family need the search space")
-    return _trial_seconds(_cost_tables(metabase, space), suggestion, n_rows, n_folds,
-                          n_classes, n_features)
+    the training rows and (``n_features`` given) the model inputs, and for hgb and linear
+    models by the number of classes, plus the rest of its duration scaled by the rows;
+    times ``n_folds``. None when the metabase does not say how long that trial took."""
+    return _trial_seconds(*_cost_tables(metabase), suggestion, n_rows, n_folds, n_classes,
+                          n_features)
 
 
 def cheaper(suggestion: Suggestion, factor: float, space: SearchSpace, task: str
@@ -250,8 +185,7 @@ def cheaper(suggestion: Suggestion, factor: float, space: SearchSpace, task: str
 def order_by_cost(metabase: Metabase, suggestions: Sequence[Suggestion], n_rows: int,
                   n_folds: int, n_classes: int, seconds: float,
                   per_trial: float | None = None, space: SearchSpace | None = None,
-                  task: str | None = None,
-                  n_features: int | Mapping[str, int] | None = None
+                  task: str | None = None, n_features: int | None = None
                   ) -> tuple[list[Suggestion], list[str]]:
     """Fit the suggestions to the time the search has.
 
@@ -266,13 +200,11 @@ def order_by_cost(metabase: Metabase, suggestions: Sequence[Suggestion], n_rows:
     than a quarter of it moves behind the others (a short budget then spends its first
     trials on configurations that can finish). Returns the suggestions and the log.
     """
-    if isinstance(n_features, Mapping) and space is None:
-        raise ValueError("model inputs by family need the search space")
     fast, slow, log = [], [], []
-    tables = _cost_tables(metabase, space)  # looked up once for all suggestions
+    tables = _cost_tables(metabase)  # looked up once for all suggestions
     fold_rows = n_rows * (n_folds - 1) // max(n_folds, 1)
     for sug in suggestions:
-        est = _trial_seconds(tables, sug, n_rows, n_folds, n_classes, n_features)
+        est = _trial_seconds(*tables, sug, n_rows, n_folds, n_classes, n_features)
         family = sug.config.get("family")
         spec = FAMILIES.get(str(family))
         stops_early = (spec is not None and spec.early_stopping_rows is not None
@@ -285,7 +217,7 @@ def order_by_cost(metabase: Metabase, suggestions: Sequence[Suggestion], n_rows:
             made = cheaper(sug, max(per_trial / est, 1 / MAX_CHEAPER), space, task)
             if made is not None:
                 sug, what = made
-                new = _trial_seconds(tables, sug, n_rows, n_folds, n_classes, n_features)
+                new = _trial_seconds(*tables, sug, n_rows, n_folds, n_classes, n_features)
                 log.append(f"made {sug.origin} {family} config cheaper for the budget: "
                            f"{what} (a trial needs ~{est:.1f} s on this data, now ~"
                            f"{new:.1f} s; the budget allows ~{per_trial:.1f} s a trial)")
