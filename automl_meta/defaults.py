@@ -22,6 +22,10 @@ DEFAULT_NEIGHBORS = 10
 #: schema, from the user's history (at most half the warm start); the rest of the warm start
 #: comes from the nearest other tasks
 DEFAULT_HISTORY_FIRST = 2
+#: at most this many scored configurations of earlier fits on a table with the same schema
+#: (newest fit first) are told to the search's sampler before it starts, so that its model
+#: of this table starts from them
+DEFAULT_HISTORY_OBSERVATIONS = 100
 #: how the warm-start configurations are chosen (see :mod:`automl_meta.meta.warmstart`)
 DEFAULT_STRATEGY = "learned"
 #: the search sees at most this many rows (a stratified subsample); the final fit sees all

@@ -44,6 +44,7 @@ from automl_meta.data import Dataset, prepare_dataset
 from automl_meta.defaults import (
     DEFAULT_ENSEMBLE_SIZE,
     DEFAULT_HISTORY_FIRST,
+    DEFAULT_HISTORY_OBSERVATIONS,
     DEFAULT_HOLDOUT_CANDIDATES,
     DEFAULT_MAX_SEARCH_ROWS,
     DEFAULT_NEIGHBORS,
@@ -363,6 +364,8 @@ class AutoML(BaseEstimator):
             else:
                 self.warnings_.append(f"ignored a warm_start_configs entry: {reason}")
         self.metafeatures_, self.neighbors_, self.warm_start_log_ = {}, [], []
+        # scores of earlier fits on this schema, for the sampler (_from_history)
+        self._observations: list[tuple[dict, float, str]] = []
         self.warm_start_strategy_: str | None = None
         pending: Future | None = None
         if self.warm_start and self.warm_start > 0:
@@ -400,7 +403,8 @@ class AutoML(BaseEstimator):
                 refit_factor=HOLDOUT_REFIT_FACTOR if n_hold else 1.0,
                 trial_timeout=trial_timeout(budget),
                 on_trial=reporter.trial, in_process=not self.isolation,
-                search_workers=search_workers, pending=pending)
+                search_workers=search_workers, pending=pending,
+                observations=self._observations)
             self._mark("search end")
             if pending is not None:
                 if pending.exception() is not None:  # waits for the thread (a fraction of
@@ -597,6 +601,9 @@ class AutoML(BaseEstimator):
                        "with the same schema come first" + (
                            ", started while the meta-features were computed"
                            if early else ""))
+        if self._observations:
+            log.append(f"the sampler starts from {len(self._observations)} scores of earlier "
+                       "fits on a table with the same schema")
         self.metafeatures_, self.neighbors_ = metafeatures, neighbors
         self.warm_start_strategy_ = strategy
         self.warm_start_log_ = log + ws.log + cost_log
@@ -621,10 +628,14 @@ class AutoML(BaseEstimator):
         fingerprint = _fingerprint(dataset)
         try:
             same = history.same_schema(fingerprint, dataset.task, space.version, 4 * n_first)
+            scored = history.same_schema(fingerprint, dataset.task, space.version,
+                                         DEFAULT_HISTORY_OBSERVATIONS, metric=self.metric_.name)
             hmb = as_metabase(history, space.version)
         except HistoryError as exc:
             self.warnings_.append(f"the history is not used: {exc}")
             return [], mb
+        self._observations = [(p.config, p.score, p.origin) for p in scored
+                              if p.config.get("family") in allowed]
         left = None if deadline is None else deadline - time.monotonic()
         first = [(p.config, p.origin) for p in same
                  if p.config.get("family") in allowed

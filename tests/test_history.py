@@ -74,6 +74,21 @@ def test_second_fit_starts_from_the_first_ones_best(tmp_path, capsys, _own_histo
     early = lb[lb["state"] == "COMPLETE"].head(3)["score"].max()
     assert early >= first["best"]["cv_score"] - 0.03
     assert any("same schema" in line for line in second["warm_start"]["log"])
+    # the first fit's scores are told to the second one's sampler, not evaluated again:
+    # they are in its study, marked, and not among its trials
+    import optuna
+
+    from automl_meta.search.study import journal_storage
+    told = [line for line in second["warm_start"]["log"] if "sampler starts from" in line]
+    assert len(told) == 1
+    study = optuna.load_study(study_name=None, storage=journal_storage(
+        tmp_path / "run2" / "study.journal"))
+    observed = [t for t in study.trials if t.user_attrs.get("observed")]
+    assert 1 <= len(observed) <= first["trials"]["total"]
+    assert f"from {len(observed)} scores" in told[0]
+    assert {t.user_attrs["origin"] for t in observed} == {head["origin"]}
+    assert len(lb) == second["trials"]["total"] == 6
+    assert not lb["origin"].isin([t.user_attrs["origin"] for t in observed]).all()
     # the earlier fit of this table came first; it is not a neighbour as well
     assert not any(n["task_id"].startswith("history:")
                    for n in second["warm_start"]["neighbors"])

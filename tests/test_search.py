@@ -350,3 +350,36 @@ def test_with_no_complete_trial_the_final_model_is_the_best_partial_one(mixed_fr
     assert info["reason"].startswith("best partially evaluated trial (1 of ")
     assert info["cv_score"] == pytest.approx(chosen.score)
     assert final.predict(mixed_frame.drop(columns=["label"]).iloc[:3]).shape == (3,)
+
+
+@pytest.mark.slow
+def test_observations_inform_the_sampler_and_are_not_trials(mixed_frame):
+    """Scores measured before are finished trials of the study for the sampler, marked and
+    with their origin, and not records of the search; a configuration outside the space is
+    left out; a study that has trials already gets none."""
+    import optuna
+
+    from automl_meta.search.optimize import OBSERVED_ATTR
+
+    ctx = _ctx(mixed_frame, "label")
+    space = ctx.space
+    seen = [(space.default_config("hgb", "binary"), 0.91, "history:a"),
+            (space.default_config("rf", "binary"), 0.88, "history:a"),
+            (space.default_config("hgb", "binary") | {"hgb.max_leaf_nodes": 1}, 0.99,
+             "history:a"),
+            (space.default_config("linear", "binary"), float("nan"), "history:a")]
+    storage = optuna.storages.InMemoryStorage()
+    res = run_search(ctx, n_trials=3, seed=0, storage=storage, study_name="s",
+                     observations=seen)
+    study = optuna.load_study(study_name="s", storage=storage)
+    told = [t for t in study.trials if t.user_attrs.get(OBSERVED_ATTR)]
+    assert [(t.params["family"], t.value) for t in told] == [("hgb", 0.91), ("rf", 0.88)]
+    assert all(t.user_attrs["origin"] == "history:a" for t in told)
+    assert len(res.records) == 3 and len(study.trials) == 5
+    assert all(r.origin == "tpe" for r in res.records)
+    # resumed: the observations are not told twice, the trials so far count
+    again = run_search(ctx, n_trials=4, seed=0, storage=storage, study_name="s",
+                       observations=seen)
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert len([t for t in study.trials if t.user_attrs.get(OBSERVED_ATTR)]) == 2
+    assert len(again.records) == 4

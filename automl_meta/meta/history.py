@@ -342,14 +342,15 @@ class History:
         return row
 
     def same_schema(self, fingerprint: str, task: str, space_version: str,
-                    n: int) -> list[Prior]:
+                    n: int, metric: str | None = None) -> list[Prior]:
         """The best configurations of earlier runs on a table with this schema.
 
         Newest run first, each run's complete trials best first; at most ``n`` distinct
         configurations, as :class:`Prior` records (configuration, ``"history:<run>"``, CV
         score, and what the trial cost there). Of the trials of one run that scored exactly
         alike (on the same folds: almost surely the same predictions, e.g. a linear model
-        whose regularisation no longer matters) only the first is taken.
+        whose regularisation no longer matters) only the first is taken. ``metric``: only
+        runs scored with that metric.
         """
         if not self.path.exists() or n <= 0:
             return []
@@ -357,9 +358,11 @@ class History:
             self._check(con)
             runs = con.execute(
                 "SELECT run_id, greater_is_better, n_rows, n_folds FROM runs WHERE "
-                "fingerprint = ? AND "
-                "task = ? AND search_space_version = ? ORDER BY created DESC, run_id DESC",
-                (fingerprint, task, space_version)).fetchall()
+                "fingerprint = ? AND task = ? AND search_space_version = ? "
+                + ("AND metric = ? " if metric is not None else "")
+                + "ORDER BY created DESC, run_id DESC",
+                (fingerprint, task, space_version,
+                 *(() if metric is None else (metric,)))).fetchall()
             out: list[Prior] = []
             seen: set[str] = set()
             for run_id, gib, n_rows, n_folds in runs:

@@ -179,6 +179,34 @@ def _record_from_trial(t: optuna.trial.FrozenTrial, t0: float) -> TrialRecord:
                        started=started, error=attrs.get("error", ""))
 
 
+#: user attribute marking a trial told to the sampler, not evaluated by the search
+OBSERVED_ATTR = "observed"
+
+
+def _is_own(t: optuna.trial.FrozenTrial) -> bool:
+    """Whether a trial of the study was evaluated by a search (not an observation)."""
+    return not t.user_attrs.get(OBSERVED_ATTR)
+
+
+def add_observations(study: optuna.Study, ctx: EvalContext, families: Sequence[str],
+                     observations: Sequence[tuple[dict[str, Any], float, str]]) -> int:
+    """Tell the sampler scores measured before as finished trials (marked
+    :data:`OBSERVED_ATTR`, with their origin). A configuration outside the space or of a
+    family not offered here is left out. Returns how many were added."""
+    added = 0
+    for config, score, origin in observations:
+        if config.get("family") not in families or not math.isfinite(score) or \
+                ctx.space.check_config(config, ctx.task) is not None:
+            continue
+        fixed = optuna.trial.FixedTrial(dict(config))
+        ctx.space.suggest(fixed, ctx.task, list(families))
+        study.add_trial(optuna.trial.create_trial(
+            params=fixed.params, distributions=fixed.distributions, value=float(score),
+            user_attrs={OBSERVED_ATTR: True, "origin": origin, "config": dict(config)}))
+        added += 1
+    return added
+
+
 def _check_pace(start: float, done: int, n_folds: int, trial_end: float | None,
                 search_end: float | None) -> None:
     """Stop a trial whose remaining folds cannot end by its time-out or the search's end.
@@ -243,7 +271,8 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
                on_trial: Callable[[TrialRecord, SearchResult], None] | None = None,
                in_process: bool = False,
                search_workers: Sequence[Worker] | None = None,
-               pending: Future[Sequence[tuple[dict[str, Any], str]]] | None = None
+               pending: Future[Sequence[tuple[dict[str, Any], str]]] | None = None,
+               observations: Sequence[tuple[dict[str, Any], float, str]] = ()
                ) -> SearchResult:
     """Run the Optuna search on ``ctx``.
 
@@ -294,6 +323,12 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         in order; ignored if the search is over by then, or if the future fails (the caller
         reports that). A worker that finishes a trial while they are pending and nothing
         else is enqueued waits for them instead of starting a sampled configuration.
+    observations : sequence of (config, score, origin)
+        Scores measured before, elsewhere (earlier fits on a table with the same schema),
+        told to the sampler as finished trials of a new study (:func:`add_observations`)
+        so that its model starts from them; they are not evaluated, are not trials of
+        this search (not in its records, not candidates for the final model) and are not
+        added to a study that has trials already (``--resume``, a shared study).
     """
     if n_trials is None and deadline is None:
         raise ValueError("give n_trials, a deadline or both")
@@ -301,13 +336,26 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
     families = list(families or ctx.space.family_names(ctx.task, len(ctx.y)))
     # Prune only trials in the bottom quarter after two folds: single folds of small
     # datasets are noisy, and a median rule throws away too many good configurations.
-    pruner = (optuna.pruners.PercentilePruner(75.0, n_startup_trials=5, n_warmup_steps=1)
+    # (n_min_trials: the observations have no per-fold values and do not count)
+    pruner = (optuna.pruners.PercentilePruner(75.0, n_startup_trials=5, n_warmup_steps=1,
+                                              n_min_trials=5)
               if prune else optuna.pruners.NopPruner())
     t0_wall = time.time()  # trials' start times count from here, opening the study included
     study = open_study(storage, study_name, metric.direction, make_sampler(seed, n_jobs),
                        pruner, study_attrs)
+    if observations and not study.get_trials(deepcopy=False):
+        add_observations(study, ctx, families, observations)
+
+    def enqueue_trial(config: dict[str, Any], origin: str) -> None:
+        # a configuration this search has (enqueued or evaluated) is not enqueued again; an
+        # observation of it is no reason to leave it out
+        if any(_is_own(t) and t.system_attrs.get("fixed_params", t.params) == config
+               for t in study.get_trials(deepcopy=False)):
+            return
+        study.enqueue_trial(dict(config), user_attrs={"origin": origin})
+
     for config, origin in enqueue:
-        study.enqueue_trial(dict(config), user_attrs={"origin": origin}, skip_if_exists=True)
+        enqueue_trial(config, origin)
     pending_lock = threading.Lock()  # no enqueueing once the search is over
     searching = True
     enqueued = threading.Event()  # the pending configurations are in the study (or failed)
@@ -317,8 +365,7 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
             with pending_lock:
                 if searching and done.exception() is None:
                     for config, origin in done.result():
-                        study.enqueue_trial(dict(config), user_attrs={"origin": origin},
-                                            skip_if_exists=True)
+                        enqueue_trial(config, origin)
         except Exception:  # a storage outage: the search's own next call meets it again
             pass  # and reports it
         finally:
@@ -442,9 +489,9 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
             enqueued.wait(0.1)
 
     start_mono = time.monotonic()
-    done_before = len([t for t in study.trials if t.state.is_finished()])
+    done_before = len([t for t in study.trials if _is_own(t) and t.state.is_finished()])
     result.records.extend(_record_from_trial(t, t0_wall) for t in study.trials
-                          if t.state.is_finished())
+                          if _is_own(t) and t.state.is_finished())
     remaining = None if n_trials is None else max(0, n_trials - done_before)
     stop_requested = threading.Event()
     if pending is not None:
@@ -477,7 +524,7 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
             w.close()
     # the study is the source of truth (the interrupted trial never reached the callback)
     result.records = [_record_from_trial(t, t0_wall) for t in study.trials
-                      if t.state.is_finished()]
+                      if _is_own(t) and t.state.is_finished()]
     if not result.stop_reason:
         result.stop_reason = "trial count" if n_trials is not None and \
             len(result.records) >= n_trials else "time budget"
