@@ -156,10 +156,11 @@ class AutoML(BaseEstimator):
         The user's history of fits (:mod:`automl_meta.meta.history`): ``True`` is the folder
         ``AUTOML_META_HISTORY`` names, else the user data directory; a string is a folder.
         With a history the warm start draws on it too (earlier fits on a table with the
-        same schema first, then the nearest tasks of the history and the metabase
-        together), and the fit is recorded in it when it ends (meta-features, schema
-        fingerprint, every trial's configuration and score; no data). ``None`` (default):
-        no history. The command line uses one unless ``--no-history`` is given.
+        same schema first, their scores told to the sampler, then the nearest tasks of the
+        history and the metabase together), and the fit is recorded in it when it ends
+        (meta-features, schema fingerprint, every trial's configuration and score; no
+        data). ``None`` (default): no history. The command line uses one unless
+        ``--no-history`` is given.
 
     Attributes
     ----------
@@ -614,9 +615,11 @@ class AutoML(BaseEstimator):
                       deadline: float | None = None) -> tuple[list[tuple[dict, str]], Any]:
         """The history's part of the warm start: the best configurations of earlier fits on
         a table with this schema (to be evaluated first), and the metabase with the
-        history's runs added as prior tasks. A configuration whose trial took there more
-        than ``HISTORY_MAX_TRIAL_SHARE`` of the time now left (scaled to these rows and
-        folds) is not put first. A history that cannot be read is a warning."""
+        history's runs added as prior tasks; their scored configurations (same metric) go
+        to ``self._observations``, for the search's sampler. A configuration whose trial
+        took there more than ``HISTORY_MAX_TRIAL_SHARE`` of the time now left (scaled to
+        these rows and folds) is not put first. A history that cannot be read is a
+        warning."""
         from automl_meta.errors import HistoryError
         from automl_meta.meta.history import as_metabase, merge_metabases
 

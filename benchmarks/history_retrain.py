@@ -196,11 +196,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "history_retrain.csv")
     ap.add_argument("--keep-work", action="store_true")
     ap.add_argument("--summary-only", action="store_true")
+    ap.add_argument("--only", default="", help="comma-separated task names: run only these "
+                    "of the chosen tasks (e.g. to look at one again with --keep-work)")
     args = ap.parse_args()
     done = pd.read_csv(args.out) if args.out.exists() else pd.DataFrame(columns=COLUMNS)
     if not args.summary_only:
         chosen = tables.choose_corpus(tables.corpus_tables(args.corpus), args.tasks,
                                       args.min_rows)
+        if args.only:
+            chosen = [t for t in chosen if t.name in set(args.only.split(","))]
         for i, table in enumerate(chosen, 1):
             if table.name in set(done["name"]):
                 continue
