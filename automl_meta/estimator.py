@@ -747,21 +747,19 @@ class AutoML(BaseEstimator):
                                "fit_seconds": ensemble_info["refit_seconds"],
                                "trial": ranked[0].number, "cv_score": ranked[0].score,
                                "skipped": dropped, "ensemble": ensemble_info}
-        if ranked:
-            candidates.append((ranked[0].config, "best trial", ranked[0], None))
-            for r in sorted(ranked[1:5], key=lambda r: r.fit_seconds):
-                candidates.append((r.config, "fallback: faster top-5 trial", r, None))
-            if self.search_rows_ < n:  # the best on the rows it was chosen on: seconds
-                candidates.append((ranked[0].config, f"fallback: best trial on the "
-                                   f"{self.search_rows_} search rows (no time left for all "
-                                   f"{n})", ranked[0], self._search_idx))
-        else:  # no trial completed: the trials stopped for time have scores on some folds
-            partial = search.partial()
-            for i, r in enumerate(partial[:1] + sorted(partial[1:5],
-                                                       key=lambda r: r.fit_seconds)):
+        # with no complete trial, the trials stopped for time have scores on some folds
+        pool = ranked or search.partial()
+        for i, r in enumerate(pool[:1] + sorted(pool[1:5], key=lambda r: r.fit_seconds)):
+            if ranked:
+                why = "best trial" if i == 0 else "fallback: faster top-5 trial"
+            else:
                 why = (f"{'best' if i == 0 else 'fallback: faster'} partially evaluated trial "
                        f"({len(r.fold_scores)} of {search.n_folds} folds; no trial completed)")
-                candidates.append((r.config, why, r, None))
+            candidates.append((r.config, why, r, None))
+        if ranked and self.search_rows_ < n:  # the best on the rows it was chosen on: seconds
+            candidates.append((ranked[0].config, f"fallback: best trial on the "
+                               f"{self.search_rows_} search rows (no time left for all "
+                               f"{n})", ranked[0], self._search_idx))
         errors = []
         for i, (config, why, record, rows) in enumerate(candidates):
             if rows is None and record is not None and record.number in prefitted:
