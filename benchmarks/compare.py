@@ -11,6 +11,10 @@ interpreter start-up, reading and writing count for all:
   metabase without the task and its variants (``tables.metabase_without``); for an unseen
   table it is the bundled metabase itself. Default flags otherwise (what a user types).
 - ``automl-meta cold``: the same with ``--no-warm-start``.
+- ``automl-meta warm@PATH`` (and ``cold@PATH``): the same with the source tree at ``PATH``
+  (a git worktree of another commit), so that two versions run side by side, one right
+  after the other on each task: on a machine whose speed drifts, runs made at different
+  times are not comparable.
 - ``flaml``: ``flaml.AutoML().fit(time_budget=B, metric=accuracy|r2, n_jobs=2)``, predict.
 - ``optuna tpe``: the loop a user writes by hand: TPE over HistGradientBoosting, random
   forest and logistic regression / ridge (a handful of parameters each), imputation and
@@ -50,6 +54,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -210,6 +215,7 @@ done(model.predict(X_test), fit_end=fit_end)
 
 AUTOGLUON_SCRIPT = _COMMON + r'''
 import os
+import re
 from autogluon.tabular import TabularPredictor
 
 problem = ("binary" if y.nunique() == 2 else "multiclass") if clf else "regression"
@@ -233,13 +239,19 @@ SCRIPTS = {"flaml": FLAML_SCRIPT, "optuna tpe": OPTUNA_SCRIPT, "hgb defaults": H
 # running one system
 
 
-def _env(home: Path, mpl: Path) -> dict[str, str]:
+def _source_tree(system: str) -> Path:
+    """The source tree an automl-meta system runs from: this one, or the ``PATH`` of
+    ``automl-meta warm@PATH`` (e.g. a git worktree of another commit)."""
+    return Path(system.split("@", 1)[1]).resolve() if "@" in system else ROOT
+
+
+def _env(home: Path, mpl: Path, root: Path = ROOT) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOML_META")}
     home.mkdir(parents=True, exist_ok=True)
     env.update(HOME=str(home), XDG_DATA_HOME=str(home / ".local" / "share"),
                XDG_CACHE_HOME=str(home / ".cache"), XDG_CONFIG_HOME=str(home / ".config"),
                AUTOML_META_HISTORY=str(home / "history"), MPLCONFIGDIR=str(mpl),
-               PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
+               PYTHONPATH=str(root) + os.pathsep + env.get("PYTHONPATH", ""))
     return env
 
 
@@ -297,10 +309,10 @@ def run_automl_meta(task: dict, system: str, budget: float, args: argparse.Names
            "--output", str(run), "--seed", str(args.seed), "--json", "--quiet"]
     if task["metabase"] is not None:
         cmd += ["--metabase", str(task["metabase"])]
-    if system == "automl-meta cold":
+    if system.startswith("automl-meta cold"):
         cmd += ["--no-warm-start"]
     cmd += args.automl_meta_args.split()
-    env = _env(out_dir / "home", WORK / "mplconfig")
+    env = _env(out_dir / "home", WORK / "mplconfig", _source_tree(system))
     rc, out, err, _, fit_s = _run(cmd, env, args.kill_factor * budget + 120, out_dir)
     row: dict[str, Any] = {"fit_seconds": round(fit_s, 2), "process_seconds": round(fit_s, 2)}
     if rc != 0:
@@ -383,7 +395,8 @@ def run_script(task: dict, system: str, budget: float, args: argparse.Namespace,
 
 def run_one(task: dict, system: str, budget: float, args: argparse.Namespace) -> dict:
     """One (task, system, budget) result row; a failing system is a result too."""
-    out_dir = task["dir"] / f"{system.replace(' ', '_')}-{budget:g}"
+    label = re.sub(r"[^A-Za-z0-9._-]+", "_", system).strip("_")
+    out_dir = task["dir"] / f"{label}-{budget:g}"
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     row = {k: task[k] for k in ("name", "kind", "source", "rows", "n_train", "n_test",
@@ -679,7 +692,9 @@ def main(argv: list[str] | None = None) -> None:
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     if args.autogluon_python and "autogluon" not in systems:
         systems.append("autogluon")
-    bad = [s for s in systems if s not in SYSTEMS]
+    bad = [s for s in systems if s not in SYSTEMS and not (
+        s.startswith(("automl-meta warm@", "automl-meta cold@"))
+        and (_source_tree(s) / "automl_meta" / "__init__.py").is_file())]
     if bad:
         raise SystemExit(f"unknown systems {bad}; choose from {list(SYSTEMS)}")
     if "autogluon" in systems and not args.autogluon_python:
