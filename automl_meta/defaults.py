@@ -28,6 +28,11 @@ DEFAULT_HISTORY_FIRST = 2
 DEFAULT_HISTORY_OBSERVATIONS = 100
 #: how the warm-start configurations are chosen (see :mod:`automl_meta.meta.warmstart`)
 DEFAULT_STRATEGY = "learned"
+#: the default configuration of each of these families is in every warm start's list, at
+#: position ``WARM_START_DEFAULTS_AT`` (0: first): a baseline that does well on many tables,
+#: for the tables on which the prior tasks' configurations do not carry over
+WARM_START_DEFAULT_FAMILIES = ("hgb",)
+WARM_START_DEFAULTS_AT = 1
 #: the search sees at most this many rows (a stratified subsample); the final fit sees all
 DEFAULT_MAX_SEARCH_ROWS = 20_000
 #: seed of the CV split, the sampler and the models

@@ -22,7 +22,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from automl_meta.artifacts.report import _SCRIPT, _num, render_report, write_report
+from automl_meta.artifacts.report import (
+    _SCRIPT,
+    _num,
+    _origin_group,
+    _origin_label,
+    render_report,
+    write_report,
+)
 from automl_meta.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -669,3 +676,9 @@ def test_json_safe_turns_every_non_finite_number_into_null() -> None:
     assert json_safe({"a": [np.nan]}) == {"a": [None]}
     with pytest.raises(ValueError):  # the plain serialiser would have written NaN
         json.dumps({"a": float("nan")}, allow_nan=False)
+
+
+def test_family_default_origins_are_named_as_such():
+    assert _origin_group("default:hgb") == "default"
+    assert _origin_label("default:hgb") == "warm start · hgb defaults"
+    assert _origin_group("user") == "user"

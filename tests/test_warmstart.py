@@ -144,6 +144,31 @@ def test_suggestions_ordered_deduplicated_and_adapted(tiny_metabase):
         assert any("svm" in line for line in big.log)
 
 
+@pytest.mark.slow
+def test_family_defaults_are_second_in_every_list(tiny_metabase):
+    """The HGB default configuration is in the list whatever the strategy proposes, second,
+    within ``n``; not in a list of one, not twice, not where the family is not offered."""
+    mb = load_metabase(tiny_metabase)
+    space = load_space()
+    nbs = nearest(mb, mb.tasks.iloc[0].to_dict(), "binary", k=4)
+    hgb = space.default_config("hgb", "binary")
+    plain = suggest(mb, nbs, "binary", 500, space, n=6, defaults=())
+    assert not any(s.config == hgb for s in plain.suggestions)
+    for strategy in ("local", "portfolio"):
+        ws = suggest(mb, nbs, "binary", 500, space, n=6, strategy=strategy)
+        assert len(ws.suggestions) <= 6
+        assert ws.suggestions[1].origin == "default:hgb" and ws.suggestions[1].config == hgb
+        assert sum(s.config == hgb for s in ws.suggestions) == 1
+    ws = suggest(mb, nbs, "binary", 500, space, n=6)
+    # the strategy's list keeps its order; its last entry gives way
+    assert [s.config for s in ws.suggestions[:1] + ws.suggestions[2:]] == \
+        [s.config for s in plain.suggestions[:5]]
+    one = suggest(mb, nbs, "binary", 500, space, n=1)
+    assert [s.config for s in one.suggestions] == [plain.suggestions[0].config]
+    svm = suggest(mb, nbs, "binary", 200_000, space, n=6, defaults=("svm",))
+    assert not any(s.origin == "default:svm" for s in svm.suggestions)
+
+
 def test_greedy_order_weighs_tasks_and_covers_them():
     perf = np.array([[1.0, -1.0, -1.0],    # excellent on task 0 only
                      [0.6, 0.6, 0.6],      # good everywhere
@@ -185,7 +210,7 @@ def test_portfolio_is_greedy_and_valid(tiny_metabase):
     assert 1 <= len(pf) <= 5 and len(set(pf)) == len(pf)
     assert pf == mb.manifest["portfolio"]["classification"][:len(pf)]
     # no neighbours at all: the portfolio alone fills the list
-    ws = suggest(mb, [], "binary", 100, space, n=3)
+    ws = suggest(mb, [], "binary", 100, space, n=3, defaults=())
     assert ws.suggestions and all(s.origin == "portfolio" for s in ws.suggestions)
 
 
@@ -195,7 +220,9 @@ def test_warm_fit_marks_origins_and_reports_neighbours(tiny_metabase, mixed_fram
     model = AutoML(n_trials=5, warm_start=3, metabase=str(tiny_metabase), seed=0,
                    diagnostics=False).fit(X, y)
     origins = model.leaderboard_["origin"].tolist()
-    assert all(o.startswith(("neighbour:", "portfolio")) for o in origins[:3])
+    assert all(o.startswith(("neighbour:", "portfolio")) for o in origins[:3]
+               if o != "default:hgb")
+    assert "default:hgb" in origins[:3]
     assert origins[3:] == ["tpe", "tpe"]
     summary = model.summary()
     assert len(summary["warm_start"]["neighbors"]) == 4
@@ -236,7 +263,7 @@ def test_trial_cost_is_estimated_from_the_source_trial_and_slow_ones_go_last(tin
     mb = load_metabase(tiny_metabase)
     space = load_space()
     nbs = nearest(mb, mb.tasks.iloc[0].to_dict(), "binary", k=4)
-    ws = suggest(mb, nbs, "binary", 500, space, n=6)
+    ws = suggest(mb, nbs, "binary", 500, space, n=6, defaults=())
     assert all(s.source_config_id in mb.configs for s in ws.suggestions)
     first = ws.suggestions[0]
     src = mb.results[mb.results["config_id"] == first.source_config_id].iloc[0]
@@ -377,7 +404,8 @@ def test_a_registered_strategy_goes_through_the_same_checks(tiny_metabase, resto
             return WarmStart([Suggestion(c, "echo") for c in configs + configs], ["echo ran"])
 
     assert "echo-test" in available()
-    ws = suggest(mb, [], "binary", 200_000, space, 5, portfolio=[], strategy="echo-test")
+    ws = suggest(mb, [], "binary", 200_000, space, 5, portfolio=[], strategy="echo-test",
+                 defaults=())
     (ctx,) = seen_contexts
     assert ctx.n == 5 and ctx.task == "binary" and "svm" not in ctx.allowed
     assert ws.log[0] == "echo ran"  # the strategy's own log comes first
@@ -390,7 +418,7 @@ def test_a_registered_strategy_goes_through_the_same_checks(tiny_metabase, resto
     # ... unless the strategy says it does not want that (like "learned")
     Echo.portfolio_when_far = False
     assert len(suggest(mb, [], "binary", 500, space, 5, portfolio=[],
-                       strategy="echo-test").suggestions) == 5
+                       strategy="echo-test", defaults=()).suggestions) == 5
     # a second class under a registered name is refused; the first one stays
     with pytest.raises(ValueError, match="already registered"):
         register(type("Other", (Strategy,), {"name": "local"}))
@@ -465,7 +493,7 @@ def test_learned_and_local_suggest_what_they_did_before_the_registry(data):
     nbs = nearest(mb, mf, ds.task, k=10)
     for strategy in ("learned", "local"):
         ws = suggest(mb, nbs, ds.task, len(ds.y), space, 10, strategy=strategy,
-                     metafeatures=mf)
+                     metafeatures=mf, defaults=())
         ids, origins = RECORDED[data, strategy]
         assert [config_id(s.config) for s in ws.suggestions] == ids, strategy
         assert [s.origin for s in ws.suggestions] == origins, strategy
@@ -489,7 +517,7 @@ mb, space = load_metabase({str(tiny_metabase)!r}), load_space()
 nbs = nearest(mb, mb.tasks.iloc[0].to_dict(), "binary", k=4)
 out = {{"available": available(), "nearest": nbs[0].task_id}}
 for name in ("rank", "blend"):
-    ws = suggest(mb, nbs, "binary", 500, space, n=8, strategy=name)
+    ws = suggest(mb, nbs, "binary", 500, space, n=8, strategy=name, defaults=())
     out[name] = [(s.origin, s.rank) for s in ws.suggestions]
 print(json.dumps(out))
 """

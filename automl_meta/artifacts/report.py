@@ -49,6 +49,7 @@ ORIGIN_STYLE = {
     "portfolio": ("warm start: portfolio", "#2ca02c", "^"),
     "learned": ("warm start: performance model", "#d62728", "v"),
     "history": ("warm start: your earlier fit", "#8c564b", "P"),
+    "default": ("warm start: family defaults", "#17becf", "X"),
     "user": ("user configuration", "#9467bd", "D"),
 }
 TOP_N = 10
@@ -464,6 +465,8 @@ def _origin_group(origin: str) -> str:
         return "learned"
     if origin.startswith("history:"):
         return "history"
+    if origin.startswith("default:"):
+        return "default"
     return "user"
 
 
@@ -480,6 +483,8 @@ def _origin_label(origin: str) -> str:
         return "warm start · model" + (f" ({task_id.rsplit('/', 1)[-1]})" if task_id else "")
     if group == "history":
         return f"warm start · your fit {origin.split(':', 1)[1]}"
+    if group == "default":
+        return f"warm start · {origin.split(':', 1)[1]} defaults"
     if group == "tpe":
         return "TPE"
     return f"user · {origin}" if origin != "user" else "user"

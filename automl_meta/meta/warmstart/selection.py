@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from automl_meta.defaults import WARM_START_DEFAULT_FAMILIES, WARM_START_DEFAULTS_AT
 from automl_meta.meta.metabase import Metabase, config_id
 from automl_meta.meta.neighbors import Neighbor
 from automl_meta.meta.surrogate import Surrogate
@@ -21,7 +22,9 @@ FAR_DISTANCE = 1.5
 def suggest(metabase: Metabase, neighbors: Sequence[Neighbor], task: str, n_rows: int,
             space: SearchSpace, n: int, portfolio: Sequence[str] | None = None,
             strategy: str = "local", metafeatures: Mapping[str, Any] | None = None,
-            surrogate: Surrogate | None = None) -> WarmStart:
+            surrogate: Surrogate | None = None,
+            defaults: Sequence[str] = WARM_START_DEFAULT_FAMILIES,
+            defaults_at: int = WARM_START_DEFAULTS_AT) -> WarmStart:
     """An ordered, de-duplicated list of at most ``n`` configurations for this dataset.
 
     Parameters
@@ -48,6 +51,13 @@ def suggest(metabase: Metabase, neighbors: Sequence[Neighbor], task: str, n_rows
     surrogate : Surrogate, optional
         A fitted performance model (strategy ``"learned"``; fitted on the whole metabase
         when not given).
+    defaults : sequence of str
+        Families whose default configuration (origin ``default:<family>``) is in the list
+        whatever the strategy proposes, at position ``defaults_at``; the list stays at most
+        ``n`` long (its last entries give way), and holds at least one configuration of the
+        strategy. Families not offered here are skipped.
+    defaults_at : int
+        Where the default configurations go (0: first).
 
     Returns
     -------
@@ -66,7 +76,8 @@ def suggest(metabase: Metabase, neighbors: Sequence[Neighbor], task: str, n_rows
     Both are logged with their reason. When the strategy says so
     (:attr:`~automl_meta.meta.warmstart.base.Strategy.portfolio_when_far`) and the nearest
     neighbour is farther than ``FAR_DISTANCE`` (or there is none), half the list comes from
-    the portfolio; the portfolio also fills whatever the strategy leaves.
+    the portfolio; the portfolio also fills whatever the strategy leaves. A default
+    configuration the strategy already proposed keeps its place and origin.
     """
     chosen = get(strategy)
     out = WarmStart()
@@ -100,9 +111,17 @@ def suggest(metabase: Metabase, neighbors: Sequence[Neighbor], task: str, n_rows
         seen.add(cid)
         return adapted
 
+    anchors = []
+    for family in defaults:
+        if family in allowed and family in space.families:
+            config = space.default_config(family, task)
+            if config_id(config) not in {config_id(s.config) for s in proposed.suggestions}:
+                anchors.append(Suggestion(config, f"default:{family}"))
+    anchors = anchors[:n - 1]  # a list of one is the strategy's best guess
+    n_strategy = n - len(anchors)
     far = chosen.portfolio_when_far and (not neighbors
                                          or neighbors[0].distance > FAR_DISTANCE)
-    n_own = n // 2 if far else n
+    n_own = n_strategy // 2 if far else n_strategy
     for sug in proposed.suggestions:
         if len(out.suggestions) >= n_own:
             break
@@ -112,7 +131,7 @@ def suggest(metabase: Metabase, neighbors: Sequence[Neighbor], task: str, n_rows
             sug.config, sug.source_config_id = adapted, source_id
             out.suggestions.append(sug)
     for cid in portfolio:
-        if len(out.suggestions) >= n:
+        if len(out.suggestions) >= n_strategy:
             break
         config = metabase.configs.get(cid)
         if config is None:
@@ -120,4 +139,9 @@ def suggest(metabase: Metabase, neighbors: Sequence[Neighbor], task: str, n_rows
         adapted = admit(config, "portfolio")
         if adapted is not None:
             out.suggestions.append(Suggestion(adapted, "portfolio", source_config_id=cid))
+    at = max(0, min(defaults_at, len(out.suggestions)))
+    for anchor in anchors:
+        if admit(anchor.config, anchor.origin) is not None:
+            out.suggestions.insert(at, anchor)
+            at += 1
     return out
