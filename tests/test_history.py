@@ -28,9 +28,9 @@ def _table(n: int, seed: int) -> pd.DataFrame:
     return frame
 
 
-def _fit(capsys, data: Path, run: Path, *extra: str) -> dict:
+def _fit(capsys, data: Path, run: Path, *extra: str, trials: int = 6) -> dict:
     capsys.readouterr()
-    code = main(["fit", str(data), "--target", "label", "--n-trials", "6", "--n-jobs", "1",
+    code = main(["fit", str(data), "--target", "label", "--n-trials", str(trials), "--n-jobs", "1",
                  "--output", str(run), "--json", "--no-report", *extra])
     out = capsys.readouterr()
     assert code == 0, out.err
@@ -59,10 +59,10 @@ def _append_many(folder: str, prefix: str, n: int) -> None:
 def test_second_fit_starts_from_the_first_ones_best(tmp_path, capsys, _own_history):
     """Two samples of one table: the second fit's first trial is the first fit's best
     configuration, it reaches that score within its first trials, and both are listed."""
-    table = _table(6000, 0)
+    table = _table(3000, 0)
     first_csv, second_csv = tmp_path / "march.csv", tmp_path / "april.csv"
-    table.iloc[:3000].to_csv(first_csv, index=False)
-    table.iloc[3000:].to_csv(second_csv, index=False)
+    table.iloc[:1500].to_csv(first_csv, index=False)
+    table.iloc[1500:].to_csv(second_csv, index=False)
     first = _fit(capsys, first_csv, tmp_path / "run1")
     second = _fit(capsys, second_csv, tmp_path / "run2")
 
@@ -70,7 +70,7 @@ def test_second_fit_starts_from_the_first_ones_best(tmp_path, capsys, _own_histo
     head = lb.iloc[0]
     assert head["origin"].startswith("history:")
     assert json.loads(head["config"]) == first["best"]["config"]
-    # on another sample of 3000 rows: within about four standard errors of a CV accuracy
+    # on another sample of 1500 rows: within about three standard errors of a CV accuracy
     early = lb[lb["state"] == "COMPLETE"].head(3)["score"].max()
     assert early >= first["best"]["cv_score"] - 0.03
     assert any("same schema" in line for line in second["warm_start"]["log"])
@@ -147,8 +147,8 @@ def test_against_the_clock_history_configs_start_before_the_meta_features(
 def test_no_history_neither_uses_nor_records(tmp_path, capsys, _own_history):
     data = tmp_path / "t.csv"
     _table(300, 1).to_csv(data, index=False)
-    _fit(capsys, data, tmp_path / "run1")
-    summary = _fit(capsys, data, tmp_path / "run2", "--no-history")
+    _fit(capsys, data, tmp_path / "run1", trials=2)
+    summary = _fit(capsys, data, tmp_path / "run2", "--no-history", trials=2)
     assert not any(o.startswith("history:") for o in summary["trials"]["by_origin"])
     assert len(History(_own_history).runs()) == 1
 
@@ -157,10 +157,10 @@ def test_no_history_neither_uses_nor_records(tmp_path, capsys, _own_history):
 def test_truncated_history_is_reported_and_the_fit_goes_on(tmp_path, capsys, _own_history):
     data = tmp_path / "t.csv"
     _table(300, 2).to_csv(data, index=False)
-    _fit(capsys, data, tmp_path / "run1")
+    _fit(capsys, data, tmp_path / "run1", trials=2)
     path = _own_history / "history.sqlite"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
-    summary = _fit(capsys, data, tmp_path / "run2")
+    summary = _fit(capsys, data, tmp_path / "run2", trials=2)
     assert any("history is not used" in w for w in summary["warnings"]), summary["warnings"]
     assert any("not recorded in the history" in w for w in summary["warnings"])
     assert not any(o.startswith("history:") for o in summary["trials"]["by_origin"])
@@ -244,7 +244,7 @@ def test_fingerprint_is_the_schema_not_the_rows():
 def test_export_is_a_metabase_fit_can_use(tmp_path, capsys, _own_history):
     data = tmp_path / "t.csv"
     _table(300, 3).to_csv(data, index=False)
-    _fit(capsys, data, tmp_path / "run1")
+    _fit(capsys, data, tmp_path / "run1", trials=2)
     capsys.readouterr()
     assert main(["history", "export", str(tmp_path / "mb")]) == 0
     from automl_meta.search.space import load_space
@@ -253,5 +253,5 @@ def test_export_is_a_metabase_fit_can_use(tmp_path, capsys, _own_history):
     assert len(mb.ok_tasks()) == 1 and mb.tasks["task_id"][0].startswith("history:")
     assert len(mb.results) == len(as_metabase(History(_own_history)).results)
     summary = _fit(capsys, data, tmp_path / "run2", "--no-history", "--metabase",
-                   str(tmp_path / "mb"))
+                   str(tmp_path / "mb"), trials=2)
     assert summary["warm_start"]["neighbors"][0]["task_id"].startswith("history:")

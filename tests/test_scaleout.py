@@ -106,12 +106,12 @@ def test_two_workers_share_one_study(backend, tmp_path, small_csv, request):
     # the helper stops well before the leader's search does, so every trial it finishes is
     # in the leader's leaderboard; the budgets leave room for slow process start-ups on a
     # loaded machine (importing scikit-learn and creating the study can take seconds there)
-    leader = _cli("fit", small_csv, "--target", "label", "--time-budget", "36",
+    leader = _cli("fit", small_csv, "--target", "label", "--time-budget", "28",
                   "--no-warm-start", "--no-report", "--storage", url, "--study", study,
                   "--output", run, "--json")
     _wait_for_first_trial(leader, url, study)  # the worker joins an existing study only
     helper = _cli("worker", small_csv, "--storage", url, "--study", study,
-                  "--time-budget", "10", "--json")
+                  "--time-budget", "8", "--json")
     out_h, err_h = helper.communicate(timeout=120)
     out_l, err_l = leader.communicate(timeout=120)
     assert helper.returncode == 0, err_h
@@ -359,7 +359,7 @@ def test_fit_survives_a_postgres_restart(tmp_path, small_csv, pg_cluster):
     """PostgreSQL stopped (fast: connections closed) in the middle of a fit and started again:
     the fit waits, says so on stderr, goes on with the same study and exits 0."""
     url, study, run = pg_cluster.url, "restart", tmp_path / "run"
-    proc = _cli("fit", small_csv, "--target", "label", "--time-budget", "40",
+    proc = _cli("fit", small_csv, "--target", "label", "--time-budget", "34",
                 "--no-warm-start", "--no-report", "--storage", url, "--study", study,
                 "--output", run, "--json")
     errors: list[str] = []
