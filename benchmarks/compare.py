@@ -215,7 +215,6 @@ done(model.predict(X_test), fit_end=fit_end)
 
 AUTOGLUON_SCRIPT = _COMMON + r'''
 import os
-import re
 from autogluon.tabular import TabularPredictor
 
 problem = ("binary" if y.nunique() == 2 else "multiclass") if clf else "regression"
