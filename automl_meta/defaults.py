@@ -30,7 +30,9 @@ DEFAULT_HISTORY_OBSERVATIONS = 100
 DEFAULT_STRATEGY = "learned"
 #: the default configuration of each of these families is in every warm start's list, at
 #: position ``WARM_START_DEFAULTS_AT`` (0: first): a baseline that does well on many tables,
-#: for the tables on which the prior tasks' configurations do not carry over
+#: for the tables on which the prior tasks' configurations do not carry over (against the
+#: clock with more than one worker and no history configuration to start with, they start
+#: at once instead, while the rest of the warm start is computed)
 WARM_START_DEFAULT_FAMILIES = ("hgb",)
 WARM_START_DEFAULTS_AT = 1
 #: the search sees at most this many rows (a stratified subsample); the final fit sees all

@@ -54,6 +54,7 @@ from automl_meta.defaults import (
     HOLDOUT_DEFAULT_FAMILIES,
     HOLDOUT_LARGE_ROWS,
     HOLDOUT_LARGE_SETTINGS,
+    WARM_START_DEFAULT_FAMILIES,
 )
 from automl_meta.errors import AutoMLError, UsageError
 from automl_meta.progress import Reporter
@@ -503,16 +504,22 @@ class AutoML(BaseEstimator):
 
         The history's configurations for this table's schema, then the strategy's list for
         this dataset: meta-features → nearest prior tasks → ordered configurations
-        (:meth:`_warm_start_prior`, :meth:`_warm_start_learned`). With ``early`` and
-        history configurations to start with, they start at once and the rest is computed
-        in a thread while they run. Without history configurations everything is computed
-        first: early trials would only compete with that thread for the cores, and the
-        strategy's first configurations would start later.
+        (:meth:`_warm_start_prior`, :meth:`_warm_start_learned`). With ``early``, the
+        history's configurations start at once and the rest is computed in a thread while
+        they run; without any, and with more than one worker, the family defaults
+        (:data:`~automl_meta.defaults.WARM_START_DEFAULT_FAMILIES`) start at once instead,
+        on one worker, while the others wait for the strategy's list. With one worker
+        everything is computed first: an early trial would only compete with that thread
+        for the core, and the strategy's first configurations would start later.
         """
         mb, first = self._warm_start_prior(dataset, space, n_rows, deadline)
         if mb is None:
             self._mark("warm start ready")
             return first, None
+        if early and not first and self.n_jobs_ > 1 and self.warm_start > 1:
+            # a core is free while the rest is computed: the family defaults, which do not
+            # depend on it, start on it
+            first = self._family_defaults(dataset, space, n_rows)
         if not (early and first):
             return self._warm_start_learned(dataset, space, n_rows, deadline, mb, first), None
         future: Future = Future()
@@ -602,6 +609,9 @@ class AutoML(BaseEstimator):
                        "with the same schema come first" + (
                            ", started while the meta-features were computed"
                            if early else ""))
+        elif early and first:
+            log.append(", ".join(o for _, o in first) + " started at once, while the "
+                       "meta-features and the rest of the warm start were computed")
         if self._observations:
             log.append(f"the sampler starts from {len(self._observations)} scores of earlier "
                        "fits on a table with the same schema")
@@ -610,6 +620,14 @@ class AutoML(BaseEstimator):
         self.warm_start_log_ = log + ws.log + cost_log
         self._mark("warm start ready")
         return (first + rest)[:max(self.warm_start, len(first))]
+
+    def _family_defaults(self, dataset: Dataset, space: Any, n_rows: int
+                         ) -> list[tuple[dict, str]]:
+        """The default configuration of each family of ``WARM_START_DEFAULT_FAMILIES``
+        offered for this table, with its origin ``default:<family>``."""
+        allowed = set(space.family_names(dataset.task, n_rows))
+        return [(space.default_config(f, dataset.task), f"default:{f}")
+                for f in WARM_START_DEFAULT_FAMILIES if f in allowed][:self.warm_start - 1]
 
     def _from_history(self, dataset: Dataset, space: Any, n_rows: int, mb: Any,
                       deadline: float | None = None) -> tuple[list[tuple[dict, str]], Any]:

@@ -112,6 +112,25 @@ def test_without_a_stored_model_a_short_budget_warm_starts_with_local(tmp_path):
                for line in model.warm_start_log_), model.warm_start_log_
 
 
+@pytest.mark.slow
+def test_family_defaults_start_while_the_warm_start_is_computed():
+    """Two workers, a time budget, no history: the HGB defaults are the first trial, on one
+    worker, while the rest of the warm start is computed; the other worker waits for the
+    strategy's list instead of starting a sampled configuration."""
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    model = AutoML(time_budget=6, n_jobs=2, seed=0, diagnostics=False, history=False
+                   ).fit(X, y)
+    origins = model.leaderboard_.sort_values("trial")["origin"].tolist()
+    assert origins[0] == "default:hgb"
+    assert origins[1].startswith("learned:"), origins
+    assert origins.count("default:hgb") == 1
+    assert any("default:hgb started at once" in line for line in model.warm_start_log_)
+    events = dict(model.timeline_)
+    assert events["first trial started"] < events["warm start ready"]
+
+
 def test_final_svm_with_a_single_example_class_still_gives_probabilities():
     rng = np.random.default_rng(0)
     X = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60)})

@@ -321,8 +321,9 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         Configurations that become known while the search runs (the warm start computed
         while the first trials run): enqueued when the future is done, to be evaluated next
         in order; ignored if the search is over by then, or if the future fails (the caller
-        reports that). A worker that finishes a trial while they are pending and nothing
-        else is enqueued waits for them instead of starting a sampled configuration.
+        reports that). A worker that would start a trial (at the start of the search or
+        after one) while they are pending and nothing else is enqueued waits for them
+        instead of starting a sampled configuration.
     observations : sequence of (config, score, origin)
         Scores measured before, elsewhere (earlier fits on a table with the same schema),
         told to the sampler as finished trials of a new study (:func:`add_observations`)
@@ -405,6 +406,8 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         trial.set_user_attr("origin", trial.user_attrs.get("origin", "tpe"))
         trial.set_user_attr("worker", WORKER_ID)
         worker = workers.get()
+        # a worker still starting (the fork server importing) is not this trial's slowness
+        worker.wait_started(search_deadline())
         scores: list[float] = []
         oof = np.full(len(ctx.y), np.nan)
         oof_proba = None if ctx.task == "regression" else np.zeros((len(ctx.y), ctx.n_classes))
@@ -472,13 +475,11 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         elif limit is not None and limit - time.monotonic() < 0.05:
             result.stop_reason = "time budget"
             study.stop()
-        else:
-            wait_for_pending(study)
 
-    def wait_for_pending(study: optuna.Study) -> None:
-        # A worker that finished the configurations it could start with waits for the
-        # pending ones (a fraction of a second) rather than asking the sampler for a random
-        # start-up configuration; this runs before the worker's thread asks for a trial.
+    def wait_for_pending() -> None:
+        # A worker with no enqueued configuration to start waits for the pending ones (a
+        # fraction of a second) rather than asking the sampler for a random start-up
+        # configuration.
         if pending is None or enqueued.is_set() or study.get_trials(
                 deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
             return
@@ -487,6 +488,19 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
             if limit is not None and limit <= time.monotonic():
                 return
             enqueued.wait(0.1)
+
+    if pending is not None:
+        # every trial of study.optimize starts with study.ask: gate it, one thread at a
+        # time, so that two workers never both find the last enqueued configuration
+        ask_lock = threading.Lock()
+        study_ask = study.ask
+
+        def gated_ask(*args: Any, **kwargs: Any) -> optuna.Trial:
+            with ask_lock:
+                wait_for_pending()
+                return study_ask(*args, **kwargs)
+
+        study.ask = gated_ask  # type: ignore[method-assign]
 
     start_mono = time.monotonic()
     done_before = len([t for t in study.trials if _is_own(t) and t.state.is_finished()])
