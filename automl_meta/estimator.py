@@ -386,8 +386,14 @@ class AutoML(BaseEstimator):
         for w in self.warnings_:
             reporter.warn(w)
         shown = len(self.warnings_)
-        # import the model writer (and the report's plotting stack) while the search runs
-        threading.Thread(target=_preload_save_modules, args=(self.report,), daemon=True).start()
+        # import the model writer (and the report's plotting stack) while the search runs,
+        # once the warm start's thread is done (both would hold the same interpreter lock)
+        preload = threading.Thread(target=_preload_save_modules, args=(self.report,),
+                                   daemon=True)
+        if pending is None:
+            preload.start()
+        else:
+            pending.add_done_callback(lambda _: preload.start())
         reporter.start(self.n_trials, None if deadline is None else deadline - time.monotonic(),
                        metric.name)
         self._mark("search start")
