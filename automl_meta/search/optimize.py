@@ -491,11 +491,15 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
 
     if pending is not None:
         # every trial of study.optimize starts with study.ask: gate it, one thread at a
-        # time, so that two workers never both find the last enqueued configuration
+        # time, so that two workers never both find the last enqueued configuration; once
+        # the pending configurations are in the study, asks run side by side again (a TPE
+        # ask can take a good part of a fast trial)
         ask_lock = threading.Lock()
         study_ask = study.ask
 
         def gated_ask(*args: Any, **kwargs: Any) -> optuna.Trial:
+            if enqueued.is_set():
+                return study_ask(*args, **kwargs)
             with ask_lock:
                 wait_for_pending()
                 return study_ask(*args, **kwargs)
