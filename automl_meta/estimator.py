@@ -54,7 +54,6 @@ from automl_meta.defaults import (
     HOLDOUT_DEFAULT_FAMILIES,
     HOLDOUT_LARGE_ROWS,
     HOLDOUT_LARGE_SETTINGS,
-    WARM_START_DEFAULT_FAMILIES,
 )
 from automl_meta.errors import AutoMLError, UsageError
 from automl_meta.progress import Reporter
@@ -631,9 +630,11 @@ class AutoML(BaseEstimator):
                          ) -> list[tuple[dict, str]]:
         """The default configuration of each family of ``WARM_START_DEFAULT_FAMILIES``
         offered for this table, with its origin ``default:<family>``."""
-        allowed = set(space.family_names(dataset.task, n_rows))
-        return [(space.default_config(f, dataset.task), f"default:{f}")
-                for f in WARM_START_DEFAULT_FAMILIES if f in allowed][:self.warm_start - 1]
+        from automl_meta.meta.warmstart.selection import default_suggestions
+
+        allowed = space.family_names(dataset.task, n_rows)
+        return [(s.config, s.origin) for s in
+                default_suggestions(space, dataset.task, allowed, self.warm_start)]
 
     def _from_history(self, dataset: Dataset, space: Any, n_rows: int, mb: Any,
                       deadline: float | None = None) -> tuple[list[tuple[dict, str]], Any]:

@@ -19,6 +19,16 @@ from automl_meta.search.space import SearchSpace, task_kind
 FAR_DISTANCE = 1.5
 
 
+def default_suggestions(space: SearchSpace, task: str, allowed: Sequence[str], n: int,
+                        families: Sequence[str] = WARM_START_DEFAULT_FAMILIES
+                        ) -> list[Suggestion]:
+    """The default configuration of each of ``families`` offered here (in ``allowed``),
+    origin ``default:<family>``; at most ``n - 1`` (a list of one is the strategy's best
+    guess)."""
+    return [Suggestion(space.default_config(f, task), f"default:{f}")
+            for f in families if f in allowed and f in space.families][:max(0, n - 1)]
+
+
 def suggest(metabase: Metabase, neighbors: Sequence[Neighbor], task: str, n_rows: int,
             space: SearchSpace, n: int, portfolio: Sequence[str] | None = None,
             strategy: str = "local", metafeatures: Mapping[str, Any] | None = None,
@@ -111,13 +121,9 @@ def suggest(metabase: Metabase, neighbors: Sequence[Neighbor], task: str, n_rows
         seen.add(cid)
         return adapted
 
-    anchors = []
-    for family in defaults:
-        if family in allowed and family in space.families:
-            config = space.default_config(family, task)
-            if config_id(config) not in {config_id(s.config) for s in proposed.suggestions}:
-                anchors.append(Suggestion(config, f"default:{family}"))
-    anchors = anchors[:n - 1]  # a list of one is the strategy's best guess
+    proposed_ids = {config_id(s.config) for s in proposed.suggestions}
+    anchors = [a for a in default_suggestions(space, task, allowed, n, defaults)
+               if config_id(a.config) not in proposed_ids]
     n_strategy = n - len(anchors)
     far = chosen.portfolio_when_far and (not neighbors
                                          or neighbors[0].distance > FAR_DISTANCE)
