@@ -35,6 +35,11 @@ DEFAULT_STRATEGY = "learned"
 #: at once instead, while the rest of the warm start is computed)
 WARM_START_DEFAULT_FAMILIES = ("hgb",)
 WARM_START_DEFAULTS_AT = 1
+#: when no trial's configuration can be refitted in the time left (or none completed), the
+#: default configuration of these families is fitted on all rows before the last resort (a
+#: linear model on a subsample): strong on many tables and fast enough to fit in the time a
+#: slow trial's refit could not
+FALLBACK_DEFAULT_FAMILIES = ("hgb",)
 #: the search sees at most this many rows (a stratified subsample); the final fit sees all
 DEFAULT_MAX_SEARCH_ROWS = 20_000
 #: seed of the CV split, the sampler and the models

@@ -51,6 +51,7 @@ from automl_meta.defaults import (
     DEFAULT_SEED,
     DEFAULT_STRATEGY,
     DEFAULT_WARM_START,
+    FALLBACK_DEFAULT_FAMILIES,
     HOLDOUT_DEFAULT_FAMILIES,
     HOLDOUT_LARGE_ROWS,
     HOLDOUT_LARGE_SETTINGS,
@@ -703,7 +704,9 @@ class AutoML(BaseEstimator):
         worker; the others (if any) fit held-out candidates beside it."""
         worker = workers[0]
         # Order: the best trial; faster top-5 trials (only if their estimated refit fits
-        # the time left); last, whatever time is left, a linear model with default settings
+        # the time left; with no complete trial, the best partially evaluated one too); the
+        # defaults of FALLBACK_DEFAULT_FAMILIES on all rows; last, whatever time is left, a
+        # linear model with default settings
         # on at most LAST_RESORT_ROWS rows, so that a fit always ends with a model (the
         # report says which and why). The last resort is fitted by the worker too (under
         # the same --memory-limit); in this process only if that fails without a limit.
@@ -785,6 +788,12 @@ class AutoML(BaseEstimator):
             candidates.append((ranked[0].config, f"fallback: best trial on the "
                                f"{self.search_rows_} search rows (no time left for all "
                                f"{n})", ranked[0], self._search_idx))
+        offered = space.family_names(dataset.task, n)
+        for family in FALLBACK_DEFAULT_FAMILIES:
+            config = space.default_config(family, dataset.task)
+            if family in offered and all(c[0] != config for c in candidates):
+                candidates.append((config, f"fallback: {family} defaults" + (
+                    "" if ranked else " (no trial completed)"), None, None))
         errors = []
         for i, (config, why, record, rows) in enumerate(candidates):
             if rows is None and record is not None and record.number in prefitted:
@@ -801,7 +810,8 @@ class AutoML(BaseEstimator):
                 if timeout <= 0.2:
                     errors.append(f"{config['family']}: no time left")
                     continue
-                if i > 0 and record is not None:  # skip a fallback that cannot make it
+                # skip a fallback (or a partially evaluated best) that cannot make it
+                if (i > 0 or not ranked) and record is not None:
                     fit_rows = n if rows is None else len(rows)
                     est = final_fit_seconds(record.family, record.fit_seconds, train_rows,
                                             fit_rows, dataset.task != "regression")

@@ -372,6 +372,37 @@ def test_with_no_complete_trial_the_final_model_is_the_best_partial_one(mixed_fr
 
 
 @pytest.mark.slow
+def test_a_refit_that_cannot_make_it_falls_back_to_the_hgb_defaults(mixed_frame):
+    """When no trial completed and the best partially evaluated one would need longer than
+    the time left to refit, it is skipped (and said so), and the final model is the HGB
+    defaults fitted on all rows, not a linear model on a subsample."""
+    from dataclasses import replace
+
+    from automl_meta.search.optimize import SearchResult
+    from automl_meta.search.prepare import prepare_search
+    from automl_meta.search.workers import Worker
+
+    space = load_space()
+    model = AutoML(n_trials=1, warm_start_configs=[space.default_config("rf", "binary")],
+                   warm_start=0, ensemble_size=1, seed=0
+                   ).fit(mixed_frame.drop(columns=["label"]), mixed_frame["label"])
+    rf = model.search_.records[0]
+    slow = replace(rf, state="FAIL", fold_scores=rf.fold_scores[:1], score=rf.fold_scores[0],
+                   fit_seconds=1000.0, error="stopped: 2 fold(s) left")
+    search = SearchResult([slow], "accuracy", True, model.search_.n_folds, "time budget")
+    full_ctx = prepare_search(model.dataset_, "accuracy", 0, model.max_search_rows, space,
+                              n_folds=model.search_.n_folds).full_ctx
+    worker = Worker(full_ctx, None, in_process=True)
+    deadline = time.monotonic() + 5.0
+    final, info = model._refit(search, [worker], model.dataset_, space, deadline, 5.0)
+    assert info["config"] == space.default_config("hgb", "binary")
+    assert info["reason"] == "fallback: hgb defaults (no trial completed)"
+    assert info["trial"] is None and info["skipped"][0].startswith("rf: needs ~")
+    X = mixed_frame.drop(columns=["label"])
+    assert (final.predict(X) == mixed_frame["label"]).mean() > 0.8
+
+
+@pytest.mark.slow
 def test_observations_inform_the_sampler_and_are_not_trials(mixed_frame):
     """Scores measured before are finished trials of the study for the sampler, marked and
     with their origin, and not records of the search; a configuration outside the space is
