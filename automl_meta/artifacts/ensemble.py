@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from automl_meta import metrics as metrics_mod
+from automl_meta.budget import WRITE_RESERVE_SECONDS
 from automl_meta.search.families import final_fit_seconds
 from automl_meta.search.workers import EvaluationFailed, EvaluationTimeout
 
@@ -248,8 +249,11 @@ def refit_ensemble(selection: Selection, records: Mapping[int, Any], oof: Mappin
     The plan takes the members in order (best trial first, then by weight) while their
     estimated refit times (:func:`~automl_meta.search.families.final_fit_seconds` of the
     trial's measured per-fold fit time) fit in the time left; the others are dropped. A
-    member whose refit fails or runs out of time is dropped too. The weights of the members
-    left are re-normalised; when fewer than two are left, or their re-normalised blend
+    member whose refit fails or runs out of time is dropped too, and so is one whose model
+    file would take too long to write: each member's writing time, estimated from its
+    arrays (:func:`~automl_meta.search.cv.write_seconds`), counts against
+    ``window_end`` beyond what the fixed ``WRITE_RESERVE_SECONDS`` covers. The weights of
+    the members left are re-normalised; when fewer than two are left, or their re-normalised blend
     scores below the best trial out of fold, the result is the single best trial
     (``ensemble`` None). Ctrl-C (SIGTERM as the command line handles it) during a member's
     refit stops the refit there: the members fitted so far are used the same way and
@@ -293,10 +297,13 @@ def refit_ensemble(selection: Selection, records: Mapping[int, Any], oof: Mappin
         planned.append(t)
     fitted: dict[int, tuple[Any, float]] = {}
     interrupted = False
+    written = 0.0  # estimated seconds to write the members fitted so far...
+    write = 0.0  # ...beyond what the fixed reserve covers
     for t in planned if len(planned) >= 2 else []:  # one member: the single-model refit
-        timeout = None if window_end is None else window_end - time.monotonic()
+        timeout = None if window_end is None else window_end - time.monotonic() - write
         if timeout is not None and timeout <= 0.2:
-            dropped.append({"trial": t, "family": records[t].family, "why": "no time left"})
+            dropped.append({"trial": t, "family": records[t].family, "why": "no time left" + (
+                f" (~{write:.1f} s kept to write the members fitted so far)" if write else "")})
             continue
         try:
             out = worker.run(("fit", records[t].config), timeout)
@@ -309,6 +316,16 @@ def refit_ensemble(selection: Selection, records: Mapping[int, Any], oof: Mappin
             dropped += [{"trial": u, "family": records[u].family, "why": "interrupted"}
                         for u in planned[planned.index(t):]]
             break
+        more = float(out.get("write_seconds", 0.0))
+        after = max(0.0, written + more - WRITE_RESERVE_SECONDS)
+        if window_end is not None and t != selection.single_trial \
+                and time.monotonic() + after > window_end:
+            # fitted, but writing it too would take the fit past its budget
+            dropped.append({"trial": t, "family": records[t].family,
+                            "why": f"its model would take ~{more:.1f} s to write, past the "
+                                   "time left"})
+            continue
+        written, write = written + more, after
         fitted[t] = (out["pipeline"], float(out["fit_seconds"]))
     kept = {t: w for t, w in selection.weights.items() if t in fitted}
     total = sum(kept.values())
