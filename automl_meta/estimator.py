@@ -790,12 +790,15 @@ class AutoML(BaseEstimator):
                                f"{n})", ranked[0], self._search_idx))
         offered = space.family_names(dataset.task, n)
         for family in FALLBACK_DEFAULT_FAMILIES:
-            config = space.default_config(family, dataset.task)
-            if family in offered and all(c[0] != config for c in candidates):
-                candidates.append((config, f"fallback: {family} defaults" + (
-                    "" if ranked else " (no trial completed)"), None, None))
+            if family in offered:
+                candidates.append((space.default_config(family, dataset.task),
+                                   f"fallback: {family} defaults" + (
+                                       "" if ranked else " (no trial completed)"), None, None))
         errors = []
+        tried: list[tuple[dict, bool]] = []  # a configuration is fitted on all rows once
         for i, (config, why, record, rows) in enumerate(candidates):
+            if (config, rows is None) in tried:
+                continue
             if rows is None and record is not None and record.number in prefitted:
                 pipeline, seconds = prefitted[record.number]  # fitted by the ensemble refit
                 out = {"pipeline": pipeline, "fit_seconds": seconds}
@@ -819,6 +822,7 @@ class AutoML(BaseEstimator):
                         errors.append(f"{config['family']}: needs ~{est:.0f} s, "
                                       f"{timeout:.0f} s left")
                         continue
+            tried.append((config, rows is None))
             try:
                 out = worker.run(("fit", config) if rows is None else
                                  ("fit", config, rows), timeout)

@@ -400,6 +400,14 @@ def test_a_refit_that_cannot_make_it_falls_back_to_the_hgb_defaults(mixed_frame)
     assert info["trial"] is None and info["skipped"][0].startswith("rf: needs ~")
     X = mixed_frame.drop(columns=["label"])
     assert (final.predict(X) == mixed_frame["label"]).mean() > 0.8
+    # the partially evaluated trial is the HGB defaults themselves, skipped on its estimate:
+    # the fallback is still tried, on the time it has
+    hgb = replace(slow, config=space.default_config("hgb", "binary"))
+    search = SearchResult([hgb], "accuracy", True, model.search_.n_folds, "time budget")
+    _, info = model._refit(search, [worker], model.dataset_, space, time.monotonic() + 5.0,
+                           5.0)
+    assert info["reason"] == "fallback: hgb defaults (no trial completed)"
+    assert info["skipped"][0].startswith("hgb: needs ~")
 
 
 @pytest.mark.slow
