@@ -42,9 +42,9 @@ GRACE_SHARE = 0.1
 WRITE_RESERVE_SECONDS = 0.8
 #: writing a fitted model as a skops file: the skops writer stores every array (several per
 #: tree of a forest, per boosting iteration and class) as its own entry, so the time goes
-#: mostly by their number and a little by their bytes (deflate level 1): about 0.3-1.5 ms
-#: per array and 0.01 s per MB measured on an idle 2-core machine. The ensemble's refit
-#: counts it for each member, beyond what WRITE_RESERVE_SECONDS covers
+#: mostly by their number and a little by their bytes (deflate level 1); both constants err
+#: long. The ensemble's refit counts it for each member, beyond what WRITE_RESERVE_SECONDS
+#: covers
 MODEL_WRITE_SECONDS_PER_ARRAY = 0.0012
 MODEL_WRITE_SECONDS_PER_MB = 0.012
 #: rendering report.html (its plotting stack is imported while the search runs)
