@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 from pathlib import Path
 
 #: the time budget when neither a budget nor a trial count is given
@@ -122,11 +123,18 @@ def save_reserve(report: bool) -> float:
     return WRITE_RESERVE_SECONDS + (REPORT_RESERVE_SECONDS if report else 0.0)
 
 
-def model_write_seconds(n_arrays: int, nbytes: int) -> float:
-    """Estimated seconds to write a fitted model holding ``n_arrays`` arrays of ``nbytes``
-    bytes in all to the run directory (:data:`MODEL_WRITE_SECONDS_PER_ARRAY`,
-    :data:`MODEL_WRITE_SECONDS_PER_MB`)."""
-    return MODEL_WRITE_SECONDS_PER_ARRAY * n_arrays + MODEL_WRITE_SECONDS_PER_MB * nbytes / 1e6
+def model_write_seconds(model: object) -> float:
+    """Estimated seconds to write the fitted ``model`` to the run directory, by the number
+    and bytes of its arrays (:data:`MODEL_WRITE_SECONDS_PER_ARRAY`,
+    :data:`MODEL_WRITE_SECONDS_PER_MB`): a pickle pass that hands the arrays over out of
+    band, without copying them, counts them. 0 for a model that cannot be pickled."""
+    arrays: list[pickle.PickleBuffer] = []
+    try:
+        pickle.dumps(model, protocol=5, buffer_callback=arrays.append)
+    except Exception:
+        return 0.0
+    nbytes = sum(a.raw().nbytes for a in arrays)
+    return MODEL_WRITE_SECONDS_PER_ARRAY * len(arrays) + MODEL_WRITE_SECONDS_PER_MB * nbytes / 1e6
 
 
 def trial_timeout(time_budget: float | None) -> float | None:

@@ -185,13 +185,12 @@ def test_members_whose_model_files_cannot_be_written_in_time_are_dropped(fitted_
     """Each member's writing time (from its arrays) counts against the refit
     window: with a generous window and the usual writing speed the ensemble is used; with
     writing a thousand times slower, every member but the best trial is dropped, said so,
-    and the best trial's pipeline is kept for the single-model refit. (In process: the
-    estimate is made where the member is fitted, here with the patched speed.)"""
+    and the best trial's pipeline is kept for the single-model refit."""
     from automl_meta import budget
 
     ds, model = fitted_small
     prepared = prepare_search(ds, model.metric_.name, 0, 20_000, load_space())
-    with Worker(prepared.full_ctx, None, in_process=True) as worker:
+    with Worker(prepared.full_ctx) as worker:
         usual = ensemble_for_search(model.search_, worker, size=10, task=ds.task,
                                     n_classes=2, train_rows=128, fit_rows=ds.n_rows,
                                     window_end=time.monotonic() + 120)
@@ -199,7 +198,7 @@ def test_members_whose_model_files_cannot_be_written_in_time_are_dropped(fitted_
         pytest.skip(f"the selection kept one member: {usual.reason}")
     best = usual.info["best_single"]["trial"]
     monkeypatch.setattr(budget, "MODEL_WRITE_SECONDS_PER_ARRAY", 10.0)
-    with Worker(prepared.full_ctx, None, in_process=True) as worker:
+    with Worker(prepared.full_ctx) as worker:
         slow = ensemble_for_search(model.search_, worker, size=10, task=ds.task,
                                    n_classes=2, train_rows=128, fit_rows=ds.n_rows,
                                    window_end=time.monotonic() + 120)

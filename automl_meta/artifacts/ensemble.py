@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from automl_meta import metrics as metrics_mod
-from automl_meta.budget import WRITE_RESERVE_SECONDS
+from automl_meta.budget import WRITE_RESERVE_SECONDS, model_write_seconds
 from automl_meta.search.families import final_fit_seconds
 from automl_meta.search.workers import EvaluationFailed, EvaluationTimeout
 
@@ -251,7 +251,7 @@ def refit_ensemble(selection: Selection, records: Mapping[int, Any], oof: Mappin
     trial's measured per-fold fit time) fit in the time left; the others are dropped. A
     member whose refit fails or runs out of time is dropped too, and so is one whose model
     file would take too long to write: each member's writing time, estimated from its
-    arrays (:func:`~automl_meta.search.cv.write_seconds`), counts against
+    arrays (:func:`~automl_meta.budget.model_write_seconds`), counts against
     ``window_end`` beyond what the fixed ``WRITE_RESERVE_SECONDS`` covers. The weights of
     the members left are re-normalised; when fewer than two are left, or their re-normalised blend
     scores below the best trial out of fold, the result is the single best trial
@@ -316,7 +316,7 @@ def refit_ensemble(selection: Selection, records: Mapping[int, Any], oof: Mappin
             dropped += [{"trial": u, "family": records[u].family, "why": "interrupted"}
                         for u in planned[planned.index(t):]]
             break
-        more = float(out.get("write_seconds", 0.0))
+        more = model_write_seconds(out["pipeline"])
         after = max(0.0, written + more - WRITE_RESERVE_SECONDS)
         if window_end is not None and t != selection.single_trial \
                 and time.monotonic() + after > window_end:

@@ -6,7 +6,6 @@ in a child process so that a configuration that hangs or eats memory can be stop
 
 from __future__ import annotations
 
-import pickle
 import time
 import warnings
 from collections.abc import Mapping
@@ -18,7 +17,7 @@ import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from automl_meta import metrics as metrics_mod
-from automl_meta.budget import model_write_seconds, n_folds_for
+from automl_meta.budget import n_folds_for
 from automl_meta.data import Schema
 from automl_meta.search.pipeline import build_pipeline
 from automl_meta.search.space import SearchSpace
@@ -145,20 +144,7 @@ def fit_full(ctx: EvalContext, config: Mapping[str, Any],
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pipe.fit(X, y)
-    fit_seconds = time.perf_counter() - t0
-    return {"pipeline": pipe, "fit_seconds": fit_seconds, "write_seconds": write_seconds(pipe)}
-
-
-def write_seconds(model: Any) -> float:
-    """Estimated seconds to write ``model`` as a skops file
-    (:func:`~automl_meta.budget.model_write_seconds` of its arrays): a pickle pass that
-    hands the arrays over out of band, without copying them, counts them and their bytes."""
-    arrays: list[pickle.PickleBuffer] = []
-    try:
-        pickle.dumps(model, protocol=5, buffer_callback=arrays.append)
-    except Exception:  # not picklable: it could not be written at all
-        return 0.0
-    return model_write_seconds(len(arrays), sum(a.raw().nbytes for a in arrays))
+    return {"pipeline": pipe, "fit_seconds": time.perf_counter() - t0}
 
 
 def fit_holdout(ctx: EvalContext, config: Mapping[str, Any], fit_rows: np.ndarray,
