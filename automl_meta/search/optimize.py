@@ -382,6 +382,7 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
     result = SearchResult([], metric.name, metric.greater_is_better, n_folds, "",
                           oof_y=ctx.y, oof_limit=oof_capacity(len(ctx.y), ctx.n_classes))
     oof_lock = threading.Lock()
+    best_oof_key: list[tuple[float, int] | None] = [None]
     oof_scores: dict[int, float] = {}
 
     def search_deadline() -> float | None:
@@ -450,9 +451,13 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
                 _check_pace(trial_start, k + 1, n_folds, trial_end, search_deadline())
             value = float(np.mean(scores))
             with oof_lock:
-                best = result.best
-                if best is None or metric.better(value, best.score) or (
-                        result.best_oof is None):
+                # ranked as :attr:`SearchResult.best` ranks: score, then the lower number;
+                # compared with the trials that returned so far, not with ``result.best``,
+                # which the callback updates only after this returns (another worker's trial
+                # may return in between)
+                key = ((value if result.greater_is_better else -value), -trial.number)
+                if best_oof_key[0] is None or key > best_oof_key[0]:
+                    best_oof_key[0] = key
                     result.best_oof = oof
                 if oof_complete:
                     result.keep_oof(trial.number, value,
