@@ -44,10 +44,15 @@ WRITE_RESERVE_SECONDS = 0.8
 #: writing a fitted model as a skops file: the skops writer stores every array (several per
 #: tree of a forest, per boosting iteration and class) as its own entry, so the time goes
 #: mostly by their number and a little by their bytes (deflate level 1); both constants err
-#: long. The ensemble's refit counts it for each member, beyond what WRITE_RESERVE_SECONDS
-#: covers
+#: long. The ensemble's refit counts it for each member, beyond what
+#: :func:`ensemble_write_allowance` covers
 MODEL_WRITE_SECONDS_PER_ARRAY = 0.0012
 MODEL_WRITE_SECONDS_PER_MB = 0.012
+#: the refit (single model or ensemble) may run this share of the grace past the budget...
+REFIT_GRACE_SHARE = 0.3
+#: ...and writing the ensemble's model file this share of the grace after that; the rest of
+#: the grace is for the report, the process's exit and estimates that err short
+WRITE_GRACE_SHARE = 0.4
 #: rendering report.html (its plotting stack is imported while the search runs)
 REPORT_RESERVE_SECONDS = 0.6
 #: a single trial (all its folds) may take this share of the budget, and at least the minimum
@@ -121,6 +126,15 @@ def grace_seconds(time_budget: float) -> float:
 def save_reserve(report: bool) -> float:
     """Seconds of the budget kept for writing the run directory (and rendering the report)."""
     return WRITE_RESERVE_SECONDS + (REPORT_RESERVE_SECONDS if report else 0.0)
+
+
+def ensemble_write_allowance(grace: float | None) -> float:
+    """Seconds of writing an ensemble's model file may take after its refit window ends
+    before they count against that window: ``WRITE_GRACE_SHARE`` of the grace (the window
+    ends ``REFIT_GRACE_SHARE`` of it past the budget), at least ``WRITE_RESERVE_SECONDS``."""
+    if grace is None:
+        return WRITE_RESERVE_SECONDS
+    return max(WRITE_RESERVE_SECONDS, WRITE_GRACE_SHARE * grace)
 
 
 def model_write_seconds(model: object) -> float:

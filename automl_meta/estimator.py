@@ -30,9 +30,11 @@ from automl_meta.budget import (
     HISTORY_MAX_TRIAL_SHARE,
     HOLDOUT_REFIT_FACTOR,
     LEARNED_MIN_SECONDS,
+    REFIT_GRACE_SHARE,
     budget_search_rows,
     diagnostics_allowance,
     diagnostics_end,
+    ensemble_write_allowance,
     grace_seconds,
     holdout_rows,
     n_folds_for,
@@ -735,7 +737,7 @@ class AutoML(BaseEstimator):
                 workers, y=worker.ctx.y, fit_rows=fit_rows, eval_rows=hold,
                 metric=search.metric, task=dataset.task,
                 n_classes=len(dataset.classes or []), size=int(size), train_rows=train_rows,
-                window_end=None if deadline is None else deadline + 0.3 * grace,
+                window_end=None if deadline is None else deadline + REFIT_GRACE_SHARE * grace,
                 refit_end=None if deadline is None else deadline - self._reserve,
                 offered=space.family_names(dataset.task, n),
                 search_rows=self._search_idx, seed=self.seed)
@@ -755,7 +757,8 @@ class AutoML(BaseEstimator):
             outcome = ensemble_for_search(
                 search, worker, size=int(size), task=dataset.task,
                 n_classes=len(dataset.classes or []), train_rows=train_rows, fit_rows=n,
-                window_end=None if deadline is None else deadline + 0.3 * grace)
+                window_end=None if deadline is None else deadline + REFIT_GRACE_SHARE * grace,
+                write_allowance=ensemble_write_allowance(grace))
             ensemble_info, prefitted = outcome.info, outcome.fitted
             if outcome.interrupted:  # the run is saved as interrupted, with what was fitted
                 search.interrupted = True
@@ -809,7 +812,8 @@ class AutoML(BaseEstimator):
             else:
                 # the best gets part of the grace period, later candidates what is left; the
                 # rest is for the last resort, diagnostics, writing and the report
-                timeout = deadline + (0.3 if i == 0 else 0.45) * grace - time.monotonic()
+                timeout = (deadline + (REFIT_GRACE_SHARE if i == 0 else 0.45) * grace
+                           - time.monotonic())
                 if timeout <= 0.2:
                     errors.append(f"{config['family']}: no time left")
                     continue

@@ -185,7 +185,8 @@ def test_members_whose_model_files_cannot_be_written_in_time_are_dropped(fitted_
     """Each member's writing time (from its arrays) counts against the refit
     window: with a generous window and the usual writing speed the ensemble is used; with
     writing a thousand times slower, every member but the best trial is dropped, said so,
-    and the best trial's pipeline is kept for the single-model refit."""
+    and the best trial's pipeline is kept for the single-model refit; unless the writing
+    may take that long after the window (``write_allowance``)."""
     from automl_meta import budget
 
     ds, model = fitted_small
@@ -205,6 +206,14 @@ def test_members_whose_model_files_cannot_be_written_in_time_are_dropped(fitted_
     assert slow.ensemble is None and "fewer than two members" in slow.reason
     assert list(slow.fitted) == [best]
     assert slow.info["dropped"] and all("write" in d["why"] for d in slow.info["dropped"])
+    # the same slow writing within what may follow the window (the grace's writing share)
+    # drops nothing for it
+    with Worker(prepared.full_ctx) as worker:
+        allowed = ensemble_for_search(model.search_, worker, size=10, task=ds.task,
+                                      n_classes=2, train_rows=128, fit_rows=ds.n_rows,
+                                      window_end=time.monotonic() + 120, write_allowance=1e6)
+    assert not any("write" in d["why"] for d in allowed.info["dropped"])
+    assert allowed.info["used"] and set(allowed.fitted) == set(usual.fitted)
 
 
 @pytest.mark.slow

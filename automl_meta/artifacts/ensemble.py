@@ -243,7 +243,8 @@ class EnsembleRefit:
 
 def refit_ensemble(selection: Selection, records: Mapping[int, Any], oof: Mapping[int, np.ndarray],
                    y: np.ndarray, worker: Any, *, metric: str, task: str, n_classes: int,
-                   train_rows: int, fit_rows: int, window_end: float | None) -> EnsembleRefit:
+                   train_rows: int, fit_rows: int, window_end: float | None,
+                   write_allowance: float = WRITE_RESERVE_SECONDS) -> EnsembleRefit:
     """Fit the selected members on all rows in ``worker``, within ``window_end``.
 
     The plan takes the members in order (best trial first, then by weight) while their
@@ -252,7 +253,7 @@ def refit_ensemble(selection: Selection, records: Mapping[int, Any], oof: Mappin
     member whose refit fails or runs out of time is dropped too, and so is one whose model
     file would take too long to write: each member's writing time, estimated from its
     arrays (:func:`~automl_meta.budget.model_write_seconds`), counts against
-    ``window_end`` beyond what the fixed ``WRITE_RESERVE_SECONDS`` covers. The weights of
+    ``window_end`` beyond ``write_allowance``. The weights of
     the members left are re-normalised; when fewer than two are left, or their re-normalised blend
     scores below the best trial out of fold, the result is the single best trial
     (``ensemble`` None). Ctrl-C (SIGTERM as the command line handles it) during a member's
@@ -276,6 +277,10 @@ def refit_ensemble(selection: Selection, records: Mapping[int, Any], oof: Mappin
         Rows of the refit.
     window_end : float, optional
         ``time.monotonic()`` value by which every member must be fitted.
+    write_allowance : float
+        Seconds of writing the model file that may follow ``window_end``
+        (:func:`~automl_meta.budget.ensemble_write_allowance`); the members' writing
+        beyond it counts against the window.
 
     Returns
     -------
@@ -298,7 +303,7 @@ def refit_ensemble(selection: Selection, records: Mapping[int, Any], oof: Mappin
     fitted: dict[int, tuple[Any, float]] = {}
     interrupted = False
     written = 0.0  # estimated seconds to write the members fitted so far...
-    write = 0.0  # ...beyond what the fixed reserve covers
+    write = 0.0  # ...beyond write_allowance
     for t in planned if len(planned) >= 2 else []:  # one member: the single-model refit
         timeout = None if window_end is None else window_end - time.monotonic() - write
         if timeout is not None and timeout <= 0.2:
@@ -317,7 +322,7 @@ def refit_ensemble(selection: Selection, records: Mapping[int, Any], oof: Mappin
                         for u in planned[planned.index(t):]]
             break
         more = model_write_seconds(out["pipeline"])
-        after = max(0.0, written + more - WRITE_RESERVE_SECONDS)
+        after = max(0.0, written + more - write_allowance)
         if window_end is not None and t != selection.single_trial \
                 and time.monotonic() + after > window_end:
             # fitted, but writing it too would take the fit past its budget
@@ -364,8 +369,8 @@ def refit_ensemble(selection: Selection, records: Mapping[int, Any], oof: Mappin
 
 
 def ensemble_for_search(search: Any, worker: Any, *, size: int, task: str, n_classes: int,
-                        train_rows: int, fit_rows: int,
-                        window_end: float | None) -> EnsembleRefit:
+                        train_rows: int, fit_rows: int, window_end: float | None,
+                        write_allowance: float = WRITE_RESERVE_SECONDS) -> EnsembleRefit:
     """Select an ensemble from a search's kept out-of-fold predictions and refit it.
 
     Only complete trials whose out-of-fold predictions this process kept take part
@@ -383,7 +388,7 @@ def ensemble_for_search(search: Any, worker: Any, *, size: int, task: str, n_cla
     size : int
         Selection rounds (:func:`select_ensemble`).
     task, n_classes : as for :func:`select_ensemble`
-    train_rows, fit_rows, window_end : as for :func:`refit_ensemble`
+    train_rows, fit_rows, window_end, write_allowance : as for :func:`refit_ensemble`
 
     Returns
     -------
@@ -417,7 +422,8 @@ def ensemble_for_search(search: Any, worker: Any, *, size: int, task: str, n_cla
                                 ranked[0].number, deadline=selection_end)
     out = refit_ensemble(selection, records, oof, search.oof_y, worker, metric=search.metric,
                          task=task, n_classes=n_classes, train_rows=train_rows,
-                         fit_rows=fit_rows, window_end=window_end)
+                         fit_rows=fit_rows, window_end=window_end,
+                         write_allowance=write_allowance)
     out.info = info | out.info
     return out
 
