@@ -382,7 +382,7 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
     result = SearchResult([], metric.name, metric.greater_is_better, n_folds, "",
                           oof_y=ctx.y, oof_limit=oof_capacity(len(ctx.y), ctx.n_classes))
     oof_lock = threading.Lock()
-    best_oof_key: list[tuple[float, int] | None] = [None]
+    best_oof_key: tuple[float, int] | None = None  # (signed score, -number) of best_oof
     oof_scores: dict[int, float] = {}
 
     def search_deadline() -> float | None:
@@ -400,6 +400,7 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         return deadline - min(est, 0.4 * window)
 
     def objective(trial: optuna.Trial) -> float:
+        nonlocal best_oof_key
         if stop_requested.is_set():
             raise KeyboardInterrupt
         config = ctx.space.suggest(trial, ctx.task, families)
@@ -456,8 +457,8 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
                 # which the callback updates only after this returns (another worker's trial
                 # may return in between)
                 key = ((value if result.greater_is_better else -value), -trial.number)
-                if best_oof_key[0] is None or key > best_oof_key[0]:
-                    best_oof_key[0] = key
+                if best_oof_key is None or key > best_oof_key:
+                    best_oof_key = key
                     result.best_oof = oof
                 if oof_complete:
                     result.keep_oof(trial.number, value,
