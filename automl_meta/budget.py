@@ -20,8 +20,9 @@ A fit spends its budget in this order (``AutoML.timeline_`` records each step):
 
 The cost model behind the estimates is one line: a fold of a configuration costs its
 measured fit seconds per training row, and a fit on ``n`` rows costs that rate times
-``n ** REFIT_EXPONENT`` (slightly worse than linear: trees grow deeper, boosting rounds stay
-the same). Before any trial has run, a typical configuration is assumed to cost
+``n ** REFIT_EXPONENT`` (slightly worse than linear: trees grow deeper), or to the power of
+the family's own exponent where it differs (``automl_meta.search.families.fit_exponent``).
+Before any trial has run, a typical configuration is assumed to cost
 ``SECONDS_PER_TRAINING_ROW`` per training row per fold.
 
 This module imports nothing from the rest of the package: every layer may use it.

@@ -56,6 +56,43 @@ def test_large_tables_add_boosting_with_more_capacity_after_the_defaults():
     assert svm_only == []  # not offered on 60 000 rows
 
 
+def test_a_trial_of_a_default_configuration_is_one_candidate_fitted_on_all_rows():
+    """The search starts with the defaults, so its best trial is often "hgb defaults": one
+    candidate then, in the best trial's place, with its CV score and without a time
+    estimate (fitted on all the rows, as a default is), not the same configuration twice
+    where the trial's copy could be fitted on fewer rows and win the held-out comparison
+    by noise. A default equal to a lesser trial takes that trial out of the trials' list."""
+    from automl_meta.artifacts.holdout import same_config
+    from automl_meta.search.optimize import TrialRecord
+
+    space = load_space()
+    hgb = space.default_config("hgb", "binary")
+    linear = space.default_config("linear", "binary")
+    rf = space.default_config("rf", "binary") | {"rf.n_estimators": 77}
+    # the journal hands back the values as JSON numbers: 0.1 stays 0.1, 100 may be 100.0
+    ranked = [TrialRecord(0, "COMPLETE", 0.81, {k: (float(v) if k == "hgb.max_iter" else v)
+                                               for k, v in hgb.items()}, "default:hgb",
+                          [0.81] * 3, fit_seconds=0.4, duration=1.5),
+              TrialRecord(3, "COMPLETE", 0.80, rf, "tpe", [0.8] * 3, fit_seconds=0.6),
+              TrialRecord(5, "COMPLETE", 0.78, linear, "default:linear", [0.78] * 3,
+                          fit_seconds=0.1)]
+    cands = holdout_candidates(ranked, space, "binary", max_candidates=6,
+                               default_families=("hgb", "linear"), fit_rows=30_000)
+    assert [c.label for c in cands] == ["trial #0 (hgb defaults)",
+                                        "trial #5 (linear defaults)", "trial #3 (rf)"]
+    first = cands[0]
+    assert first.key == 0 and first.cv_score == 0.81 and first.record is None
+    assert first.estimate(2_000, 30_000, 5_000) is None  # fitted as a default: all rows
+    assert cands[2].cv_score == 0.80 and cands[2].record is ranked[1]
+    assert same_config(hgb, ranked[0].config) and not same_config(hgb, rf)
+    assert not same_config(hgb, hgb | {"hgb.learning_rate": 0.1 + 1e-6})
+    # without such trials the defaults keep their own keys, after the best trial
+    other = holdout_candidates(ranked[1:2], space, "binary", max_candidates=6,
+                               default_families=("hgb", "linear"), fit_rows=30_000)
+    assert [(c.key, c.label) for c in other] == [(3, "trial #3 (rf)"), (-1, "hgb defaults"),
+                                                 (-2, "linear defaults")]
+
+
 def test_a_candidates_estimate_counts_predicting_the_held_out_rows():
     """A nearest-neighbour trial fits in no time and spends its folds predicting: its
     estimate on held-out rows counts that, scaled by the rows predicted and fitted."""

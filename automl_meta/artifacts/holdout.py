@@ -12,7 +12,8 @@ row but a held-out set drawn from those rows, and compared on it:
   (:data:`~automl_meta.defaults.DEFAULT_HOLDOUT_CANDIDATES` in all), the default
   configurations of :data:`~automl_meta.defaults.HOLDOUT_DEFAULT_FAMILIES`, and on a table
   of :data:`~automl_meta.defaults.HOLDOUT_LARGE_ROWS` rows or more gradient boosting with
-  more capacity (:data:`~automl_meta.defaults.HOLDOUT_LARGE_SETTINGS`);
+  more capacity (:data:`~automl_meta.defaults.HOLDOUT_LARGE_SETTINGS`); a trial of one of
+  those configurations is one candidate, fitted as the defaults are (on all the rows);
 - they are fitted side by side on the workers, in that order, as long as their estimated
   time (:meth:`HoldoutCandidate.estimate`: the fit, and predicting the held-out rows) fits
   in the time left; a trial whose estimate does not is fitted on as many of those rows as
@@ -29,6 +30,7 @@ row but a held-out set drawn from those rows, and compared on it:
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -56,10 +58,18 @@ class HoldoutCandidate:
     label: str
     config: dict[str, Any]
     record: Any = None
+    #: the CV score of a trial that is also a default configuration (``record`` is None:
+    #: it is fitted on all the rows, as a default is, without a time estimate)
+    trial_score: float | None = None
 
     @property
     def family(self) -> str:
         return str(self.config.get("family", ""))
+
+    @property
+    def cv_score(self) -> float | None:
+        """The search's CV score of its configuration (None: the search did not run it)."""
+        return self.record.score if self.record is not None else self.trial_score
 
     def estimate(self, train_rows: int, fit_rows: int, eval_rows: int = 0,
                  classifier: bool = False) -> float | None:
@@ -92,7 +102,13 @@ def holdout_candidates(ranked: Sequence[Any], space: Any, task: str, *,
     defaults; given for a large table) adds such a configuration right after its family's
     defaults (a family not among ``default_families`` gets none). Only families the space
     offers on ``fit_rows`` training rows take part (a kernel SVM stops at 10 000); the
-    search's best trial always does."""
+    search's best trial always does.
+
+    A trial whose configuration is one of those defaults or settings (the search starts
+    with the defaults) is one candidate, in the trial's place when it is the search's best
+    and in the default's otherwise: fitted on all the rows, as a default is, not a second
+    time on fewer rows for its time estimate (the same model, worse trained, would
+    otherwise compete with itself on the held-out rows)."""
     families = space.family_names(task, fit_rows)
     best_of: dict[str, Any] = {}
     for i, r in enumerate(ranked):
@@ -100,7 +116,7 @@ def holdout_candidates(ranked: Sequence[Any], space: Any, task: str, *,
             best_of.setdefault(r.family, r)
     trials = [HoldoutCandidate(r.number, f"trial #{r.number} ({r.family})", r.config, r)
               for r in best_of.values()]
-    defaults = []
+    defaults: list[HoldoutCandidate] = []
     large = dict(large_settings or {})
     for fam in default_families:
         if fam in families:
@@ -111,7 +127,35 @@ def holdout_candidates(ranked: Sequence[Any], space: Any, task: str, *,
                                             task)
                 defaults.append(HoldoutCandidate(-1 - len(defaults),
                                                  f"{fam}, large-table settings", config))
-    return trials[:1] + defaults + trials[1:max(1, max_candidates)]
+    kept: list[HoldoutCandidate] = []
+    for d in defaults:
+        same = next((t for t in trials if same_config(t.config, d.config)), None)
+        if same is None:
+            kept.append(d)
+            continue
+        merged = HoldoutCandidate(same.key, f"trial #{same.key} ({d.label})", d.config,
+                                  trial_score=same.record.score)
+        if same is trials[0]:
+            trials[0] = merged
+        else:
+            kept.append(merged)
+            trials.remove(same)
+    return trials[:1] + kept + trials[1:max(1, max_candidates)]
+
+
+def same_config(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """The same configuration: the same keys, equal values (numbers to 1e-9 relative)."""
+    if a.keys() != b.keys():
+        return False
+    for key, va in a.items():
+        vb = b[key]
+        if isinstance(va, bool) or isinstance(vb, bool) or not (
+                isinstance(va, (int, float)) and isinstance(vb, (int, float))):
+            if va != vb:
+                return False
+        elif not math.isclose(float(va), float(vb), rel_tol=1e-9, abs_tol=0.0):
+            return False
+    return True
 
 
 @dataclass
@@ -305,7 +349,7 @@ def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[
         a = answers.get(c.key)
         rows.append({"label": c.label, "family": c.family,
                      "trial": c.key if c.key >= 0 else None,
-                     "cv_score": None if c.record is None else c.record.score,
+                     "cv_score": c.cv_score,
                      "holdout_score": None if a is None else a["score"],
                      "fit_seconds": None if a is None else round(a["fit_seconds"], 3),
                      "fit_rows": None if a is None else int(a.get("fit_rows", n_fit)),

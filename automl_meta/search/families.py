@@ -86,8 +86,10 @@ class FamilySpec:
         by (boosting: fewer rounds take larger steps, so that the product stays the same).
     fit_exponent : float, optional
         A fit on ``k`` times the rows takes ``k`` to this power times as long, where that
-        grows faster than :data:`automl_meta.budget.REFIT_EXPONENT` (a kernel SVM's
-        training: at least quadratic).
+        differs from :data:`automl_meta.budget.REFIT_EXPONENT`: faster for a kernel SVM's
+        training (at least quadratic), slower for histogram gradient boosting (binned
+        features: a boosting round's cost is mostly per leaf, and on many rows it stops
+        early).
     final_fit_factor : float
         A classifier's final model (the one refitted, with ``final=True``) takes this many
         times as long to fit as a CV trial's model on as many rows (a kernel SVM fits its
@@ -224,7 +226,8 @@ def _mlp(p: Mapping[str, Any], clf: bool, inputs: ModelInputs) -> Any:
 # built against the old version is refused.
 FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
     FamilySpec("hgb", "Histogram gradient boosting", _hgb, cost_per_class=True,
-               cost_param="max_iter", compensate="learning_rate", early_stopping_rows=10_000),
+               cost_param="max_iter", compensate="learning_rate", early_stopping_rows=10_000,
+               fit_exponent=0.7),
     FamilySpec("rf", "Random forest", _rf, cost_param="n_estimators"),
     FamilySpec("et", "Extra trees", _et, cost_param="n_estimators"),
     FamilySpec("linear", "Linear (logistic regression / ridge / elastic net)", _linear,
