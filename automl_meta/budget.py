@@ -106,10 +106,6 @@ HOLDOUT_REFIT_FACTOR = 1.5
 #: the folds done, would end past its time-out or the search's end (where it would be
 #: stopped anyway, with nothing to show for the worker's time)
 FOLD_PACE_MARGIN = 1.25
-#: a trial is also stopped after a fold when its folds so far score worse than the best
-#: complete trial's same folds (see :mod:`automl_meta.search.optimize`) and its remaining
-#: folds, at its pace, would take more than this share of the time the search has left
-SLOW_TRIAL_SHARE = 0.2
 #: the search's best trial is fitted among the held-out candidates (on the search's rows if
 #: no more fit in the time left) unless its estimate there exceeds this many times the time
 #: left (estimates err long; beyond that it cannot end)

@@ -281,42 +281,6 @@ def test_a_trial_whose_folds_cannot_end_in_time_is_stopped_after_a_fold():
     _check_pace(start, 2, 2, now, now)  # no fold left
 
 
-def test_a_slow_trial_losing_to_the_best_on_the_same_folds_is_stopped():
-    """A trial whose folds so far score below the best trial's on the same folds (by more
-    than LOSING_MARGIN_STD of that trial's fold spread) and whose remaining folds would take
-    more than SLOW_TRIAL_SHARE of the search's time left is stopped; a close one, a fast
-    one, or one with nothing to compare with goes on. Lower-is-better metrics compare the
-    other way."""
-    from automl_meta.budget import SLOW_TRIAL_SHARE
-    from automl_meta.search.optimize import (
-        LOSING_MARGIN_STD,
-        TrialLosing,
-        TrialRecord,
-        _check_losing,
-    )
-
-    best = TrialRecord(4, "COMPLETE", 0.85, {"family": "hgb"}, "tpe", [0.80, 0.85, 0.90],
-                       fit_seconds=0.5, duration=1.5)
-    spread = LOSING_MARGIN_STD * float(np.std(best.fold_scores))
-    now = time.monotonic()
-    start = now - 3.0  # one fold took 3 s: the two left need ~6 s
-    slow_end = now + 6.0 / SLOW_TRIAL_SHARE - 1.0  # 6 s is more than the share of this
-    fast_end = now + 6.0 / SLOW_TRIAL_SHARE + 1.0
-    with pytest.raises(TrialLosing, match=r"1 fold\(s\) scored 0.7.*best trial #4 0.8 .*"
-                                          r"2 left would take ~6.0 s"):
-        _check_losing([0.70], start, 3, best, slow_end, True)
-    _check_losing([0.80 - spread / 2], start, 3, best, slow_end, True)  # within the margin
-    _check_losing([0.70], start, 3, best, fast_end, True)  # it can finish in little time
-    _check_losing([0.70], start, 3, None, slow_end, True)  # no finished trial yet
-    _check_losing([0.70], start, 3, best, None, True)  # no time budget
-    _check_losing([0.70, 0.70, 0.70], start, 3, best, slow_end, True)  # no fold left
-    # an error metric: lower is better
-    rmse = TrialRecord(2, "COMPLETE", 1.0, {"family": "hgb"}, "tpe", [0.9, 1.0, 1.1])
-    with pytest.raises(TrialLosing):
-        _check_losing([1.5], start, 3, rmse, slow_end, False)
-    _check_losing([0.5], start, 3, rmse, slow_end, False)
-
-
 def test_boosting_does_not_diverge_on_a_class_of_a_handful_of_rows():
     """A class of 2 rows among 6 000 gives gradient boosting's leaves near-zero hessians;
     with almost no L2 and a large learning rate a scikit-learn HGB classifier then diverges

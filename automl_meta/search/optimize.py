@@ -1,9 +1,7 @@
 """The Optuna search: enqueued (warm-start) configurations first, then TPE.
 
 Each trial is a K-fold cross-validation; the running mean after each fold is reported as
-an intermediate value, so the percentile pruner can stop hopeless trials early; a slow trial
-that scores worse than the best one on the same folds is stopped too (its worker can try
-several configurations in the time its remaining folds would take). Evaluations run
+an intermediate value, so the percentile pruner can stop hopeless trials early. Evaluations run
 in :class:`~automl_meta.search.workers.Worker` child processes with a time-out derived from the
 wall-clock deadline, so a slow configuration is stopped (recorded as failed) instead of
 breaking the budget. Failing configurations are recorded and the search goes on.
@@ -26,7 +24,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from automl_meta.budget import FOLD_PACE_MARGIN, REFIT_OVERHEAD_SECONDS, SLOW_TRIAL_SHARE
+from automl_meta.budget import FOLD_PACE_MARGIN, REFIT_OVERHEAD_SECONDS
 from automl_meta.metrics import METRICS
 from automl_meta.search.cv import EvalContext
 from automl_meta.search.families import final_fit_seconds
@@ -228,45 +226,6 @@ def _check_pace(start: float, done: int, n_folds: int, trial_end: float | None,
             raise TrialFailed(f"stopped: {n_folds - done} fold(s) left at ~{per_fold:.1f} s "
                               f"a fold would end past {what}, "
                               f"{max(0.0, end - now):.1f} s away")
-
-
-#: a slow trial is losing when the mean of its folds so far is below the best complete
-#: trial's mean on the same folds by more than this many standard deviations of that
-#: trial's fold scores (a single fold of a small table is noisy)
-LOSING_MARGIN_STD = 0.5
-
-
-class TrialLosing(Exception):
-    """A slow trial that is losing to the best one: pruned to free its worker."""
-
-
-def _check_losing(scores: Sequence[float], start: float, n_folds: int,
-                  best: TrialRecord | None, search_end: float | None,
-                  greater_is_better: bool) -> None:
-    """Stop a trial that is both slow and losing.
-
-    Slow: its remaining folds, at the pace of those done (wall seconds since ``start``),
-    would take more than :data:`~automl_meta.budget.SLOW_TRIAL_SHARE` of the time left
-    until ``search_end``. Losing: the mean of its ``scores`` is worse than the mean of
-    ``best``'s scores on the same folds by more than :data:`LOSING_MARGIN_STD` of
-    ``best``'s fold scores' standard deviation. Such a trial rarely becomes the best, and
-    its worker can evaluate several configurations in that time. Raises TrialLosing.
-    """
-    done = len(scores)
-    if best is None or search_end is None or not 0 < done < n_folds \
-            or len(best.fold_scores) < n_folds:
-        return
-    now = time.monotonic()
-    left = (now - start) / done * (n_folds - done)
-    if left <= SLOW_TRIAL_SHARE * (search_end - now):
-        return
-    mean, theirs = float(np.mean(scores)), float(np.mean(best.fold_scores[:done]))
-    gap = (mean - theirs) if greater_is_better else (theirs - mean)
-    if gap < -LOSING_MARGIN_STD * float(np.std(best.fold_scores)):
-        raise TrialLosing(f"pruned: {done} fold(s) scored {mean:.4g}, the best trial "
-                          f"#{best.number} {theirs:.4g} on them, and the {n_folds - done} "
-                          f"left would take ~{left:.1f} s of the search's "
-                          f"{max(0.0, search_end - now):.1f} s")
 
 
 @contextmanager
@@ -491,9 +450,6 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
                 if k < n_folds - 1 and trial.should_prune():
                     raise optuna.TrialPruned()
                 _check_pace(trial_start, k + 1, n_folds, trial_end, search_deadline())
-                if deadline is not None:
-                    _check_losing(scores, trial_start, n_folds, result.best,
-                                  search_deadline(), result.greater_is_better)
             value = float(np.mean(scores))
             with oof_lock:
                 # ranked as :attr:`SearchResult.best` ranks: score, then the lower number;
@@ -511,9 +467,6 @@ def run_search(ctx: EvalContext, *, n_trials: int | None = None,
         except TrialFailed as exc:
             trial.set_user_attr("error", str(exc))
             raise
-        except TrialLosing as exc:
-            trial.set_user_attr("error", str(exc))
-            raise optuna.TrialPruned(str(exc)) from None
         finally:
             workers.put(worker)
 
