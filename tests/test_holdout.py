@@ -62,7 +62,6 @@ def test_a_trial_of_a_default_configuration_is_one_candidate_fitted_on_all_rows(
     estimate (fitted on all the rows, as a default is), not the same configuration twice
     where the trial's copy could be fitted on fewer rows and win the held-out comparison
     by noise. A default equal to a lesser trial takes that trial out of the trials' list."""
-    from automl_meta.artifacts.holdout import same_config
     from automl_meta.search.optimize import TrialRecord
 
     space = load_space()
@@ -84,8 +83,6 @@ def test_a_trial_of_a_default_configuration_is_one_candidate_fitted_on_all_rows(
     assert first.key == 0 and first.cv_score == 0.81 and first.record is None
     assert first.estimate(2_000, 30_000, 5_000) is None  # fitted as a default: all rows
     assert cands[2].cv_score == 0.80 and cands[2].record is ranked[1]
-    assert same_config(hgb, ranked[0].config) and not same_config(hgb, rf)
-    assert not same_config(hgb, hgb | {"hgb.learning_rate": 0.1 + 1e-6})
     # without such trials the defaults keep their own keys, after the best trial
     other = holdout_candidates(ranked[1:2], space, "binary", max_candidates=6,
                                default_families=("hgb", "linear"), fit_rows=30_000)

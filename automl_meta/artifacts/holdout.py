@@ -30,7 +30,6 @@ row but a held-out set drawn from those rows, and compared on it:
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -129,7 +128,7 @@ def holdout_candidates(ranked: Sequence[Any], space: Any, task: str, *,
                                                  f"{fam}, large-table settings", config))
     kept: list[HoldoutCandidate] = []
     for d in defaults:
-        same = next((t for t in trials if same_config(t.config, d.config)), None)
+        same = next((t for t in trials if t.config == d.config), None)
         if same is None:
             kept.append(d)
             continue
@@ -141,21 +140,6 @@ def holdout_candidates(ranked: Sequence[Any], space: Any, task: str, *,
             kept.append(merged)
             trials.remove(same)
     return trials[:1] + kept + trials[1:max(1, max_candidates)]
-
-
-def same_config(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """The same configuration: the same keys, equal values (numbers to 1e-9 relative)."""
-    if a.keys() != b.keys():
-        return False
-    for key, va in a.items():
-        vb = b[key]
-        if isinstance(va, bool) or isinstance(vb, bool) or not (
-                isinstance(va, (int, float)) and isinstance(vb, (int, float))):
-            if va != vb:
-                return False
-        elif not math.isclose(float(va), float(vb), rel_tol=1e-9, abs_tol=0.0):
-            return False
-    return True
 
 
 @dataclass
