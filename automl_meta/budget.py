@@ -47,7 +47,7 @@ WRITE_RESERVE_SECONDS = 0.8
 #: mostly by their number and a little by their bytes (deflate level 1); both constants err
 #: long. The ensemble's refit counts it for each member, beyond what
 #: :func:`ensemble_write_allowance` covers
-MODEL_WRITE_SECONDS_PER_ARRAY = 0.0012
+MODEL_WRITE_SECONDS_PER_ARRAY = 0.0006
 MODEL_WRITE_SECONDS_PER_MB = 0.012
 #: the refit (single model or ensemble) may run this share of the grace past the budget...
 REFIT_GRACE_SHARE = 0.3

@@ -348,10 +348,11 @@ class AutoML(BaseEstimator):
         # at a time-out is replaced).
         refit_worker = Worker(full_ctx, self.memory_limit, in_process=not self.isolation)
         refit_worker.start()
-        # the final comparison on held-out rows fits its candidates side by side
+        # the final comparison on held-out rows fits its candidates side by side, and so
+        # does the ensemble's refit its members
         extra_workers = [
             Worker(full_ctx, self.memory_limit, in_process=not self.isolation)
-            for _ in range(n_jobs - 1 if n_hold else 0)]
+            for _ in range(n_jobs - 1 if n_hold or self.ensemble_size > 1 else 0)]
         for w in extra_workers:
             w.start()
         search_workers = [Worker(ctx, self.memory_limit, in_process=not self.isolation)
@@ -758,7 +759,7 @@ class AutoML(BaseEstimator):
                 search, worker, size=int(size), task=dataset.task,
                 n_classes=len(dataset.classes or []), train_rows=train_rows, fit_rows=n,
                 window_end=None if deadline is None else deadline + REFIT_GRACE_SHARE * grace,
-                write_allowance=ensemble_write_allowance(grace))
+                write_allowance=ensemble_write_allowance(grace), extra_workers=workers[1:])
             ensemble_info, prefitted = outcome.info, outcome.fitted
             if outcome.interrupted:  # the run is saved as interrupted, with what was fitted
                 search.interrupted = True

@@ -180,6 +180,32 @@ def test_no_time_for_a_second_refit_means_the_single_best_trial(fitted_small):
 
 
 @pytest.mark.slow
+def test_members_refitted_side_by_side_make_the_same_ensemble(fitted_small):
+    """With a second worker the members are refitted on both at once: the same members,
+    weights and predictions as one worker fitting them one after the other, and each
+    worker fitted some of them."""
+    ds, model = fitted_small
+    prepared = prepare_search(ds, model.metric_.name, 0, 20_000, load_space())
+    kwargs = dict(size=10, task=ds.task, n_classes=2, train_rows=128, fit_rows=ds.n_rows,
+                  window_end=time.monotonic() + 120)
+    with Worker(prepared.full_ctx) as worker:
+        one = ensemble_for_search(model.search_, worker, **kwargs)
+    if not one.info.get("used") or len(one.fitted) < 2:
+        pytest.skip(f"the selection kept one member: {one.reason}")
+    with Worker(prepared.full_ctx) as a, Worker(prepared.full_ctx) as b:
+        two = ensemble_for_search(model.search_, a, extra_workers=[b], **kwargs)
+        served = [w._child.served for w in (a, b)]
+    assert two.info["used"] and set(two.fitted) == set(one.fitted)
+    assert two.info["members"] == [m | {"refit_seconds": n["refit_seconds"]}
+                                   for m, n in zip(one.info["members"], two.info["members"],
+                                                   strict=True)]
+    assert two.info["dropped"] == one.info["dropped"] == []
+    np.testing.assert_allclose(two.ensemble.predict_proba(prepared.full_ctx.X),
+                               one.ensemble.predict_proba(prepared.full_ctx.X))
+    assert min(served) >= 1 and sum(served) == len(two.fitted)
+
+
+@pytest.mark.slow
 def test_members_whose_model_files_cannot_be_written_in_time_are_dropped(fitted_small,
                                                                          monkeypatch):
     """Each member's writing time (from its arrays) counts against the refit

@@ -11,12 +11,14 @@ are how often each trial was picked, divided by the number of picks. The result 
 best-scoring prefix of those rounds, so its out-of-fold score is never below the best
 trial's.
 
-:func:`refit_ensemble` then fits the members on all rows in the refit worker, within the
-time left, and :class:`Ensemble` is the one fitted estimator that is saved.
+:func:`refit_ensemble` then fits the members on all rows in the refit worker (and the other
+workers whose context holds all rows, side by side), within the time left, and
+:class:`Ensemble` is the one fitted estimator that is saved.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -244,12 +246,15 @@ class EnsembleRefit:
 def refit_ensemble(selection: Selection, records: Mapping[int, Any], oof: Mapping[int, np.ndarray],
                    y: np.ndarray, worker: Any, *, metric: str, task: str, n_classes: int,
                    train_rows: int, fit_rows: int, window_end: float | None,
-                   write_allowance: float = WRITE_RESERVE_SECONDS) -> EnsembleRefit:
-    """Fit the selected members on all rows in ``worker``, within ``window_end``.
+                   write_allowance: float = WRITE_RESERVE_SECONDS,
+                   extra_workers: Sequence[Any] = ()) -> EnsembleRefit:
+    """Fit the selected members on all rows in ``worker`` (and ``extra_workers`` side by
+    side), within ``window_end``.
 
-    The plan takes the members in order (best trial first, then by weight) while their
-    estimated refit times (:func:`~automl_meta.search.families.final_fit_seconds` of the
-    trial's measured per-fold fit time) fit in the time left; the others are dropped. A
+    The plan takes the members in order (best trial first, then by weight) and gives each
+    to the worker that is free first, while their estimated refit times
+    (:func:`~automl_meta.search.families.final_fit_seconds` of the trial's measured per-fold
+    fit time) end in the time left; the others are dropped. A
     member whose refit fails or runs out of time is dropped too, and so is one whose model
     file would take too long to write: each member's writing time, estimated from its
     arrays (:func:`~automl_meta.budget.model_write_seconds`), counts against
@@ -281,6 +286,9 @@ def refit_ensemble(selection: Selection, records: Mapping[int, Any], oof: Mappin
         Seconds of writing the model file that may follow ``window_end``
         (:func:`~automl_meta.budget.ensemble_write_allowance`); the members' writing
         beyond it counts against the window.
+    extra_workers : sequence of Worker
+        More workers whose context holds all rows: members are refitted on them at the
+        same time as on ``worker``.
 
     Returns
     -------
@@ -288,50 +296,94 @@ def refit_ensemble(selection: Selection, records: Mapping[int, Any], oof: Mappin
     """
     m = metrics_mod.METRICS[metric]
     members = selection.members
+    workers = [worker, *extra_workers]
     now = time.monotonic()
     left = None if window_end is None else window_end - now
-    planned, dropped, spent = [], [], 0.0
+    planned, dropped = [], []
+    lanes = [0.0] * len(workers)  # estimated seconds of the members each worker fits
     for t in members:
         est = final_fit_seconds(records[t].family, records[t].fit_seconds, train_rows,
                                 fit_rows, task != "regression")
-        if left is not None and t != selection.single_trial and spent + est > left:
+        lane = int(np.argmin(lanes))
+        if left is not None and t != selection.single_trial and lanes[lane] + est > left:
             dropped.append({"trial": t, "family": records[t].family,
-                            "why": f"needs ~{est:.1f} s, {max(0.0, left - spent):.1f} s left"})
+                            "why": f"needs ~{est:.1f} s, {max(0.0, left - lanes[lane]):.1f} s "
+                                   "left"})
             continue
-        spent += est
+        lanes[lane] += est
         planned.append(t)
     fitted: dict[int, tuple[Any, float]] = {}
+    lock = threading.Lock()  # guards the queue, ``fitted``, ``dropped`` and the writing
+    queue = list(planned) if len(planned) >= 2 else []  # one member: the single-model refit
+    stop = threading.Event()
+    written = [0.0, 0.0]  # estimated seconds to write the members fitted so far; beyond
+    # write_allowance
+
+    def fit_members(w: Any) -> None:
+        while not stop.is_set():
+            with lock:
+                if not queue:
+                    return
+                t = queue.pop(0)
+                write = written[1]
+            timeout = None if window_end is None else window_end - time.monotonic() - write
+            if timeout is not None and timeout <= 0.2:
+                with lock:
+                    dropped.append({"trial": t, "family": records[t].family,
+                                    "why": "no time left" + (
+                                        f" (~{write:.1f} s kept to write the members fitted "
+                                        "so far)" if write else "")})
+                continue
+            try:
+                out = w.run(("fit", records[t].config), timeout)
+            except (EvaluationTimeout, EvaluationFailed) as exc:
+                with lock:
+                    dropped.append({"trial": t, "family": records[t].family,
+                                    "why": "interrupted" if stop.is_set() else str(exc)})
+                continue
+            more = model_write_seconds(out["pipeline"])
+            with lock:
+                after = max(0.0, written[0] + more - write_allowance)
+                if window_end is not None and t != selection.single_trial \
+                        and time.monotonic() + after > window_end:
+                    # fitted, but writing it too would take the fit past its budget
+                    dropped.append({"trial": t, "family": records[t].family,
+                                    "why": f"its model would take ~{more:.1f} s to write, "
+                                           "past the time left"})
+                    continue
+                written[0], written[1] = written[0] + more, after
+                fitted[t] = (out["pipeline"], float(out["fit_seconds"]))
+
     interrupted = False
-    written = 0.0  # estimated seconds to write the members fitted so far...
-    write = 0.0  # ...beyond write_allowance
-    for t in planned if len(planned) >= 2 else []:  # one member: the single-model refit
-        timeout = None if window_end is None else window_end - time.monotonic() - write
-        if timeout is not None and timeout <= 0.2:
-            dropped.append({"trial": t, "family": records[t].family, "why": "no time left" + (
-                f" (~{write:.1f} s kept to write the members fitted so far)" if write else "")})
-            continue
+    if len(workers) == 1 or len(queue) < 2:
         try:
-            out = worker.run(("fit", records[t].config), timeout)
-        except (EvaluationTimeout, EvaluationFailed) as exc:
-            dropped.append({"trial": t, "family": records[t].family, "why": str(exc)})
-            continue
+            fit_members(worker)
         except KeyboardInterrupt:  # Ctrl-C / SIGTERM: the members fitted so far are used
             worker.kill()  # its child may still be fitting: a fresh one for what follows
             interrupted = True
-            dropped += [{"trial": u, "family": records[u].family, "why": "interrupted"}
-                        for u in planned[planned.index(t):]]
-            break
-        more = model_write_seconds(out["pipeline"])
-        after = max(0.0, written + more - write_allowance)
-        if window_end is not None and t != selection.single_trial \
-                and time.monotonic() + after > window_end:
-            # fitted, but writing it too would take the fit past its budget
-            dropped.append({"trial": t, "family": records[t].family,
-                            "why": f"its model would take ~{more:.1f} s to write, past the "
-                                   "time left"})
-            continue
-        written, write = written + more, after
-        fitted[t] = (out["pipeline"], float(out["fit_seconds"]))
+    else:
+        threads = [threading.Thread(target=fit_members, args=(w,), daemon=True,
+                                    name="automl-meta-ensemble-refit")
+                   for w in workers[:len(queue)]]
+        for th in threads:
+            th.start()
+        try:
+            while any(th.is_alive() for th in threads):
+                for th in threads:
+                    th.join(0.1)
+        except KeyboardInterrupt:
+            stop.set()
+            interrupted = True
+            for w in workers:  # their children may still be fitting
+                w.kill()
+            for th in threads:
+                th.join()
+    if interrupted:
+        done = set(fitted) | {d["trial"] for d in dropped}
+        dropped += [{"trial": u, "family": records[u].family, "why": "interrupted"}
+                    for u in planned if u not in done]
+    # a member's place in the plan, not the order the workers finished in
+    dropped.sort(key=lambda d: members.index(d["trial"]) if d["trial"] in members else 0)
     kept = {t: w for t, w in selection.weights.items() if t in fitted}
     total = sum(kept.values())
     weights = {t: float(w / total) for t, w in kept.items()} if total else {}
@@ -370,7 +422,8 @@ def refit_ensemble(selection: Selection, records: Mapping[int, Any], oof: Mappin
 
 def ensemble_for_search(search: Any, worker: Any, *, size: int, task: str, n_classes: int,
                         train_rows: int, fit_rows: int, window_end: float | None,
-                        write_allowance: float = WRITE_RESERVE_SECONDS) -> EnsembleRefit:
+                        write_allowance: float = WRITE_RESERVE_SECONDS,
+                        extra_workers: Sequence[Any] = ()) -> EnsembleRefit:
     """Select an ensemble from a search's kept out-of-fold predictions and refit it.
 
     Only complete trials whose out-of-fold predictions this process kept take part
@@ -388,7 +441,8 @@ def ensemble_for_search(search: Any, worker: Any, *, size: int, task: str, n_cla
     size : int
         Selection rounds (:func:`select_ensemble`).
     task, n_classes : as for :func:`select_ensemble`
-    train_rows, fit_rows, window_end, write_allowance : as for :func:`refit_ensemble`
+    train_rows, fit_rows, window_end, write_allowance, extra_workers : as for
+        :func:`refit_ensemble`
 
     Returns
     -------
@@ -423,7 +477,7 @@ def ensemble_for_search(search: Any, worker: Any, *, size: int, task: str, n_cla
     out = refit_ensemble(selection, records, oof, search.oof_y, worker, metric=search.metric,
                          task=task, n_classes=n_classes, train_rows=train_rows,
                          fit_rows=fit_rows, window_end=window_end,
-                         write_allowance=write_allowance)
+                         write_allowance=write_allowance, extra_workers=extra_workers)
     out.info = info | out.info
     return out
 
