@@ -12,6 +12,12 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 import pytest
+from threadpoolctl import threadpool_limits
+
+# One BLAS / OpenMP thread in each test process, as in the fit's trial workers: the suite
+# runs two test processes on two cores (pytest-xdist), and a fit a test runs in its own
+# process (isolation=False) would otherwise start a thread per core in each of them.
+threadpool_limits(1)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
