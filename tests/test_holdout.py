@@ -126,16 +126,16 @@ def test_the_best_trial_is_skipped_only_when_it_cannot_end():
     """The first candidate (the search's best trial) is fitted although its estimate is
     above the time left, as estimates err long, but not when it is more than
     HOLDOUT_FIRST_MARGIN times the time left; the others need to fit in it."""
-    from automl_meta.artifacts.holdout import _run_side_by_side
     from automl_meta.budget import HOLDOUT_FIRST_MARGIN
+    from automl_meta.search.workers import run_side_by_side
 
     end = time.monotonic() + 10.0
     w = _RecordingWorker()
     jobs = [("best", ("a",), 15.0), ("other", ("b",), 15.0), ("cheap", ("c",), 1.0)]
-    answers, failed, _ = _run_side_by_side(jobs, [w], end, HOLDOUT_FIRST_MARGIN)
+    answers, failed, _ = run_side_by_side(jobs, [w], end, HOLDOUT_FIRST_MARGIN)
     assert set(answers) == {"best", "cheap"} and "needs ~15.0 s" in failed["other"]
     hopeless = [("best", ("a",), 10.0 * HOLDOUT_FIRST_MARGIN + 5), ("cheap", ("c",), 1.0)]
-    answers, failed, _ = _run_side_by_side(hopeless, [w], end, HOLDOUT_FIRST_MARGIN)
+    answers, failed, _ = run_side_by_side(hopeless, [w], end, HOLDOUT_FIRST_MARGIN)
     assert set(answers) == {"cheap"} and failed["best"].startswith("needs ~25.0 s")
 
 
@@ -144,9 +144,10 @@ def test_a_trial_with_no_time_for_all_rows_is_fitted_on_fewer():
     many as can, always including the search's rows (where its CV score comes from), and
     says so; one whose search rows alone cannot end is skipped, unless it is the first and
     within HOLDOUT_FIRST_MARGIN of the time left, where it runs on the search's rows."""
-    from automl_meta.artifacts.holdout import HoldoutCandidate, _fewer_rows, _run_side_by_side
+    from automl_meta.artifacts.holdout import HoldoutCandidate, _fewer_rows
     from automl_meta.budget import HOLDOUT_FIRST_MARGIN
     from automl_meta.search.optimize import TrialRecord
+    from automl_meta.search.workers import run_side_by_side
 
     svm = TrialRecord(2, "COMPLETE", 0.89, {"family": "svm"}, "tpe", [0.89] * 3,
                       fit_seconds=1.0, duration=3.3)
@@ -166,7 +167,7 @@ def test_a_trial_with_no_time_for_all_rows_is_fitted_on_fewer():
     w = _RecordingWorker()
     jobs = [("cheap", ("c",), 0.1), (2, ("holdout", c.config, fit_rows, eval_rows),
                                       est(12_000), smaller)]
-    answers, failed, _ = _run_side_by_side(jobs, [w], time.monotonic() + left + 0.05)
+    answers, failed, _ = run_side_by_side(jobs, [w], time.monotonic() + left + 0.05)
     assert set(answers) == {"cheap", 2} and not failed
     rows = w.seen[-1][2]
     assert set(search) <= set(rows) and len(set(rows)) == len(rows)
@@ -175,10 +176,10 @@ def test_a_trial_with_no_time_for_all_rows_is_fitted_on_fewer():
 
     # not even the search's rows fit: skipped; as the first job, run on them within the margin
     short = est(3_000) * 0.8
-    answers, failed, _ = _run_side_by_side(jobs, [w], time.monotonic() + short)
+    answers, failed, _ = run_side_by_side(jobs, [w], time.monotonic() + short)
     assert 2 not in answers and failed[2].startswith("needs ~")
     first = jobs[1:] + jobs[:1]
-    answers, _, _ = _run_side_by_side(first, [w], time.monotonic() + short,
+    answers, _, _ = run_side_by_side(first, [w], time.monotonic() + short,
                                       HOLDOUT_FIRST_MARGIN)
     assert answers[2]["fit_rows"] == 3_000 and len(w.seen[-2][2]) == 3_000
 

@@ -18,7 +18,6 @@ workers whose context holds all rows, side by side), within the time left, and
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ import numpy as np
 from automl_meta import metrics as metrics_mod
 from automl_meta.budget import WRITE_RESERVE_SECONDS, model_write_seconds
 from automl_meta.search.families import final_fit_seconds
-from automl_meta.search.workers import EvaluationFailed, EvaluationTimeout
+from automl_meta.search.workers import run_side_by_side
 
 
 class Ensemble:
@@ -312,78 +311,31 @@ def refit_ensemble(selection: Selection, records: Mapping[int, Any], oof: Mappin
             continue
         lanes[lane] += est
         planned.append(t)
-    fitted: dict[int, tuple[Any, float]] = {}
-    lock = threading.Lock()  # guards the queue, ``fitted``, ``dropped`` and the writing
-    queue = list(planned) if len(planned) >= 2 else []  # one member: the single-model refit
-    stop = threading.Event()
-    written = [0.0, 0.0]  # estimated seconds to write the members fitted so far; beyond
-    # write_allowance
+    written = 0.0  # estimated seconds to write the members fitted so far
 
-    def fit_members(w: Any) -> None:
-        while not stop.is_set():
-            with lock:
-                if not queue:
-                    return
-                t = queue.pop(0)
-                write = written[1]
-            timeout = None if window_end is None else window_end - time.monotonic() - write
-            if timeout is not None and timeout <= 0.2:
-                with lock:
-                    dropped.append({"trial": t, "family": records[t].family,
-                                    "why": "no time left" + (
-                                        f" (~{write:.1f} s kept to write the members fitted "
-                                        "so far)" if write else "")})
-                continue
-            try:
-                out = w.run(("fit", records[t].config), timeout)
-            except (EvaluationTimeout, EvaluationFailed) as exc:
-                with lock:
-                    dropped.append({"trial": t, "family": records[t].family,
-                                    "why": "interrupted" if stop.is_set() else str(exc)})
-                continue
-            more = model_write_seconds(out["pipeline"])
-            with lock:
-                after = max(0.0, written[0] + more - write_allowance)
-                if window_end is not None and t != selection.single_trial \
-                        and time.monotonic() + after > window_end:
-                    # fitted, but writing it too would take the fit past its budget
-                    dropped.append({"trial": t, "family": records[t].family,
-                                    "why": f"its model would take ~{more:.1f} s to write, "
-                                           "past the time left"})
-                    continue
-                written[0], written[1] = written[0] + more, after
-                fitted[t] = (out["pipeline"], float(out["fit_seconds"]))
+    def beyond_allowance() -> float:  # what writing them takes from the window
+        return max(0.0, written - write_allowance)
 
-    interrupted = False
-    if len(workers) == 1 or len(queue) < 2:
-        try:
-            fit_members(worker)
-        except KeyboardInterrupt:  # Ctrl-C / SIGTERM: the members fitted so far are used
-            worker.kill()  # its child may still be fitting: a fresh one for what follows
-            interrupted = True
-    else:
-        threads = [threading.Thread(target=fit_members, args=(w,), daemon=True,
-                                    name="automl-meta-ensemble-refit")
-                   for w in workers[:len(queue)]]
-        for th in threads:
-            th.start()
-        try:
-            while any(th.is_alive() for th in threads):
-                for th in threads:
-                    th.join(0.1)
-        except KeyboardInterrupt:
-            stop.set()
-            interrupted = True
-            for w in workers:  # their children may still be fitting
-                w.kill()
-            for th in threads:
-                th.join()
-    if interrupted:
-        done = set(fitted) | {d["trial"] for d in dropped}
-        dropped += [{"trial": u, "family": records[u].family, "why": "interrupted"}
-                    for u in planned if u not in done]
+    def writable(t: int, out: dict) -> str | None:
+        nonlocal written
+        more = model_write_seconds(out["pipeline"])
+        if window_end is not None and t != selection.single_trial and \
+                time.monotonic() + max(0.0, written + more - write_allowance) > window_end:
+            # fitted, but writing it too would take the fit past its budget
+            return f"its model would take ~{more:.1f} s to write, past the time left"
+        written += more
+        return None
+
+    # one member: the single-model refit
+    jobs = [(t, ("fit", records[t].config), None) for t in planned] if len(planned) >= 2 \
+        else []
+    answers, failed, interrupted = run_side_by_side(jobs, workers, window_end,
+                                                    reserve=beyond_allowance, accept=writable)
+    fitted = {t: (out["pipeline"], float(out["fit_seconds"])) for t, out in answers.items()}
+    dropped += [{"trial": t, "family": records[t].family, "why": why}
+                for t, why in failed.items()]
     # a member's place in the plan, not the order the workers finished in
-    dropped.sort(key=lambda d: members.index(d["trial"]) if d["trial"] in members else 0)
+    dropped.sort(key=lambda d: members.index(d["trial"]))
     kept = {t: w for t, w in selection.weights.items() if t in fitted}
     total = sum(kept.values())
     weights = {t: float(w / total) for t, w in kept.items()} if total else {}

@@ -30,8 +30,6 @@ row but a held-out set drawn from those rows, and compared on it:
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +40,7 @@ from automl_meta import metrics as metrics_mod
 from automl_meta.artifacts.ensemble import Ensemble, describe, select_ensemble
 from automl_meta.budget import HOLDOUT_FIRST_MARGIN, HOLDOUT_REFIT_SAFETY, refit_seconds
 from automl_meta.search.families import final_fit_seconds, fit_exponent
-from automl_meta.search.workers import EvaluationFailed, EvaluationTimeout
+from automl_meta.search.workers import run_side_by_side
 
 
 @dataclass
@@ -161,86 +159,6 @@ class HoldoutOutcome:
     interrupted: bool = False
 
 
-#: a job for :func:`_run_side_by_side`: ``(key, request, estimate)``, optionally with a
-#: fourth element, ``smaller(limit, least=False)``: the same job on the most rows (with
-#: ``least``, its fewest rows) whose estimate is at most ``limit`` seconds, as ``(request,
-#: estimate, rows)``, or None when none is
-Job = tuple[Any, ...]
-
-
-def _run_side_by_side(jobs: list[Job], workers: Sequence[Any], window_end: float | None,
-                      first_margin: float = 1.0
-                      ) -> tuple[dict[Any, dict], dict[Any, str], bool]:
-    """Run ``(key, request, estimate[, smaller])`` jobs in order on ``workers``, one thread
-    each.
-
-    A job whose estimate does not fit in the time left runs on fewer rows (``smaller``) if
-    that fits, and is skipped otherwise; the first job is also run on its fewest rows, or
-    as it is without ``smaller``, while its estimate is within ``first_margin`` times the
-    time left. Each runs with the time left as its time-out. Returns the answers (with
-    ``fit_rows`` for a job run on fewer rows) and the reasons of the jobs that produced
-    none, by key, and whether Ctrl-C stopped them.
-    """
-    lock = threading.Lock()
-    queue = list(jobs)
-    first_key = jobs[0][0] if jobs else None
-    answers: dict[Any, dict] = {}
-    failed: dict[Any, str] = {}
-
-    def drive(worker: Any) -> None:
-        while True:
-            with lock:
-                if not queue:
-                    return
-                key, request, est, *more = queue.pop(0)
-                smaller: Callable[..., tuple[tuple, float, int] | None] | None = (
-                    more[0] if more else None)
-                left = None if window_end is None else window_end - time.monotonic()
-                margin = first_margin if key == first_key else 1.0
-                rows = None
-                if left is not None and left > 0.2 and est is not None and est > left \
-                        and smaller is not None:
-                    fewer = smaller(left) or (
-                        smaller(margin * left, least=True) if margin > 1 else None)
-                    if fewer is not None:
-                        request, est, rows = fewer
-                if left is not None and (left <= 0.2 or (
-                        est is not None and est > margin * left)):
-                    failed[key] = (f"needs ~{est:.1f} s, {max(0.0, left):.1f} s left"
-                                   if est is not None and left > 0.2 else "no time left")
-                    continue
-            try:
-                out = worker.run(request, left)
-            except (EvaluationTimeout, EvaluationFailed) as exc:
-                with lock:
-                    failed[key] = str(exc) + ("" if rows is None else f" (on {rows} rows)")
-                continue
-            with lock:
-                if rows is not None:
-                    out["fit_rows"] = rows
-                answers[key] = out
-
-    threads = [threading.Thread(target=drive, args=(w,), daemon=True) for w in workers]
-    for t in threads:
-        t.start()
-    interrupted = False
-    try:
-        for t in threads:
-            while t.is_alive():
-                t.join(0.1)
-    except KeyboardInterrupt:  # Ctrl-C / SIGTERM: stop the fits, keep what is fitted
-        interrupted = True
-        with lock:
-            for key, *_ in queue:
-                failed[key] = "interrupted"
-            queue.clear()
-        for w in workers:
-            w.kill()
-        for t in threads:
-            t.join(5.0)
-    return answers, failed, interrupted
-
-
 def _fewer_rows(candidate: HoldoutCandidate, train_rows: int, fit_rows: np.ndarray,
                 eval_rows: np.ndarray, search_rows: np.ndarray | None, extra: np.ndarray,
                 classifier: bool = False
@@ -326,7 +244,7 @@ def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[
              c.estimate(train_rows, n_fit, len(eval_rows), clf),
              _fewer_rows(c, train_rows, fit_rows, eval_rows, search_rows, extra, clf))
             for c in candidates]
-    answers, failed, interrupted = _run_side_by_side(jobs, workers, window_end,
+    answers, failed, interrupted = run_side_by_side(jobs, workers, window_end,
                                                      HOLDOUT_FIRST_MARGIN)
     rows = []
     for c in candidates:
@@ -367,7 +285,7 @@ def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[
     not_refitted = {k: f"{by_key[k].family} is not offered on {n_all} rows" for k in weights
                     if offered is not None and by_key[k].family not in offered}
     if not interrupted and refit_jobs:
-        refitted, failed_refits, interrupted = _run_side_by_side(
+        refitted, failed_refits, interrupted = run_side_by_side(
             refit_jobs, workers, window_end if refit_end is None else refit_end)
         not_refitted |= failed_refits
     members = []

@@ -34,7 +34,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -490,6 +490,103 @@ class Worker:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+#: a job for :func:`run_side_by_side`: ``(key, request, estimate)``, optionally with a
+#: fourth element, ``smaller(limit, least=False)``: the same job on the most rows (with
+#: ``least``, its fewest rows) whose estimate is at most ``limit`` seconds, as ``(request,
+#: estimate, rows)``, or None when none is
+Job = tuple[Any, ...]
+
+
+def run_side_by_side(jobs: list[Job], workers: Sequence[Worker], window_end: float | None,
+                     first_margin: float = 1.0, *,
+                     reserve: Callable[[], float] | None = None,
+                     accept: Callable[[Any, dict], str | None] | None = None
+                     ) -> tuple[dict[Any, dict], dict[Any, str], bool]:
+    """Run ``(key, request, estimate[, smaller])`` jobs in order on ``workers``, one thread
+    each.
+
+    A job whose estimate (None: unknown) does not fit in the time left runs on fewer rows
+    (``smaller``) if that fits, and is skipped otherwise; the first job is also run on its
+    fewest rows, or as it is without ``smaller``, while its estimate is within
+    ``first_margin`` times the time left. Each runs with the time left as its time-out.
+    ``reserve()`` (under the runner's lock, as each job starts) is the part of the window
+    already spoken for, not left to the job; ``accept(key, answer)`` (under the lock, as
+    each job answers) may turn an answer down with a reason. Returns the answers (with
+    ``fit_rows`` for a job run on fewer rows) and the reasons of the jobs that produced
+    none, by key, and whether Ctrl-C stopped them (the jobs it stopped say
+    ``"interrupted"``).
+    """
+    lock = threading.Lock()
+    queue = list(jobs)
+    first_key = jobs[0][0] if jobs else None
+    answers: dict[Any, dict] = {}
+    failed: dict[Any, str] = {}
+    stopping = threading.Event()
+
+    def drive(worker: Worker) -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                key, request, est, *more = queue.pop(0)
+                smaller: Callable[..., tuple[tuple, float, int] | None] | None = (
+                    more[0] if more else None)
+                held = reserve() if reserve is not None else 0.0
+                left = None if window_end is None else window_end - time.monotonic() - held
+                margin = first_margin if key == first_key else 1.0
+                rows = None
+                if left is not None and left > 0.2 and est is not None and est > left \
+                        and smaller is not None:
+                    fewer = smaller(left) or (
+                        smaller(margin * left, least=True) if margin > 1 else None)
+                    if fewer is not None:
+                        request, est, rows = fewer
+                if left is not None and (left <= 0.2 or (
+                        est is not None and est > margin * left)):
+                    failed[key] = (
+                        f"needs ~{est:.1f} s, {max(0.0, left):.1f} s left"
+                        if est is not None and left > 0.2 else "no time left" + (
+                            f" (~{held:.1f} s kept to write what was fitted so far)"
+                            if held else ""))
+                    continue
+            try:
+                out = worker.run(request, left)
+            except (EvaluationTimeout, EvaluationFailed) as exc:
+                with lock:
+                    failed[key] = "interrupted" if stopping.is_set() else (
+                        str(exc) + ("" if rows is None else f" (on {rows} rows)"))
+                continue
+            with lock:
+                why = accept(key, out) if accept is not None else None
+                if why is not None:
+                    failed[key] = why
+                    continue
+                if rows is not None:
+                    out["fit_rows"] = rows
+                answers[key] = out
+
+    threads = [threading.Thread(target=drive, args=(w,), daemon=True) for w in workers]
+    for t in threads:
+        t.start()
+    interrupted = False
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.1)
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM: stop the fits, keep what is fitted
+        interrupted = True
+        stopping.set()
+        with lock:
+            for key, *_ in queue:
+                failed[key] = "interrupted"
+            queue.clear()
+        for w in workers:
+            w.kill()
+        for t in threads:
+            t.join(5.0)
+    return answers, failed, interrupted
 
 
 def _death_reason(code: int | None) -> str:
