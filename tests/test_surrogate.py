@@ -148,7 +148,7 @@ def test_a_stale_changed_or_foreign_stored_model_is_not_used(written_metabase):
 
     space = load_space()
     store_surrogates(written_metabase)
-    model_file = written_metabase / "surrogate-regression.skops"
+    model_file = written_metabase / "surrogate-regression.npz"
     good = model_file.read_bytes()
     # the file changed: its checksum no longer matches
     model_file.write_bytes(good[:-10] + b"0" * 10)
@@ -166,26 +166,29 @@ def test_a_stale_changed_or_foreign_stored_model_is_not_used(written_metabase):
     assert stored is None and "other data" in why
 
 
-class NotAModel:  # a type skops does not trust, standing in for a crafted payload
-    def __init__(self) -> None:
-        self.n_features_in_ = 1
-
-
-def test_a_stored_model_holding_another_type_is_refused(written_metabase):
-    import skops.io as sio
-
+def test_a_stored_model_holding_more_than_numbers_is_refused(written_metabase):
     from automl_meta.data import file_sha256
     from automl_meta.meta.metabase import load_metabase, write_manifest
-    from automl_meta.meta.surrogate import store_surrogates, stored_surrogate
+    from automl_meta.meta.surrogate import StoredTrees, store_surrogates, stored_surrogate
 
     store_surrogates(written_metabase)
-    model_file = written_metabase / "surrogate-regression.skops"
-    sio.dump(NotAModel(), model_file)
+    model_file = written_metabase / "surrogate-regression.npz"
+    with np.load(model_file) as z:
+        arrays = {name: z[name] for name in z.files}
+    # an object array: reading it back would unpickle whatever the file holds
+    np.savez(model_file, **(arrays | {"nodes": np.array([NotAModel()], dtype=object)}))
     mb = load_metabase(written_metabase)
     mb.manifest["surrogates"]["regression"]["sha256"] = file_sha256(model_file)
     write_manifest(written_metabase, mb.manifest)
     stored, why = stored_surrogate(load_metabase(written_metabase), load_space(), "regression")
-    assert stored is None and "cannot be used" in why and "NotAModel" in why
+    assert stored is None and "cannot be used" in why and "pickle" in why
+    # trees of another layout (another scikit-learn's nodes) are refused too
+    with pytest.raises(ValueError, match="another scikit-learn"):
+        StoredTrees(arrays | {"nodes": np.zeros(3, dtype=[("value", "f8")])})
+
+
+class NotAModel:  # stands in for a crafted payload
+    pass
 
 
 def test_the_bundled_metabase_carries_current_models_for_both_kinds():

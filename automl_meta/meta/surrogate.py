@@ -20,11 +20,13 @@ on wide data, a forest on many rows, ...) from the metabase itself, instead of r
 one hand-weighted distance.
 
 Fitting the model takes about a second, which a short budget cannot spare, so a metabase
-carries it fitted (:func:`store_surrogates`: ``surrogate-<kind>.skops`` beside the data
+carries it fitted (:func:`store_surrogates`: ``surrogate-<kind>.npz`` beside the data
 files, listed in the manifest with its checksum, the scikit-learn version and a digest of
-the data it was fitted on). :func:`stored_surrogate` loads it (skops: only the types of a
-fitted ``HistGradientBoostingRegressor`` are built) when it is current, and says why not
-otherwise; the warm start then fits one as before.
+the data it was fitted on). The file holds the fitted trees as plain arrays
+(:class:`StoredTrees`): numpy reads them without unpickling anything, and predicting needs
+no more of scikit-learn than its tree evaluator — no model-file loader, whose import alone
+takes about a second of a short budget. :func:`stored_surrogate` loads it when it is
+current, and says why not otherwise; the warm start then fits one as before.
 """
 
 from __future__ import annotations
@@ -54,14 +56,8 @@ from automl_meta.search.space import SearchSpace, task_kind
 MODEL_PARAMS = {"max_iter": 100, "learning_rate": 0.1, "max_leaf_nodes": 31,
                 "min_samples_leaf": 20, "l2_regularization": 1.0}
 #: the stored model of each task kind, in the metabase folder
-SURROGATE_FILES = {"classification": "surrogate-classification.skops",
-                   "regression": "surrogate-regression.skops"}
-#: what a stored model may hold beyond the types skops trusts by default (a fitted
-#: HistGradientBoostingRegressor with categorical features: its trees and the
-#: ``functools.partial(check_array, ...)`` of its category encoder)
-STORED_TRUSTED_TYPES = ("functools.partial",
-                        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-                        "sklearn.utils.validation.check_array")
+SURROGATE_FILES = {"classification": "surrogate-classification.npz",
+                   "regression": "surrogate-regression.npz"}
 
 
 def _param_columns(space: SearchSpace, kind: str) -> list[tuple[str, str, Any]]:
@@ -119,6 +115,109 @@ def trial_ranks(results: pd.DataFrame, greater: Mapping[str, bool]) -> pd.Series
     ranks = signed.groupby(res["task_id"]).rank(method="average", na_option="top")
     sizes = res.groupby("task_id")["task_id"].transform("size")
     return ((ranks - 1) / (sizes - 1)).where(sizes > 1, 1.0)
+
+
+class StoredTrees:
+    """The trees of a fitted ``HistGradientBoostingRegressor`` (squared error) as plain
+    arrays, and its predictions from them.
+
+    :meth:`arrays` takes them from a fitted model; :meth:`load` reads them from an ``.npz``
+    file without unpickling (a file holding anything but numbers is refused). Predictions
+    are the model's own: its categorical columns encoded as its encoder does (the codes of
+    the categories seen in fit, unknown ones missing) and put first, then its baseline plus
+    every tree's value, computed by scikit-learn's tree evaluator (the one the model's
+    ``predict`` calls). The node layout belongs to
+    the scikit-learn version that fitted the model: a file of another layout is refused,
+    and the manifest records that version so the warm start can say so first.
+
+    Parameters
+    ----------
+    arrays : mapping of str to ndarray
+        As :meth:`arrays` returns them.
+    """
+
+    def __init__(self, arrays: Mapping[str, np.ndarray]) -> None:
+        from sklearn.ensemble._hist_gradient_boosting.common import PREDICTOR_RECORD_DTYPE
+        from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+
+        nodes = np.asarray(arrays["nodes"])
+        if nodes.dtype != PREDICTOR_RECORD_DTYPE:
+            raise ValueError("its trees are laid out for another scikit-learn version")
+        node_ends = np.asarray(arrays["node_ends"], dtype=np.int64)
+        bitset_ends = np.asarray(arrays["bitset_ends"], dtype=np.int64)
+        binned = np.ascontiguousarray(arrays["binned_bitsets"], dtype=np.uint32)
+        raw = np.ascontiguousarray(arrays["raw_bitsets"], dtype=np.uint32)
+        if len(node_ends) != len(bitset_ends) or (len(node_ends) and (
+                node_ends[-1] != len(nodes) or bitset_ends[-1] != len(raw))):
+            raise ValueError("its tree offsets do not match its nodes")
+        self._trees = [TreePredictor(nodes[n0:n1], binned[b0:b1], raw[b0:b1])
+                       for n0, n1, b0, b1 in zip(np.r_[0, node_ends[:-1]], node_ends,
+                                                 np.r_[0, bitset_ends[:-1]], bitset_ends,
+                                                 strict=True)]
+        self._known = np.ascontiguousarray(arrays["known_cat_bitsets"], dtype=np.uint32)
+        self._f_idx_map = np.ascontiguousarray(arrays["f_idx_map"], dtype=np.uint32)
+        self._baseline = float(np.asarray(arrays["baseline"]).reshape(-1)[0])
+        self.n_features_in_ = int(np.asarray(arrays["n_features_in"]).reshape(-1)[0])
+        self._categorical = np.asarray(arrays["categorical"], dtype=bool)
+        values = np.asarray(arrays["categories"], dtype=np.float64)
+        ends = np.asarray(arrays["category_ends"], dtype=np.int64)
+        if len(self._categorical) != self.n_features_in_ or \
+                len(ends) != self._categorical.sum():
+            raise ValueError("its categorical columns do not match its inputs")
+        self._categories = np.split(values, ends[:-1]) if len(ends) else []
+
+    @staticmethod
+    def arrays(model: Any) -> dict[str, np.ndarray]:
+        """The arrays of a fitted ``HistGradientBoostingRegressor`` with squared-error loss
+        (one tree per iteration)."""
+        if getattr(model, "loss", None) != "squared_error" or \
+                getattr(model, "n_trees_per_iteration_", None) != 1:
+            raise ValueError("only a squared-error HistGradientBoostingRegressor is stored")
+        trees = [p for iteration in model._predictors for p in iteration]
+        known, f_idx_map = model._bin_mapper.make_known_categories_bitsets()
+        empty = np.zeros((0, 8), dtype=np.uint32)
+        categorical = np.zeros(model.n_features_in_, dtype=bool)
+        categories: list[np.ndarray] = []
+        if model._preprocessor is not None:
+            categorical = np.asarray(model.is_categorical_, dtype=bool)
+            categories = list(model._preprocessor.named_transformers_["encoder"].categories_)
+        return {
+            "nodes": np.concatenate([t.nodes for t in trees]),
+            "node_ends": np.cumsum([len(t.nodes) for t in trees]),
+            "binned_bitsets": np.concatenate([empty, *(t.binned_left_cat_bitsets
+                                                       for t in trees)]),
+            "raw_bitsets": np.concatenate([empty, *(t.raw_left_cat_bitsets for t in trees)]),
+            "bitset_ends": np.cumsum([len(t.raw_left_cat_bitsets) for t in trees]),
+            "known_cat_bitsets": known, "f_idx_map": f_idx_map,
+            "baseline": np.asarray(model._baseline_prediction, dtype=np.float64).reshape(-1),
+            "n_features_in": np.asarray([model.n_features_in_]),
+            "categorical": categorical,
+            "categories": np.concatenate([np.zeros(0), *categories]).astype(np.float64),
+            "category_ends": np.cumsum([len(c) for c in categories], dtype=np.int64),
+        }
+
+    @classmethod
+    def load(cls, path: str | Path) -> StoredTrees:
+        """Read the arrays :meth:`arrays` made from an ``.npz`` file (no pickles)."""
+        with np.load(path, allow_pickle=False) as z:
+            return cls({name: z[name] for name in z.files})
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The model's predictions for the rows of ``X``."""
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[-1]} columns, the model {self.n_features_in_}")
+        if self._categorical.any():
+            codes = []
+            for j, values in zip(np.flatnonzero(self._categorical), self._categories,
+                                 strict=True):
+                at = np.minimum(np.searchsorted(values, X[:, j]), len(values) - 1)
+                codes.append(np.where(values[at] == X[:, j], at, np.nan))
+            X = np.ascontiguousarray(np.column_stack([*codes, X[:, ~self._categorical]]))
+        out = np.full(len(X), self._baseline)
+        for tree in self._trees:
+            out += tree.predict(X, self._known, self._f_idx_map, 1)
+        return out
 
 
 @dataclass
@@ -229,7 +328,7 @@ def _sklearn_minor() -> str:
 
 def store_surrogates(path: str | Path, seed: int = 0) -> dict[str, Any]:
     """Fit the performance model of each task kind on the metabase in ``path`` and store it
-    there (``surrogate-<kind>.skops``, recorded in the manifest's ``surrogates``).
+    there (``surrogate-<kind>.npz``, recorded in the manifest's ``surrogates``).
 
     Parameters
     ----------
@@ -242,10 +341,9 @@ def store_surrogates(path: str | Path, seed: int = 0) -> dict[str, Any]:
     dict
         The manifest entry per task kind (a kind with fewer than 5 prior tasks has none).
     """
-    import zipfile
+    import io
 
     import sklearn
-    import skops.io as sio
 
     from automl_meta.search.space import load_space
 
@@ -258,7 +356,9 @@ def store_surrogates(path: str | Path, seed: int = 0) -> dict[str, Any]:
         if surrogate is None:
             (Path(path) / name).unlink(missing_ok=True)
             continue
-        data = sio.dumps(surrogate.model, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **StoredTrees.arrays(surrogate.model))
+        data = buffer.getvalue()
         entries[kind] = {"file": name, **write_file(path, name, data),
                          "data_digest": data_digest(mb.manifest),
                          "sklearn": sklearn.__version__, "seed": seed,
@@ -304,15 +404,13 @@ def stored_surrogate(metabase: Metabase, space: SearchSpace, task: str
     try:
         if file_sha256(path) != entry.get("sha256"):
             return None, f"{path.name} does not match the manifest's checksum"
-        import skops.io as sio
-
-        model = sio.load(path, trusted=list(STORED_TRUSTED_TYPES))
+        model = StoredTrees.load(path)
         columns = np.zeros(int(entry["n_inputs"]), dtype=bool)
         columns[np.asarray(entry["inputs_used"], dtype=int)] = True
         normalisation = metabase.manifest["normalisation"][kind]
         if getattr(model, "n_features_in_", None) != int(columns.sum()):
             return None, f"{path.name} does not fit the manifest's inputs"
-    except Exception as exc:  # unreadable, refused by skops, malformed entry
+    except Exception as exc:  # unreadable, not plain arrays, malformed entry
         return None, f"{path.name} cannot be used ({type(exc).__name__}: {exc})"
     return Surrogate(kind, space, normalisation, model, [str(t) for t in entry["task_ids"]],
                      int(entry.get("n_trials", 0)), columns), "stored"
