@@ -68,23 +68,6 @@ def test_selection_on_noisy_probabilities(metric):
     assert oof_score(blended, y, m, "multiclass", k) == pytest.approx(sel.score)
 
 
-def test_a_tie_in_accuracy_goes_to_the_blend_closer_to_the_truth():
-    y = np.array([0, 0, 1, 1])
-
-    def probs(p0: float) -> np.ndarray:  # every row right, with confidence p0
-        right = np.array([p0, p0, p0, p0])
-        return np.column_stack([np.where(y == 0, right, 1 - right),
-                                np.where(y == 1, right, 1 - right)])
-
-    # every blend is right on every row: only the log loss tells them apart
-    oof = {0: probs(0.6), 1: probs(0.51), 2: probs(0.9)}
-    sel = select_ensemble(oof, y, "accuracy", "binary", 2, size=2, best_trial=0)
-    assert sel.weights == {0: 0.5, 2: 0.5} and sel.score == sel.single_score == 1.0
-    # a metric of probabilities needs no tie-break: the same order as its own score
-    sel = select_ensemble(oof, y, "log_loss", "binary", 2, size=2, best_trial=0)
-    assert sel.weights == {0: 0.5, 2: 0.5} and sel.score < sel.single_score
-
-
 def test_size_one_or_no_time_keeps_the_best_trial_alone():
     rng = np.random.default_rng(2)
     y = rng.normal(size=100)

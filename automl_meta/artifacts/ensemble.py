@@ -154,11 +154,6 @@ def select_ensemble(oof: Mapping[int, np.ndarray], y: np.ndarray, metric: str, t
                     deadline: float | None = None) -> Selection:
     """Greedy forward selection with replacement over out-of-fold predictions.
 
-    Each round adds the candidate that makes the blend's score best; with a metric of the
-    labels alone (accuracy, F1), ties go to the blend with the lower log loss. The
-    selection kept is the best of the rounds' blends by the same order (an exact tie keeps
-    the smaller), so its score is never below the best trial's.
-
     Parameters
     ----------
     oof : mapping of int to ndarray
@@ -190,44 +185,30 @@ def select_ensemble(oof: Mapping[int, np.ndarray], y: np.ndarray, metric: str, t
     sign = 1.0 if m.greater_is_better else -1.0
     ids = list(oof)
     preds = [np.asarray(oof[i], dtype=float) for i in ids]
-    # a metric of labels alone (accuracy, F1) ties often on few rows: the ties go to the
-    # blend whose probabilities are closer to the truth (lower log loss)
-    by_loss = task != "regression" and not m.needs_proba
-    codes = np.asarray(y, dtype=int) if by_loss else None
 
     def score(pred: np.ndarray) -> float:
         value = oof_score(pred, y, m, task, n_classes)
         return value if np.isfinite(value) else -np.inf * sign
-
-    def key(pred: np.ndarray) -> tuple[float, float]:
-        """(signed score, signed tie-break): greater is better."""
-        value = score(pred)
-        if not by_loss:
-            return sign * value, 0.0
-        p = np.clip(pred[np.arange(len(codes)), codes], 1e-15, 1.0)
-        return sign * value, float(np.mean(np.log(p)))
 
     start = ids.index(best_trial)
     counts = np.zeros(len(ids), dtype=int)
     counts[start] = 1
     total = preds[start].copy()  # sum of the picked predictions
     single = score(total)
-    best_key = key(total)
     best_counts, best_score, history = counts.copy(), single, [single]
     for r in range(2, max(1, int(size)) + 1):
         if deadline is not None and time.monotonic() >= deadline:
             break
-        round_key, round_j = None, -1
+        round_best, round_j = None, -1
         for j, p in enumerate(preds):
-            k = key((total + p) / r)
-            if round_key is None or k > round_key:
-                round_key, round_j = k, j
+            value = score((total + p) / r)
+            if round_best is None or sign * value > sign * round_best:
+                round_best, round_j = value, j
         counts[round_j] += 1
         total += preds[round_j]
-        round_best = sign * round_key[0]
         history.append(round_best)
-        if round_key > best_key:  # an exact tie keeps the smaller ensemble
-            best_counts, best_score, best_key = counts.copy(), round_best, round_key
+        if sign * round_best > sign * best_score:  # a tie keeps the smaller ensemble
+            best_counts, best_score = counts.copy(), round_best
     picks = int(best_counts.sum())
     order = sorted((j for j in range(len(ids)) if best_counts[j] > 0),
                    key=lambda j: (j != start, -best_counts[j], j))
