@@ -511,7 +511,9 @@ class AutoML(BaseEstimator):
         """The warm start: the configurations to evaluate first, and (``early``) a future of
         the rest, which the search enqueues when it is ready (None: nothing to wait for).
 
-        The history's configurations for this table's schema, then the strategy's list for
+        The history's best configuration for this table's schema, the family defaults
+        (:data:`~automl_meta.defaults.WARM_START_DEFAULT_FAMILIES`, which a fit without
+        history starts with), the history's next ones, then the strategy's list for
         this dataset: meta-features → nearest prior tasks → ordered configurations
         (:meth:`_warm_start_prior`, :meth:`_warm_start_learned`). With ``early``, the
         history's configurations start at once and the rest is computed in a thread while
@@ -522,6 +524,15 @@ class AutoML(BaseEstimator):
         for the core, and the strategy's first configurations would start later.
         """
         mb, first = self._warm_start_prior(dataset, space, n_rows, deadline)
+        if first and self.warm_start > 1:
+            # the history's best first, then the defaults a fit without history starts
+            # with: a guard against an earlier best that does not carry over to these rows
+            from automl_meta.meta.metabase import config_id
+
+            taken = {config_id(c) for c, _ in first}
+            anchors = [(c, o) for c, o in self._family_defaults(dataset, space, n_rows)
+                       if config_id(c) not in taken]
+            first = first[:1] + anchors + first[1:]
         if mb is None:
             self._mark("warm start ready")
             return first, None
@@ -614,8 +625,10 @@ class AutoML(BaseEstimator):
         rest = [(s.config, s.origin) for s in suggestions if config_id(s.config) not in taken]
         history_first = [o for _, o in first if o.startswith("history:")]
         if history_first:
+            defaults = [o for _, o in first if o.startswith("default:")]
             log.append(f"{len(history_first)} configuration(s) from earlier fits on a table "
                        "with the same schema come first" + (
+                           f" ({', '.join(defaults)} second)" if defaults else "") + (
                            ", started while the meta-features were computed"
                            if early else ""))
         elif early and first:

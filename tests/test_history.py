@@ -15,6 +15,7 @@ from automl_meta.cli import main
 from automl_meta.errors import HistoryError
 from automl_meta.meta.history import History, RunRecord, as_metabase, schema_fingerprint
 from automl_meta.meta.metabase import load_metabase
+from automl_meta.search.space import load_space
 
 
 def _table(n: int, seed: int) -> pd.DataFrame:
@@ -139,8 +140,11 @@ def test_against_the_clock_history_configs_start_before_the_meta_features(
     origins = list(lb["origin"])
     learned = [i for i, o in enumerate(origins) if o.startswith("learned:")]
     assert learned, origins  # enqueued while the search ran, and evaluated
-    # the worker waited for the strategy's list rather than start a sampled configuration
-    assert all(o.startswith("history:") for o in origins[:min(learned)]), origins
+    # the worker waited for the strategy's list rather than start a sampled configuration;
+    # the defaults a fit without history starts with came right after the history's best
+    hgb = load_space().default_config("hgb", "binary")
+    assert origins[1] == "default:hgb" or json.loads(lb.iloc[0]["config"]) == hgb, origins
+    assert all(o.startswith(("history:", "default:")) for o in origins[:min(learned)]), origins
     assert second["warm_start"]["neighbors"]  # the meta-features were computed meanwhile
 
 
