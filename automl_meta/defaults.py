@@ -44,8 +44,9 @@ FALLBACK_DEFAULT_FAMILIES = ("hgb",)
 DEFAULT_MAX_SEARCH_ROWS = 20_000
 #: seed of the CV split, the sampler and the models
 DEFAULT_SEED = 0
-#: rounds of ensemble selection over the best trials; 1 = the single best trial
-DEFAULT_ENSEMBLE_SIZE = 10
+#: rounds of ensemble selection over the best trials; 1 = the single best trial (25 is
+#: AutoGluon's default too)
+DEFAULT_ENSEMBLE_SIZE = 25
 #: on a large table searched on a subsample, the final candidates compared on held-out rows:
 #: at most this many, the best trial of each family the search tried (best first)...
 DEFAULT_HOLDOUT_CANDIDATES = 6
