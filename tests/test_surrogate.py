@@ -164,6 +164,11 @@ def test_a_stale_changed_or_foreign_stored_model_is_not_used(written_metabase):
     mb.manifest["surrogates"] = entry
     stored, why = stored_surrogate(mb, space, "regression")
     assert stored is None and "other data" in why
+    # an entry an older version wrote (a skops file): said so, not read
+    mb.manifest["surrogates"] = {"regression": dict(entry["regression"],
+                                                    file="surrogate-regression.skops")}
+    stored, why = stored_surrogate(mb, space, "regression")
+    assert stored is None and "older format" in why
 
 
 def test_a_stored_model_holding_more_than_numbers_is_refused(written_metabase):

@@ -126,9 +126,9 @@ class StoredTrees:
     are the model's own: its categorical columns encoded as its encoder does (the codes of
     the categories seen in fit, unknown ones missing) and put first, then its baseline plus
     every tree's value, computed by scikit-learn's tree evaluator (the one the model's
-    ``predict`` calls). The node layout belongs to
-    the scikit-learn version that fitted the model: a file of another layout is refused,
-    and the manifest records that version so the warm start can say so first.
+    ``predict`` calls). The node layout belongs to the scikit-learn version that fitted the
+    model: a file of another layout is refused, and the manifest records that version so
+    the warm start can say so first.
 
     Parameters
     ----------
@@ -353,6 +353,8 @@ def store_surrogates(path: str | Path, seed: int = 0) -> dict[str, Any]:
     for kind, name in SURROGATE_FILES.items():
         surrogate = fit_surrogate(mb, space, "binary" if kind == "classification" else kind,
                                   seed=seed)
+        # the skops file an older version stored there is not read any more
+        (Path(path) / name.replace(".npz", ".skops")).unlink(missing_ok=True)
         if surrogate is None:
             (Path(path) / name).unlink(missing_ok=True)
             continue
@@ -392,8 +394,11 @@ def stored_surrogate(metabase: Metabase, space: SearchSpace, task: str
     """
     kind = task_kind(task)
     entry = (metabase.manifest.get("surrogates") or {}).get(kind)
-    if not isinstance(entry, Mapping) or entry.get("file") != SURROGATE_FILES[kind]:
+    if not isinstance(entry, Mapping) or not entry.get("file"):
         return None, "the metabase stores no performance model for this kind"
+    if entry.get("file") != SURROGATE_FILES[kind]:
+        return None, (f"the stored performance model ({entry.get('file')}) is in an older "
+                      "format; rebuilding the metabase stores the current one")
     if entry.get("data_digest") != data_digest(metabase.manifest):
         return None, "the stored performance model was fitted on other data"
     fitted_with = ".".join(str(entry.get("sklearn", "")).split(".")[:2])
