@@ -29,10 +29,11 @@ DEFAULT_HISTORY_OBSERVATIONS = 100
 #: how the warm-start configurations are chosen (see :mod:`automl_meta.meta.warmstart`)
 DEFAULT_STRATEGY = "learned"
 #: the default configuration of each of these families is in every warm start's list, at
-#: position ``WARM_START_DEFAULTS_AT`` (0: first): a baseline that does well on many tables,
-#: for the tables on which the prior tasks' configurations do not carry over (against the
-#: clock with more than one worker and no history configuration to start with, they start
-#: at once instead, while the rest of the warm start is computed)
+#: position ``WARM_START_DEFAULTS_AT`` (0: first) of the strategy's list, and at the same
+#: position among the configurations of earlier fits on the same schema: a baseline that
+#: does well on many tables, for the tables on which the prior tasks' configurations do not
+#: carry over (against the clock with more than one worker and no history configuration to
+#: start with, they start at once instead, while the rest of the warm start is computed)
 WARM_START_DEFAULT_FAMILIES = ("hgb",)
 WARM_START_DEFAULTS_AT = 1
 #: when no trial's configuration can be refitted in the time left (or none completed), the

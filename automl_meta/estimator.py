@@ -57,6 +57,7 @@ from automl_meta.defaults import (
     HOLDOUT_DEFAULT_FAMILIES,
     HOLDOUT_LARGE_ROWS,
     HOLDOUT_LARGE_SETTINGS,
+    WARM_START_DEFAULTS_AT,
 )
 from automl_meta.errors import AutoMLError, UsageError
 from automl_meta.progress import Reporter
@@ -525,14 +526,16 @@ class AutoML(BaseEstimator):
         """
         mb, first = self._warm_start_prior(dataset, space, n_rows, deadline)
         if first and self.warm_start > 1:
-            # the history's best first, then the defaults a fit without history starts
-            # with: a guard against an earlier best that does not carry over to these rows
+            # the defaults a fit without history starts with, at their usual place among
+            # the history's configurations: a guard against an earlier best that does not
+            # carry over to these rows
             from automl_meta.meta.metabase import config_id
 
             taken = {config_id(c) for c, _ in first}
             anchors = [(c, o) for c, o in self._family_defaults(dataset, space, n_rows)
                        if config_id(c) not in taken]
-            first = first[:1] + anchors + first[1:]
+            at = WARM_START_DEFAULTS_AT
+            first = first[:at] + anchors + first[at:]
         if mb is None:
             self._mark("warm start ready")
             return first, None

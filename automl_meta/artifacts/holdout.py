@@ -245,7 +245,7 @@ def select_on_holdout(candidates: Sequence[HoldoutCandidate], workers: Sequence[
              _fewer_rows(c, train_rows, fit_rows, eval_rows, search_rows, extra, clf))
             for c in candidates]
     answers, failed, interrupted = run_side_by_side(jobs, workers, window_end,
-                                                     HOLDOUT_FIRST_MARGIN)
+                                                    HOLDOUT_FIRST_MARGIN)
     rows = []
     for c in candidates:
         a = answers.get(c.key)
