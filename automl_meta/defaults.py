@@ -30,13 +30,11 @@ DEFAULT_HISTORY_OBSERVATIONS = 100
 DEFAULT_STRATEGY = "learned"
 #: the default configuration of each of these families is in every warm start's list, at
 #: position ``WARM_START_DEFAULTS_AT`` (0: first) of the strategy's list, and at the same
-#: position among the configurations of earlier fits on the same schema: baselines for the
-#: tables on which the prior tasks' configurations do not carry over, gradient boosting
-#: (strong on many tables) and a linear model (strong where the relation is close to
-#: linear, which the prior tasks' forests and boosting miss; the cheapest trial there is).
-#: Against the clock with more than one worker and no history configuration to start
-#: with, they start at once instead, while the rest of the warm start is computed
-WARM_START_DEFAULT_FAMILIES = ("hgb", "linear")
+#: position among the configurations of earlier fits on the same schema: a baseline that
+#: does well on many tables, for the tables on which the prior tasks' configurations do not
+#: carry over (against the clock with more than one worker and no history configuration to
+#: start with, they start at once instead, while the rest of the warm start is computed)
+WARM_START_DEFAULT_FAMILIES = ("hgb",)
 WARM_START_DEFAULTS_AT = 1
 #: when no trial's configuration can be refitted in the time left (or none completed), the
 #: default configuration of these families is fitted on all rows before the last resort (a
