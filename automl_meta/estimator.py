@@ -516,15 +516,17 @@ class AutoML(BaseEstimator):
         (:data:`~automl_meta.defaults.WARM_START_DEFAULT_FAMILIES`, which a fit without
         history starts with), the history's next ones, then the strategy's list for
         this dataset: meta-features → nearest prior tasks → ordered configurations
-        (:meth:`_warm_start_prior`, :meth:`_warm_start_learned`). With ``early``, the
-        history's configurations start at once and the rest is computed in a thread while
-        they run; without any, and with more than one worker, the family defaults
-        (:data:`~automl_meta.defaults.WARM_START_DEFAULT_FAMILIES`) start at once instead,
-        on one worker, while the others wait for the strategy's list. With one worker
-        everything is computed first: an early trial would only compete with that thread
-        for the core, and the strategy's first configurations would start later.
+        (:meth:`_warm_start_metabase`, :meth:`_warm_start_learned`). With ``early``, the
+        history's configurations start at once and the rest (reading the metabase
+        included) is computed in a thread while they run; without any, and with more than
+        one worker, the family defaults
+        (:data:`~automl_meta.defaults.WARM_START_DEFAULT_FAMILIES`), which depend on neither
+        the metabase nor the history, start at once instead, on one worker, while the
+        others wait for the strategy's list. With one worker everything is computed first:
+        an early trial would only compete with that thread for the core, and the strategy's
+        first configurations would start later.
         """
-        mb, first = self._warm_start_prior(dataset, space, n_rows, deadline)
+        first, prior = self._from_history(dataset, space, n_rows, deadline)
         if first and self.warm_start > 1:
             # the defaults a fit without history starts with, at their usual place among
             # the history's configurations: a guard against an earlier best that does not
@@ -536,19 +538,27 @@ class AutoML(BaseEstimator):
                        if config_id(c) not in taken]
             at = WARM_START_DEFAULTS_AT
             first = first[:at] + anchors + first[at:]
-        if mb is None:
-            self._mark("warm start ready")
-            return first, None
+        defaults_early = False
         if early and not first and self.n_jobs_ > 1 and self.warm_start > 1:
             # a core is free while the rest is computed: the family defaults, which do not
             # depend on it, start on it
             first = self._family_defaults(dataset, space, n_rows)
+            defaults_early = bool(first)
         if not (early and first):
+            mb = self._warm_start_metabase(space, prior)
+            if mb is None:
+                self._mark("warm start ready")
+                return first, None
             return self._warm_start_learned(dataset, space, n_rows, deadline, mb, first), None
         future: Future = Future()
 
         def work() -> None:
             try:
+                mb = self._warm_start_metabase(space, prior, defaults_started=defaults_early)
+                if mb is None:
+                    self._mark("warm start ready")
+                    future.set_result([])
+                    return
                 rest = self._warm_start_learned(dataset, space, n_rows, deadline, mb, first,
                                                 early=True)
                 future.set_result(rest[len(first):])
@@ -558,25 +568,33 @@ class AutoML(BaseEstimator):
         threading.Thread(target=work, name="automl-meta-warm-start", daemon=True).start()
         return first, future
 
-    def _warm_start_prior(self, dataset: Dataset, space: Any, n_rows: int,
-                          deadline: float | None) -> tuple[Any, list[tuple[dict, str]]]:
-        """The metabase (with the history's runs as prior tasks) and the history's
-        configurations for this schema; the metabase is None when there is none to use."""
+    def _warm_start_metabase(self, space: Any, history: tuple[Any, str | None] | None,
+                             defaults_started: bool = False) -> Any:
+        """The metabase with the history's runs added as prior tasks (``history``: what
+        :meth:`_from_history` returned for :meth:`_history_metabase`, or None); None when
+        there is neither to use. ``defaults_started``: the family defaults are running
+        already (a metabase that cannot be read then leaves them as the whole warm
+        start)."""
         from automl_meta.errors import MetabaseError
+        from automl_meta.meta.history import merge_metabases
         from automl_meta.meta.metabase import load_metabase
 
         try:
             mb, problem = load_metabase(self.metabase, space_version=space.version), None
         except MetabaseError as exc:
             mb, problem = None, exc
-        first, mb = self._from_history(dataset, space, n_rows, mb, deadline)
+        hmb = None if history is None else self._history_metabase(space, *history)
+        if hmb is not None:
+            mb = hmb if mb is None else merge_metabases(mb, hmb)
         if problem is not None:
-            self.warnings_.append(f"cold start: {problem}" if mb is None else
-                                  f"the metabase is not used ({problem}); the warm start "
-                                  "draws on your history alone")
+            self.warnings_.append(
+                (f"cold start: {problem}" + (" (the family defaults, which do not need it, "
+                                             "were evaluated)" if defaults_started else ""))
+                if mb is None else f"the metabase is not used ({problem}); the warm start "
+                "draws on your history alone")
         if mb is not None:
             self.metabase_path_ = mb.path
-        return mb, first
+        return mb
 
     def _warm_start_learned(self, dataset: Dataset, space: Any, n_rows: int,
                             deadline: float | None, mb: Any, first: list[tuple[dict, str]],
@@ -656,21 +674,22 @@ class AutoML(BaseEstimator):
         return [(s.config, s.origin) for s in
                 default_suggestions(space, dataset.task, allowed, self.warm_start)]
 
-    def _from_history(self, dataset: Dataset, space: Any, n_rows: int, mb: Any,
-                      deadline: float | None = None) -> tuple[list[tuple[dict, str]], Any]:
+    def _from_history(self, dataset: Dataset, space: Any, n_rows: int,
+                      deadline: float | None = None
+                      ) -> tuple[list[tuple[dict, str]], tuple[Any, str | None] | None]:
         """The history's part of the warm start: the best configurations of earlier fits on
-        a table with this schema (to be evaluated first), and the metabase with the
-        history's runs added as prior tasks; their scored configurations (same metric) go
-        to ``self._observations``, for the search's sampler. A configuration whose trial
-        took there more than ``HISTORY_MAX_TRIAL_SHARE`` of the time now left (scaled to
-        these rows and folds) is not put first. A history that cannot be read is a
-        warning."""
+        a table with this schema (to be evaluated first), and what
+        :meth:`_history_metabase` needs to make the history's runs prior tasks (None
+        without a history): the history, and the schema fingerprint whose runs are left
+        out of them. The scored configurations of this schema (same metric) go to
+        ``self._observations``, for the search's sampler. A configuration whose trial took
+        there more than ``HISTORY_MAX_TRIAL_SHARE`` of the time now left (scaled to these
+        rows and folds) is not put first. A history that cannot be read is a warning."""
         from automl_meta.errors import HistoryError
-        from automl_meta.meta.history import as_metabase, merge_metabases
 
         history = self._history()
         if history is None or not history.exists():
-            return [], mb
+            return [], None
         n_first = min(DEFAULT_HISTORY_FIRST, max(1, self.warm_start // 2))
         allowed = set(space.family_names(dataset.task, n_rows))
         fingerprint = _fingerprint(dataset)
@@ -678,10 +697,9 @@ class AutoML(BaseEstimator):
             same = history.same_schema(fingerprint, dataset.task, space.version, 4 * n_first)
             scored = history.same_schema(fingerprint, dataset.task, space.version,
                                          DEFAULT_HISTORY_OBSERVATIONS, metric=self.metric_.name)
-            hmb = as_metabase(history, space.version)
         except HistoryError as exc:
             self.warnings_.append(f"the history is not used: {exc}")
-            return [], mb
+            return [], None
         self._observations = [(p.config, p.score, p.origin) for p in scored
                               if p.config.get("family") in allowed]
         left = None if deadline is None else deadline - time.monotonic()
@@ -690,14 +708,25 @@ class AutoML(BaseEstimator):
                  and space.check_config(p.config, dataset.task) is None
                  and (left is None or p.seconds_for(n_rows, self._n_folds)
                       <= HISTORY_MAX_TRIAL_SHARE * left)][:n_first]
-        if first and "fingerprint" in hmb.tasks:
-            # earlier fits of this table have had their say: as prior tasks at distance
-            # about 0 they would crowd the metabase's neighbours out of the rest of the list
-            hmb.tasks = hmb.tasks[hmb.tasks["fingerprint"] != fingerprint]
+        return first, (history, fingerprint if first else None)
+
+    def _history_metabase(self, space: Any, history: Any, exclude: str | None) -> Any:
+        """The history's runs as a metabase of prior tasks, without the runs of schema
+        fingerprint ``exclude`` (earlier fits of this table have had their say first: as
+        prior tasks at distance about 0 they would crowd the metabase's neighbours out of
+        the rest of the list); None when it cannot be read (a warning) or holds none."""
+        from automl_meta.errors import HistoryError
+        from automl_meta.meta.history import as_metabase
+
+        try:
+            hmb = as_metabase(history, space.version)
+        except HistoryError as exc:
+            self.warnings_.append(f"the history's runs are not used as prior tasks: {exc}")
+            return None
+        if exclude is not None and "fingerprint" in hmb.tasks:
+            hmb.tasks = hmb.tasks[hmb.tasks["fingerprint"] != exclude]
             hmb.results = hmb.results[hmb.results["task_id"].isin(hmb.tasks["task_id"])]
-        if mb is None:
-            return first, hmb if len(hmb.tasks) else None
-        return first, merge_metabases(mb, hmb)
+        return hmb if len(hmb.tasks) else None
 
     @staticmethod
     def _refit_model(out: dict, config: dict, why: str, record: TrialRecord | None,

@@ -248,6 +248,28 @@ def test_broken_metabase_means_cold_start_with_warning(tiny_metabase, tmp_path, 
     assert set(pd.read_csv(run / "leaderboard.csv")["origin"]) == {"tpe"}
 
 
+
+@pytest.mark.slow
+def test_broken_metabase_against_the_clock_keeps_the_early_defaults(tiny_metabase, tmp_path):
+    """Against the clock with two workers the HGB defaults start before the metabase is
+    read; a metabase that cannot be read then leaves them as the whole warm start, and the
+    warning says so."""
+    from sklearn.datasets import load_breast_cancer
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_metabase, broken)
+    with open(broken / "tasks.csv", "a") as fh:
+        fh.write("garbage\n")
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    model = AutoML(time_budget=4, n_jobs=2, seed=0, metabase=str(broken), history=False,
+                   diagnostics=False).fit(X, y)
+    origins = model.leaderboard_.sort_values("trial")["origin"].tolist()
+    assert origins[0] == "default:hgb"
+    assert set(origins[1:]) <= {"tpe"}, origins
+    assert any(w.startswith("cold start") and "checksum" in w and "family defaults" in w
+               for w in model.warnings_), model.warnings_
+    assert model.neighbors_ == []
+
 @pytest.mark.slow
 def test_neighbors_command(tiny_metabase, breast_cancer_csv, capsys):
     assert main(["neighbors", str(breast_cancer_csv), "--target", "diagnosis", "-k", "2",
