@@ -48,8 +48,8 @@ seed too) and each (table, split) counts as one task in the summary: on tables w
 set is a few hundred rows, one split moves a system's score by more than most differences
 between systems.
 
-Results: one row per (task, system, budget, seed) appended to ``benchmarks/results/compare_cli.csv``
-as soon as it finishes (a rerun skips rows present); ``--summary-only`` (and the end of a
+Results: one row per (task, system, budget, seed) appended to
+``benchmarks/results/compare_cli.csv`` as soon as it finishes (a rerun skips rows present); ``--summary-only`` (and the end of a
 run) writes ``compare_cli.md``, ``compare_cli.png`` and ``compare_cli_scores.csv`` (task x
 system scores) beside it. Work files go to ``benchmarks/work/`` (git-ignored).
 """
@@ -753,8 +753,9 @@ def main(argv: list[str] | None = None) -> None:
         from automl_meta.meta.metabase import load_metabase
 
         mb_tasks = load_metabase(ROOT / "metabase").tasks
-    for seed, (i, t) in ((seed, it) for seed in args.seeds for it in enumerate(chosen, 1)):
-        args.seed = seed
+    runs = [(seed, i, t) for seed in args.seeds for i, t in enumerate(chosen, 1)]
+    for seed, i, t in runs:
+        args.seed = seed  # the split, and the seed every system gets
         todo = [(b, s) for b in budgets for s in systems if (t.name, b, s, seed) not in have]
         if not todo:
             continue
