@@ -49,9 +49,10 @@ set is a few hundred rows, one split moves a system's score by more than most di
 between systems.
 
 Results: one row per (task, system, budget, seed) appended to
-``benchmarks/results/compare_cli.csv`` as soon as it finishes (a rerun skips rows present); ``--summary-only`` (and the end of a
-run) writes ``compare_cli.md``, ``compare_cli.png`` and ``compare_cli_scores.csv`` (task x
-system scores) beside it. Work files go to ``benchmarks/work/`` (git-ignored).
+``benchmarks/results/compare_cli.csv`` as soon as it finishes (a rerun skips rows present);
+``--summary-only`` (and the end of a run) writes ``compare_cli.md``, ``compare_cli.png`` and
+``compare_cli_scores.csv`` (task x system scores) beside it. Work files go to
+``benchmarks/work/`` (git-ignored).
 """
 
 from __future__ import annotations
