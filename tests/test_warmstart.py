@@ -248,7 +248,6 @@ def test_broken_metabase_means_cold_start_with_warning(tiny_metabase, tmp_path, 
     assert set(pd.read_csv(run / "leaderboard.csv")["origin"]) == {"tpe"}
 
 
-
 @pytest.mark.slow
 def test_broken_metabase_against_the_clock_keeps_the_early_defaults(tiny_metabase, tmp_path):
     """Against the clock with two workers the HGB defaults start before the metabase is
@@ -269,6 +268,7 @@ def test_broken_metabase_against_the_clock_keeps_the_early_defaults(tiny_metabas
     assert any(w.startswith("cold start") and "checksum" in w and "family defaults" in w
                for w in model.warnings_), model.warnings_
     assert model.neighbors_ == []
+
 
 @pytest.mark.slow
 def test_neighbors_command(tiny_metabase, breast_cancer_csv, capsys):
